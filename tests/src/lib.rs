@@ -1,0 +1,1 @@
+//! gatehouse-tests: the black-box conformance suite shared by every deployable.
