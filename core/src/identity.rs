@@ -9,6 +9,15 @@
 //! (`HTTP_REMOTE_USER`), which maps `Remote-User` and `Remote_User` to the same name. If
 //! gatehouse removed only the exact spelling, a client could send `remote_user: admin` and be
 //! admin. So names are compared ignoring ASCII case and treating `_` as `-`.
+//!
+//! **The threat, reading side.** Even from a trusted proxy, the value is a string that ends up
+//! as an account name, in logs and in the app's own header. A value with control characters
+//! can forge log lines or smuggle a second header downstream; an over-long one cannot be
+//! stored; and a header that arrives twice (`Remote-User: alice` and `remote_user: admin`) is
+//! a sign that a client's copy slipped through the proxy — which copy the app would believe is
+//! anyone's guess. So the value is refused, with a named [`IdentityError`], unless it is
+//! exactly one header, non-empty after trimming spaces, valid UTF-8, short enough to store and
+//! free of control characters. Nothing is ever guessed or repaired.
 
 /// The header gatehouse reads from trusted peers and sets for the app, unless configured.
 pub const DEFAULT_USER_HEADER: &str = "Remote-User";
@@ -65,6 +74,115 @@ pub fn is_identity_header(name: &[u8], configured_user_header: &str) -> bool {
             .any(|h| names_match_loosely(name, h.as_bytes()))
 }
 
+/// Why a trusted peer's identity header names no user. The engine falls back to its normal
+/// login for every one of these (as Navidrome does for an empty header); none is a username.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityError {
+    /// The header appears more than once, counting every spelling that
+    /// [`names_match_loosely`] matches (`Remote-User`, `remote_user`, …).
+    Repeated,
+    /// The value is empty or only spaces and tabs.
+    Empty,
+    /// The value, trimmed, is longer than [`crate::MAX_USERNAME_LEN`] bytes.
+    TooLong,
+    /// The value is not valid UTF-8.
+    NotUtf8,
+    /// The value contains a control character (ASCII or Unicode `Cc`, e.g. NUL, tab, CR, LF,
+    /// DEL or U+0085) between its first and last visible character.
+    ControlCharacter,
+}
+
+impl core::fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Repeated => "identity header sent more than once",
+            Self::Empty => "identity header is empty",
+            Self::TooLong => "identity header is longer than a username may be",
+            Self::NotUtf8 => "identity header is not valid UTF-8",
+            Self::ControlCharacter => "identity header contains a control character",
+        })
+    }
+}
+
+impl core::error::Error for IdentityError {}
+
+/// Reads the username a trusted peer sent in the configured identity header.
+///
+/// `headers` yields `(name, value)` pairs as they came on the wire. The header is found by
+/// its name ignoring ASCII case (as an app reading `Remote-User` would); it is `Repeated` when
+/// more than one header spells it loosely (any case, `_` for `-`). Returns `Ok(None)` when the
+/// header is absent.
+///
+/// Call this only for a peer that [`crate::trusted::TrustedSources`] trusts; from anyone else
+/// the header is a forgery and is stripped, not read.
+pub fn read_identity<'h, I>(
+    configured_user_header: &str,
+    headers: I,
+) -> Result<Option<crate::Username>, IdentityError>
+where
+    I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let wanted = configured_user_header.as_bytes();
+    let mut found: Option<&[u8]> = None;
+    let mut loose_copies = 0usize;
+    for (name, value) in headers {
+        if !names_match_loosely(name, wanted) {
+            continue;
+        }
+        loose_copies += 1;
+        if loose_copies > 1 {
+            return Err(IdentityError::Repeated);
+        }
+        if name.eq_ignore_ascii_case(wanted) {
+            found = Some(value);
+        }
+    }
+    found.map(parse_username).transpose()
+}
+
+/// [`read_identity`] over the headers `httparse` parsed.
+pub fn read_identity_httparse(
+    configured_user_header: &str,
+    headers: &[httparse::Header<'_>],
+) -> Result<Option<crate::Username>, IdentityError> {
+    read_identity(
+        configured_user_header,
+        headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+    )
+}
+
+/// Checks one identity header value and returns it as a username: spaces and tabs around it
+/// trimmed, then non-empty, at most [`crate::MAX_USERNAME_LEN`] bytes, valid UTF-8, no
+/// control characters.
+pub fn parse_username(value: &[u8]) -> Result<crate::Username, IdentityError> {
+    let trimmed = trim_spaces(value);
+    if trimmed.is_empty() {
+        return Err(IdentityError::Empty);
+    }
+    // Control bytes first: a value with a CR or NUL is refused as such even when it is also
+    // too long or not UTF-8, so the log says the most alarming thing.
+    if trimmed.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(IdentityError::ControlCharacter);
+    }
+    let text = core::str::from_utf8(trimmed).map_err(|_| IdentityError::NotUtf8)?;
+    if text.chars().any(char::is_control) {
+        return Err(IdentityError::ControlCharacter);
+    }
+    let mut name = crate::Username::new();
+    name.push_str(text).map_err(|_| IdentityError::TooLong)?;
+    Ok(name)
+}
+
+fn trim_spaces(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +236,124 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    fn read(headers: &[(&str, &[u8])]) -> Result<Option<crate::Username>, IdentityError> {
+        read_identity(
+            DEFAULT_USER_HEADER,
+            headers.iter().map(|(n, v)| (n.as_bytes(), *v)),
+        )
+    }
+
+    #[test]
+    fn reads_the_configured_header_in_any_case() {
+        let got = read(&[("Host", b"x"), ("remote-user", b"  alice\t")]).unwrap();
+        assert_eq!(got.as_deref(), Some("alice"));
+        let got = read(&[("REMOTE-USER", "Zoë Ørsted".as_bytes())]).unwrap();
+        assert_eq!(got.as_deref(), Some("Zoë Ørsted"));
+        let custom = read_identity(
+            "X-Forwarded-User",
+            [(&b"x-forwarded-user"[..], &b"bob"[..])],
+        )
+        .unwrap();
+        assert_eq!(custom.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn absent_header_is_none() {
+        assert_eq!(read(&[]), Ok(None));
+        assert_eq!(read(&[("Host", b"x"), ("Remote-Name", b"Alice")]), Ok(None));
+        // A lone look-alike is not the header (Navidrome reads `Remote-User` only): it is
+        // stripped, not read.
+        assert_eq!(read(&[("Remote_User", b"alice")]), Ok(None));
+    }
+
+    #[test]
+    fn repeated_header_in_any_spelling_is_refused() {
+        use IdentityError::Repeated;
+        assert_eq!(
+            read(&[("Remote-User", b"alice"), ("Remote-User", b"alice")]),
+            Err(Repeated)
+        );
+        assert_eq!(
+            read(&[("Remote-User", b"alice"), ("remote-user", b"bob")]),
+            Err(Repeated)
+        );
+        // A look-alike beside the header makes it ambiguous: which one would the app read?
+        assert_eq!(
+            read(&[("Remote-User", b"alice"), ("REMOTE_USER", b"admin")]),
+            Err(Repeated)
+        );
+        assert_eq!(
+            read(&[("Remote_User", b"admin"), ("Remote-User", b"alice")]),
+            Err(Repeated)
+        );
+        // Even when one copy is empty.
+        assert_eq!(
+            read(&[("Remote-User", b""), ("Remote-User", b"alice")]),
+            Err(Repeated)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        use IdentityError::*;
+        let long = [b'a'; crate::MAX_USERNAME_LEN + 1];
+        let cases: &[(&[u8], IdentityError)] = &[
+            (b"", Empty),
+            (b"   ", Empty),
+            (b" \t ", Empty),
+            (&long, TooLong),
+            (b"\xff\xfe", NotUtf8),
+            (b"al\xc3", NotUtf8),
+            (b"ali\x00ce", ControlCharacter),
+            (b"alice\r\nRemote-Groups: admins", ControlCharacter),
+            (b"al\tice", ControlCharacter),
+            (b"alice\x7f", ControlCharacter),
+            (b"\x1b[31malice", ControlCharacter),
+            ("ali\u{85}ce".as_bytes(), ControlCharacter),
+            ("ali\u{9f}ce".as_bytes(), ControlCharacter),
+        ];
+        for &(value, want) in cases {
+            assert_eq!(parse_username(value), Err(want), "{value:?}");
+            assert_eq!(read(&[("Remote-User", value)]), Err(want), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn values_at_the_limits_are_accepted() {
+        let max = [b'a'; crate::MAX_USERNAME_LEN];
+        assert_eq!(parse_username(&max).unwrap().len(), crate::MAX_USERNAME_LEN);
+        let padded = [&b"  "[..], &max, b"\t "].concat();
+        assert_eq!(
+            parse_username(&padded).unwrap().len(),
+            crate::MAX_USERNAME_LEN
+        );
+        assert_eq!(parse_username(b"a").unwrap(), "a");
+        // Inner spaces are part of the name; only the ends are trimmed.
+        assert_eq!(parse_username(b" Alice Smith ").unwrap(), "Alice Smith");
+        assert_eq!(
+            parse_username(b"alice@example.org").unwrap(),
+            "alice@example.org"
+        );
+    }
+
+    #[test]
+    fn reads_from_httparse_headers() {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut headers);
+        let head = b"GET / HTTP/1.1\r\nHost: app\r\nremote-USER:   carol  \r\n\r\n";
+        assert!(req.parse(head).unwrap().is_complete());
+        let got = read_identity_httparse(DEFAULT_USER_HEADER, req.headers).unwrap();
+        assert_eq!(got.as_deref(), Some("carol"));
+
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut headers);
+        let head = b"GET / HTTP/1.1\r\nRemote-User: carol\r\nRemote_User: admin\r\n\r\n";
+        assert!(req.parse(head).unwrap().is_complete());
+        assert_eq!(
+            read_identity_httparse(DEFAULT_USER_HEADER, req.headers),
+            Err(IdentityError::Repeated)
+        );
     }
 }
