@@ -1,1 +1,1233 @@
-//! (being written)
+//! The users table: who may log in, who is admin, and which sessions are still good.
+//!
+//! A [`UserTable`] holds at most `N` users, fixed at compile time. Each [`User`] has a name
+//! (matched ignoring ASCII case, stored as given), an admin flag, a [`PasswordHash`] and a
+//! *generation*: every session token carries the generation it was issued under, so bumping
+//! it (a password change, "log out everywhere") revokes every session of that user at once.
+//!
+//! The threats each rule exists for:
+//! - **Look-alike accounts.** `Alice` and `alice` are one user: adding the other spelling is a
+//!   [`UserError::Duplicate`], and a file holding both is refused. Folding is ASCII only, so
+//!   the rule is the same on every platform and needs no Unicode tables.
+//! - **Names that break logs, headers or terminals.** A [`Username`] is non-empty, at most
+//!   [`MAX_USERNAME_LEN`](crate::MAX_USERNAME_LEN) bytes, has no control characters and no
+//!   whitespace at either end ([`parse_username`]).
+//! - **Claiming admin.** A user provisioned from a trusted identity header (Navidrome's rule)
+//!   is admin only when they are the first user the table ever created. "Ever" is a flag the
+//!   table keeps and writes to its JSON (`admin_assigned`): deleting every user does not
+//!   reopen the door to the next stranger whose name a proxy passes through.
+//! - **Users changing what they should not.** With user editing disabled (Navidrome's
+//!   `EnableUserEditing=false`), [`UserTable::change_password`] refuses a non-admin's change
+//!   of their own password; admins may change anyone's, non-admins never someone else's.
+//! - **Username probing by timing.** [`UserTable::authenticate`] spends the same work on an
+//!   unknown name as on a wrong password ([`password::verify_or_dummy`]).
+//! - **A damaged users file.** [`UserTable::from_json`] refuses malformed JSON, an unknown
+//!   version, invalid or duplicate names, unparsable hashes and more users than fit, each with
+//!   its own [`LoadError`]; it never truncates or guesses.
+//!
+//! The JSON document, shared by the daemon's users file and the firmware's flash:
+//!
+//! ```json
+//! {"version":1,"admin_assigned":true,"users":[
+//!   {"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=600000,l=32$…$…","generation":3}
+//! ]}
+//! ```
+
+use crate::Username;
+use crate::password::{
+    self, GENERATED_PASSWORD_RANDOM_LEN, PASSWORD_HASH_CAPACITY, PasswordHash, PasswordHashError,
+    SALT_LEN,
+};
+use core::fmt;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Version number written to, and required in, the users JSON document.
+pub const USERS_FORMAT_VERSION: u32 = 1;
+
+/// Bytes of JSON one user can take at most (a 64-byte name of quotes escapes to 128 bytes).
+pub const JSON_BYTES_PER_USER: usize = 2 * crate::MAX_USERNAME_LEN + PASSWORD_HASH_CAPACITY + 80;
+
+/// Bytes of JSON around the users list at most.
+pub const JSON_OVERHEAD_BYTES: usize = 64;
+
+/// Why a string is not a valid username.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsernameError {
+    /// The name is empty.
+    Empty,
+    /// Longer than [`MAX_USERNAME_LEN`](crate::MAX_USERNAME_LEN) bytes.
+    TooLong,
+    /// Holds a control character (C0, DEL or C1).
+    ControlCharacter,
+    /// Starts or ends with whitespace.
+    SurroundingWhitespace,
+}
+
+impl fmt::Display for UsernameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "username is empty",
+            Self::TooLong => "username is too long",
+            Self::ControlCharacter => "username contains a control character",
+            Self::SurroundingWhitespace => "username starts or ends with whitespace",
+        })
+    }
+}
+
+impl core::error::Error for UsernameError {}
+
+/// Checks a username against the rules above and stores it as given.
+pub fn parse_username(name: &str) -> Result<Username, UsernameError> {
+    if name.is_empty() {
+        return Err(UsernameError::Empty);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(UsernameError::ControlCharacter);
+    }
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return Err(UsernameError::SurroundingWhitespace);
+    }
+    let mut stored = Username::new();
+    stored.push_str(name).map_err(|_| UsernameError::TooLong)?;
+    Ok(stored)
+}
+
+/// Whether two usernames name the same user: equal ignoring ASCII case.
+pub fn same_username(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// One account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// The name, as first given.
+    pub name: Username,
+    /// Whether the user is an administrator.
+    pub admin: bool,
+    /// The password hash.
+    pub password: PasswordHash,
+    /// Sessions issued under another generation are revoked.
+    pub generation: u32,
+}
+
+impl Serialize for PasswordHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Why a change to the table was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserError {
+    /// The name is not a valid username.
+    InvalidName(UsernameError),
+    /// A user of that name (ignoring ASCII case) exists.
+    Duplicate,
+    /// The table holds its capacity of users.
+    TableFull,
+    /// No user of that name.
+    UnknownUser,
+    /// User editing is disabled and the user is not an admin.
+    UserEditingDisabled,
+    /// Only an admin may change another user.
+    NotAdmin,
+    /// A password could not be hashed.
+    PasswordHash(PasswordHashError),
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidName(e) => write!(f, "invalid username: {e}"),
+            Self::Duplicate => f.write_str("a user of that name already exists"),
+            Self::TableFull => f.write_str("the users table is full"),
+            Self::UnknownUser => f.write_str("no such user"),
+            Self::UserEditingDisabled => {
+                f.write_str("user editing is disabled: only an admin can change passwords")
+            }
+            Self::NotAdmin => f.write_str("only an admin can change another user"),
+            Self::PasswordHash(e) => write!(f, "password hash: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for UserError {}
+
+/// Why a login was refused. The shell logs it; the client must see the same answer for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// No user of that name (a dummy hash was verified to spend the same time).
+    UnknownUser,
+    /// The password does not match.
+    WrongPassword,
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownUser => "unknown user",
+            Self::WrongPassword => "wrong password",
+        })
+    }
+}
+
+impl core::error::Error for LoginError {}
+
+/// Why a users JSON document was refused. Nothing is loaded when any of these is returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// Not JSON, or not the shape of a users document (missing or unknown fields, wrong
+    /// types, trailing data).
+    Malformed(serde_json_core::de::Error),
+    /// No `version` field.
+    MissingVersion,
+    /// A `version` other than [`USERS_FORMAT_VERSION`].
+    UnsupportedVersion(u32),
+    /// More users than the table's capacity.
+    TooManyUsers {
+        /// The capacity of the table.
+        capacity: usize,
+    },
+    /// The user at `index` (from 0) has an invalid name.
+    InvalidUsername {
+        /// Position in the `users` list.
+        index: usize,
+        /// What is wrong with the name.
+        reason: UsernameError,
+    },
+    /// The user at `index` has the name of an earlier one (ignoring ASCII case).
+    DuplicateUser {
+        /// Position in the `users` list.
+        index: usize,
+        /// The repeated name.
+        name: Username,
+    },
+    /// The user at `index` has a password hash that does not parse.
+    InvalidPasswordHash {
+        /// Position in the `users` list.
+        index: usize,
+        /// The user's name.
+        name: Username,
+        /// What is wrong with the hash.
+        reason: PasswordHashError,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(e) => write!(f, "users document is malformed: {e}"),
+            Self::MissingVersion => f.write_str("users document has no version"),
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "users document version {v} is not supported (expected {USERS_FORMAT_VERSION})"
+            ),
+            Self::TooManyUsers { capacity } => {
+                write!(f, "users document holds more than {capacity} users")
+            }
+            Self::InvalidUsername { index, reason } => write!(f, "user #{index}: {reason}"),
+            Self::DuplicateUser { index, name } => {
+                write!(f, "user #{index} ({name}) is listed twice")
+            }
+            Self::InvalidPasswordHash {
+                index,
+                name,
+                reason,
+            } => write!(f, "user #{index} ({name}): {reason}"),
+        }
+    }
+}
+
+impl core::error::Error for LoadError {}
+
+/// Why the table could not be written as JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveError {
+    /// The output buffer is too small; [`UserTable::JSON_CAPACITY`] always suffices.
+    BufferTooSmall,
+}
+
+impl fmt::Display for SaveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("buffer too small for the users document")
+    }
+}
+
+impl core::error::Error for SaveError {}
+
+/// What [`UserTable::provision`] did.
+#[derive(Debug)]
+pub struct Provisioned<'a> {
+    /// The user, existing or new.
+    pub user: &'a User,
+    /// Whether the user was created just now (the shell must persist the table).
+    pub created: bool,
+}
+
+/// A fixed-capacity table of at most `N` users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserTable<const N: usize> {
+    users: heapless::Vec<User, N>,
+    admin_assigned: bool,
+}
+
+impl<const N: usize> Default for UserTable<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> UserTable<N> {
+    /// Bytes of JSON a table of this capacity can take at most: a buffer of this size always
+    /// holds [`UserTable::to_json`]'s output.
+    pub const JSON_CAPACITY: usize = JSON_OVERHEAD_BYTES + N * JSON_BYTES_PER_USER;
+
+    /// An empty table on which no user has been created yet.
+    pub const fn new() -> Self {
+        Self {
+            users: heapless::Vec::new(),
+            admin_assigned: false,
+        }
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether the table has no users.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Whether no more users fit.
+    pub fn is_full(&self) -> bool {
+        self.users.is_full()
+    }
+
+    /// Most users the table holds.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// Whether the table has ever created a user: from then on, provisioning makes no admin.
+    pub fn admin_assigned(&self) -> bool {
+        self.admin_assigned
+    }
+
+    /// The users, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &User> {
+        self.users.iter()
+    }
+
+    /// The user named `name`, ignoring ASCII case.
+    pub fn find(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| same_username(&u.name, name))
+    }
+
+    /// The current generation of `name`'s sessions, or `None` for an unknown user.
+    pub fn generation_of(&self, name: &str) -> Option<u32> {
+        self.find(name).map(|u| u.generation)
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.users.iter().position(|u| same_username(&u.name, name))
+    }
+
+    fn get_mut(&mut self, name: &str) -> Result<&mut User, UserError> {
+        self.users
+            .iter_mut()
+            .find(|u| same_username(&u.name, name))
+            .ok_or(UserError::UnknownUser)
+    }
+
+    /// Adds a user with generation 0 (the CLI's `users add`). An explicit `admin` is taken as
+    /// given; either way the first-user-becomes-admin rule of [`UserTable::provision`] is used
+    /// up, since the table now has had a user.
+    pub fn add(
+        &mut self,
+        name: &str,
+        admin: bool,
+        password: PasswordHash,
+    ) -> Result<&User, UserError> {
+        let name = parse_username(name).map_err(UserError::InvalidName)?;
+        if self.find(&name).is_some() {
+            return Err(UserError::Duplicate);
+        }
+        self.users
+            .push(User {
+                name,
+                admin,
+                password,
+                generation: 0,
+            })
+            .map_err(|_| UserError::TableFull)?;
+        self.admin_assigned = true;
+        self.users.last().ok_or(UserError::TableFull)
+    }
+
+    /// Removes a user and returns it. Their sessions die with them: a session names a user the
+    /// table no longer has.
+    pub fn remove(&mut self, name: &str) -> Result<User, UserError> {
+        let index = self.position(name).ok_or(UserError::UnknownUser)?;
+        Ok(self.users.remove(index))
+    }
+
+    /// Sets a user's password as an administrative act (the CLI's `users passwd`) and bumps
+    /// their generation, revoking their sessions. Returns the new generation.
+    pub fn set_password(&mut self, name: &str, password: PasswordHash) -> Result<u32, UserError> {
+        let user = self.get_mut(name)?;
+        user.password = password;
+        user.generation = user.generation.wrapping_add(1);
+        Ok(user.generation)
+    }
+
+    /// Sets a user's password on behalf of the logged-in user `actor`, under the deployment's
+    /// `enable_user_editing` setting: admins may change anyone's password; a non-admin only
+    /// their own, and only when user editing is enabled. Checking the actor's current password
+    /// first is the caller's part. Returns the target's new generation.
+    pub fn change_password(
+        &mut self,
+        actor: &str,
+        target: &str,
+        password: PasswordHash,
+        enable_user_editing: bool,
+    ) -> Result<u32, UserError> {
+        let actor_is_admin = self.find(actor).ok_or(UserError::UnknownUser)?.admin;
+        if !actor_is_admin {
+            if !same_username(actor, target) {
+                return Err(UserError::NotAdmin);
+            }
+            if !enable_user_editing {
+                return Err(UserError::UserEditingDisabled);
+            }
+        }
+        self.set_password(target, password)
+    }
+
+    /// Grants or removes admin rights.
+    pub fn set_admin(&mut self, name: &str, admin: bool) -> Result<(), UserError> {
+        self.get_mut(name)?.admin = admin;
+        if admin {
+            self.admin_assigned = true;
+        }
+        Ok(())
+    }
+
+    /// Bumps a user's generation: every session issued so far is revoked ("log out
+    /// everywhere"). Returns the new generation.
+    pub fn bump_generation(&mut self, name: &str) -> Result<u32, UserError> {
+        let user = self.get_mut(name)?;
+        user.generation = user.generation.wrapping_add(1);
+        Ok(user.generation)
+    }
+
+    /// Finds or creates the user a trusted proxy names (Navidrome's rule): a new user gets a
+    /// random password no one ever sees, made from `password_random`, salted with `salt` and
+    /// hashed with `iterations`; the first user the table ever created is admin, later ones
+    /// are not.
+    ///
+    /// Nothing is hashed when the user exists. For a new user, pass the deployment's usual
+    /// iteration count: a lower one would not weaken the random password, but would make this
+    /// user's failed logins measurably faster than others', telling a prober the name exists.
+    pub fn provision(
+        &mut self,
+        name: &str,
+        password_random: &[u8; GENERATED_PASSWORD_RANDOM_LEN],
+        salt: &[u8; SALT_LEN],
+        iterations: u32,
+    ) -> Result<Provisioned<'_>, UserError> {
+        let name = parse_username(name).map_err(UserError::InvalidName)?;
+        if let Some(index) = self.position(&name) {
+            let user = self.users.get(index).ok_or(UserError::UnknownUser)?;
+            return Ok(Provisioned {
+                user,
+                created: false,
+            });
+        }
+        if self.is_full() {
+            return Err(UserError::TableFull);
+        }
+        let secret = password::generate_password(password_random);
+        let hash = password::hash_password(secret.as_bytes(), salt, iterations)
+            .map_err(UserError::PasswordHash)?;
+        let admin = !self.admin_assigned;
+        let user = self.add(&name, admin, hash)?;
+        Ok(Provisioned {
+            user,
+            created: true,
+        })
+    }
+
+    /// Checks a login. An unknown name costs a dummy PBKDF2 of `dummy_iterations` (pass the
+    /// deployment's usual count), so it takes as long as a wrong password. The two errors are
+    /// for the log; the client must get the same answer for both.
+    pub fn authenticate(
+        &self,
+        name: &str,
+        password: &[u8],
+        dummy_iterations: u32,
+    ) -> Result<&User, LoginError> {
+        let user = self.find(name);
+        let ok = password::verify_or_dummy(user.map(|u| &u.password), password, dummy_iterations);
+        match (user, ok) {
+            (Some(user), true) => Ok(user),
+            (Some(_), false) => Err(LoginError::WrongPassword),
+            (None, _) => Err(LoginError::UnknownUser),
+        }
+    }
+
+    /// Writes the table as the users JSON document into `out`; returns the bytes written.
+    pub fn to_json(&self, out: &mut [u8]) -> Result<usize, SaveError> {
+        #[derive(Serialize)]
+        struct Document<'a> {
+            version: u32,
+            admin_assigned: bool,
+            users: &'a [User],
+        }
+        serde_json_core::to_slice(
+            &Document {
+                version: USERS_FORMAT_VERSION,
+                admin_assigned: self.admin_assigned,
+                users: &self.users,
+            },
+            out,
+        )
+        .map_err(|_| SaveError::BufferTooSmall)
+    }
+
+    /// Reads a users JSON document. Everything is checked; any fault refuses the whole
+    /// document with a [`LoadError`] that names it.
+    ///
+    /// `admin_assigned` may be omitted; it then means "a user exists". A document that lists
+    /// users is read as having had one even if it says otherwise, so a hand-edited file cannot
+    /// reopen the first-user-becomes-admin rule.
+    pub fn from_json(json: &[u8]) -> Result<Self, LoadError> {
+        // First the version alone, whatever the rest looks like: a document of another
+        // version is reported as such, not as malformed.
+        #[derive(Deserialize)]
+        struct Header {
+            version: Option<u32>,
+        }
+        let (header, _) =
+            serde_json_core::from_slice::<Header>(json).map_err(LoadError::Malformed)?;
+        match header.version {
+            None => return Err(LoadError::MissingVersion),
+            Some(USERS_FORMAT_VERSION) => {}
+            Some(other) => return Err(LoadError::UnsupportedVersion(other)),
+        }
+
+        let mut table = Self::new();
+        let mut fault = None;
+        let mut unescape = [0u8; UNESCAPE_BUFFER_LEN];
+        let mut deserializer = serde_json_core::de::Deserializer::new(json, Some(&mut unescape));
+        let parsed = DocumentSeed {
+            table: &mut table,
+            fault: &mut fault,
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end().map(|_| ()));
+        if let Some(fault) = fault {
+            return Err(fault);
+        }
+        parsed.map_err(LoadError::Malformed)?;
+        table.admin_assigned |= !table.is_empty();
+        Ok(table)
+    }
+}
+
+/// Room to unescape one JSON string: the longest field (a password hash) and more.
+const UNESCAPE_BUFFER_LEN: usize = 256;
+
+/// A JSON string of at most `N` bytes, or a note that it was longer (so a long name is
+/// reported as [`UsernameError::TooLong`], not as malformed JSON).
+enum Bounded<const N: usize> {
+    Fits(heapless::String<N>),
+    TooLong,
+}
+
+impl<'de, const N: usize> Deserialize<'de> for Bounded<N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BoundedVisitor<const N: usize>;
+        impl<const N: usize> Visitor<'_> for BoundedVisitor<N> {
+            type Value = Bounded<N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let mut s = heapless::String::new();
+                Ok(match s.push_str(v) {
+                    Ok(()) => Bounded::Fits(s),
+                    Err(_) => Bounded::TooLong,
+                })
+            }
+        }
+        deserializer.deserialize_str(BoundedVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserRecord {
+    name: Bounded<{ crate::MAX_USERNAME_LEN }>,
+    admin: bool,
+    password: Bounded<PASSWORD_HASH_CAPACITY>,
+    generation: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DocumentField {
+    Version,
+    AdminAssigned,
+    Users,
+}
+
+/// Fills a table from the document; a fault that serde cannot name is left in `fault`.
+struct DocumentSeed<'t, const N: usize> {
+    table: &'t mut UserTable<N>,
+    fault: &'t mut Option<LoadError>,
+}
+
+impl<'de, const N: usize> DeserializeSeed<'de> for DocumentSeed<'_, N> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_struct("UserTable", &["version", "admin_assigned", "users"], self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for DocumentSeed<'_, N> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a users document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (mut version, mut admin_assigned, mut users) = (false, None, false);
+        while let Some(field) = map.next_key::<DocumentField>()? {
+            match field {
+                DocumentField::Version if !version => {
+                    // Checked by the first pass.
+                    map.next_value::<u32>()?;
+                    version = true;
+                }
+                DocumentField::AdminAssigned if admin_assigned.is_none() => {
+                    admin_assigned = Some(map.next_value::<bool>()?);
+                }
+                DocumentField::Users if !users => {
+                    map.next_value_seed(UsersSeed {
+                        table: &mut *self.table,
+                        fault: &mut *self.fault,
+                    })?;
+                    users = true;
+                }
+                _ => return Err(de::Error::custom("duplicate field")),
+            }
+        }
+        if !users {
+            return Err(de::Error::missing_field("users"));
+        }
+        self.table.admin_assigned = admin_assigned.unwrap_or(false);
+        Ok(())
+    }
+}
+
+struct UsersSeed<'t, const N: usize> {
+    table: &'t mut UserTable<N>,
+    fault: &'t mut Option<LoadError>,
+}
+
+impl<'de, const N: usize> DeserializeSeed<'de> for UsersSeed<'_, N> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for UsersSeed<'_, N> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of users")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(record) = seq.next_element::<UserRecord>()? {
+            if let Err(fault) = self.table.load_record(index, record) {
+                *self.fault = Some(fault);
+                return Err(de::Error::custom("invalid user"));
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize> UserTable<N> {
+    fn load_record(&mut self, index: usize, record: UserRecord) -> Result<(), LoadError> {
+        let name = match record.name {
+            Bounded::Fits(name) => parse_username(&name),
+            Bounded::TooLong => Err(UsernameError::TooLong),
+        }
+        .map_err(|reason| LoadError::InvalidUsername { index, reason })?;
+        if self.find(&name).is_some() {
+            return Err(LoadError::DuplicateUser { index, name });
+        }
+        let password = match record.password {
+            Bounded::Fits(phc) => PasswordHash::parse(&phc),
+            Bounded::TooLong => Err(PasswordHashError::TooLong),
+        };
+        let password = match password {
+            Ok(password) => password,
+            Err(reason) => {
+                return Err(LoadError::InvalidPasswordHash {
+                    index,
+                    name,
+                    reason,
+                });
+            }
+        };
+        self.users
+            .push(User {
+                name,
+                admin: record.admin,
+                password,
+                generation: record.generation,
+            })
+            .map_err(|_| LoadError::TooManyUsers { capacity: N })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::{MIN_ITERATIONS, hash_password};
+
+    const ITER: u32 = MIN_ITERATIONS;
+
+    fn hash(password: &str, salt_byte: u8) -> PasswordHash {
+        hash_password(password.as_bytes(), &salt(salt_byte), ITER).unwrap()
+    }
+
+    /// Random bytes for a generated password, all `byte`.
+    fn pw(byte: u8) -> [u8; GENERATED_PASSWORD_RANDOM_LEN] {
+        [byte; GENERATED_PASSWORD_RANDOM_LEN]
+    }
+
+    /// A salt, all `byte`.
+    fn salt(byte: u8) -> [u8; SALT_LEN] {
+        [byte; SALT_LEN]
+    }
+
+    #[test]
+    fn usernames_follow_the_documented_rules() {
+        assert_eq!(parse_username("alice").unwrap().as_str(), "alice");
+        assert_eq!(parse_username("José Núñez").unwrap().as_str(), "José Núñez");
+        assert_eq!(
+            parse_username("a@b.example").unwrap().as_str(),
+            "a@b.example"
+        );
+        assert_eq!(parse_username(&"x".repeat(64)).unwrap().len(), 64);
+        assert_eq!(parse_username(""), Err(UsernameError::Empty));
+        assert_eq!(parse_username(&"x".repeat(65)), Err(UsernameError::TooLong));
+        // 63 ASCII bytes and one two-byte character: 65 bytes.
+        assert_eq!(
+            parse_username(&format!("{}é", "x".repeat(63))),
+            Err(UsernameError::TooLong)
+        );
+        for bad in ["a\nb", "a\0", "\u{7f}x", "x\u{85}y", "tab\there"] {
+            assert_eq!(
+                parse_username(bad),
+                Err(UsernameError::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+        for bad in [" alice", "alice ", "\u{a0}alice", "alice\u{3000}"] {
+            assert_eq!(
+                parse_username(bad),
+                Err(UsernameError::SurroundingWhitespace),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_match_ignoring_ascii_case_and_are_stored_as_given() {
+        let mut t = UserTable::<4>::new();
+        t.add("Alice", false, hash("pw", 1)).unwrap();
+        assert_eq!(t.find("alice").unwrap().name.as_str(), "Alice");
+        assert_eq!(t.find("ALICE").unwrap().name.as_str(), "Alice");
+        assert!(t.find("alicé").is_none());
+        assert_eq!(
+            t.add("aLiCe", false, hash("pw", 2)),
+            Err(UserError::Duplicate)
+        );
+        // Non-ASCII letters are not folded.
+        t.add("ÉVE", false, hash("pw", 3)).unwrap();
+        t.add("éve", false, hash("pw", 4)).unwrap();
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn add_refuses_invalid_names_and_a_full_table() {
+        let mut t = UserTable::<2>::new();
+        assert_eq!(
+            t.add(" bob", false, hash("pw", 1)),
+            Err(UserError::InvalidName(UsernameError::SurroundingWhitespace))
+        );
+        assert!(t.is_empty());
+        t.add("a", false, hash("pw", 1)).unwrap();
+        t.add("b", false, hash("pw", 1)).unwrap();
+        assert!(t.is_full());
+        assert_eq!(t.add("c", false, hash("pw", 1)), Err(UserError::TableFull));
+        assert_eq!(t.capacity(), 2);
+        let names: Vec<_> = t.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn remove_takes_the_user_out_and_frees_the_slot() {
+        let mut t = UserTable::<1>::new();
+        t.add("a", false, hash("pw", 1)).unwrap();
+        assert_eq!(t.remove("A").unwrap().name.as_str(), "a");
+        assert_eq!(t.remove("a"), Err(UserError::UnknownUser));
+        assert!(t.find("a").is_none());
+        t.add("b", false, hash("pw", 1)).unwrap();
+    }
+
+    #[test]
+    fn set_password_replaces_the_hash_and_bumps_the_generation() {
+        let mut t = UserTable::<2>::new();
+        t.add("a", false, hash("old", 1)).unwrap();
+        assert_eq!(t.generation_of("a"), Some(0));
+        assert_eq!(t.set_password("A", hash("new", 2)), Ok(1));
+        assert_eq!(t.generation_of("a"), Some(1));
+        assert!(t.authenticate("a", b"new", ITER).is_ok());
+        assert_eq!(
+            t.authenticate("a", b"old", ITER),
+            Err(LoginError::WrongPassword)
+        );
+        assert_eq!(
+            t.set_password("nobody", hash("x", 1)),
+            Err(UserError::UnknownUser)
+        );
+        assert_eq!(t.generation_of("nobody"), None);
+    }
+
+    #[test]
+    fn bump_generation_revokes_without_changing_the_password() {
+        let mut t = UserTable::<2>::new();
+        t.add("a", false, hash("pw", 1)).unwrap();
+        assert_eq!(t.bump_generation("a"), Ok(1));
+        assert_eq!(t.bump_generation("a"), Ok(2));
+        assert!(t.authenticate("a", b"pw", ITER).is_ok());
+        assert_eq!(t.bump_generation("b"), Err(UserError::UnknownUser));
+    }
+
+    #[test]
+    fn generation_wraps_instead_of_overflowing() {
+        let json = format!(
+            r#"{{"version":1,"users":[{{"name":"a","admin":false,"password":"{}","generation":4294967295}}]}}"#,
+            hash("pw", 1).as_str()
+        );
+        let mut t = UserTable::<1>::from_json(json.as_bytes()).unwrap();
+        assert_eq!(t.bump_generation("a"), Ok(0));
+    }
+
+    #[test]
+    fn authenticate_distinguishes_unknown_user_and_wrong_password_for_the_log() {
+        let mut t = UserTable::<2>::new();
+        t.add("alice", false, hash("secret", 1)).unwrap();
+        assert_eq!(
+            t.authenticate("ALICE", b"secret", ITER)
+                .unwrap()
+                .name
+                .as_str(),
+            "alice"
+        );
+        assert_eq!(
+            t.authenticate("alice", b"Secret", ITER),
+            Err(LoginError::WrongPassword)
+        );
+        assert_eq!(
+            t.authenticate("bob", b"secret", ITER),
+            Err(LoginError::UnknownUser)
+        );
+    }
+
+    #[test]
+    fn change_password_follows_the_user_editing_policy() {
+        let mut t = UserTable::<4>::new();
+        t.add("root", true, hash("r", 1)).unwrap();
+        t.add("ann", false, hash("a", 1)).unwrap();
+        t.add("ben", false, hash("b", 1)).unwrap();
+
+        // Editing enabled: a user may change their own password, never someone else's.
+        assert_eq!(t.change_password("ann", "ANN", hash("a2", 2), true), Ok(1));
+        assert_eq!(
+            t.change_password("ann", "ben", hash("x", 2), true),
+            Err(UserError::NotAdmin)
+        );
+        // Editing disabled: not even their own.
+        assert_eq!(
+            t.change_password("ann", "ann", hash("a3", 3), false),
+            Err(UserError::UserEditingDisabled)
+        );
+        assert!(t.authenticate("ann", b"a2", ITER).is_ok());
+        // Admins may change anyone's, their own included, whatever the setting.
+        assert_eq!(
+            t.change_password("root", "ben", hash("b2", 2), false),
+            Ok(1)
+        );
+        assert_eq!(
+            t.change_password("root", "root", hash("r2", 2), false),
+            Ok(1)
+        );
+        assert!(t.authenticate("ben", b"b2", ITER).is_ok());
+        // Unknown actor or target.
+        assert_eq!(
+            t.change_password("ghost", "ann", hash("x", 2), true),
+            Err(UserError::UnknownUser)
+        );
+        assert_eq!(
+            t.change_password("root", "ghost", hash("x", 2), true),
+            Err(UserError::UnknownUser)
+        );
+    }
+
+    #[test]
+    fn set_admin_grants_and_removes_rights() {
+        let mut t = UserTable::<2>::new();
+        t.add("a", false, hash("pw", 1)).unwrap();
+        t.set_admin("A", true).unwrap();
+        assert!(t.find("a").unwrap().admin);
+        t.set_admin("a", false).unwrap();
+        assert!(!t.find("a").unwrap().admin);
+        assert_eq!(t.set_admin("b", true), Err(UserError::UnknownUser));
+    }
+
+    #[test]
+    fn provisioning_makes_the_first_user_ever_admin_and_no_one_after() {
+        let mut t = UserTable::<4>::new();
+        assert!(!t.admin_assigned());
+        let first = t.provision("alice", &pw(1), &salt(1), ITER).unwrap();
+        assert!(first.created);
+        assert!(first.user.admin);
+        assert_eq!(first.user.generation, 0);
+        let second = t.provision("bob", &pw(2), &salt(2), ITER).unwrap();
+        assert!(second.created);
+        assert!(!second.user.admin);
+        // Seen again, in another case: the same user, nothing created.
+        let again = t.provision("ALICE", &pw(3), &salt(3), ITER).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.user.name.as_str(), "alice");
+
+        // Deleting everyone does not reopen the rule.
+        t.remove("alice").unwrap();
+        t.remove("bob").unwrap();
+        assert!(t.is_empty());
+        assert!(t.admin_assigned());
+        let later = t.provision("mallory", &pw(4), &salt(4), ITER).unwrap();
+        assert!(!later.user.admin);
+    }
+
+    #[test]
+    fn a_user_added_first_uses_up_the_first_user_rule() {
+        let mut t = UserTable::<4>::new();
+        t.add("operator", false, hash("pw", 1)).unwrap();
+        assert!(t.admin_assigned());
+        assert!(
+            !t.provision("alice", &pw(1), &salt(1), ITER)
+                .unwrap()
+                .user
+                .admin
+        );
+    }
+
+    #[test]
+    fn provisioned_passwords_are_random_and_unknown() {
+        let mut t = UserTable::<4>::new();
+        t.provision("a", &pw(1), &salt(1), ITER).unwrap();
+        t.provision("b", &pw(2), &salt(2), ITER).unwrap();
+        let (a, b) = (t.find("a").unwrap(), t.find("b").unwrap());
+        assert_ne!(a.password, b.password);
+        for guess in [&b""[..], b"a", b"password"] {
+            assert_eq!(
+                t.authenticate("a", guess, ITER),
+                Err(LoginError::WrongPassword)
+            );
+        }
+        // The password is the generated one for the first 18 random bytes.
+        let secret = password::generate_password(&[1; GENERATED_PASSWORD_RANDOM_LEN]);
+        assert!(t.authenticate("a", secret.as_bytes(), ITER).is_ok());
+    }
+
+    #[test]
+    fn provisioning_refuses_bad_names_full_tables_and_bad_iterations() {
+        let mut t = UserTable::<1>::new();
+        assert_eq!(
+            t.provision("", &pw(1), &salt(1), ITER).map(|p| p.created),
+            Err(UserError::InvalidName(UsernameError::Empty))
+        );
+        assert_eq!(
+            t.provision("a", &pw(1), &salt(1), 1).map(|p| p.created),
+            Err(UserError::PasswordHash(
+                PasswordHashError::IterationsOutOfRange
+            ))
+        );
+        assert!(!t.admin_assigned(), "a failed provisioning creates no one");
+        t.provision("a", &pw(1), &salt(1), ITER).unwrap();
+        assert_eq!(
+            t.provision("b", &pw(2), &salt(2), ITER).map(|p| p.created),
+            Err(UserError::TableFull)
+        );
+        // An existing user is still found when the table is full.
+        assert!(!t.provision("A", &pw(2), &salt(2), ITER).unwrap().created);
+    }
+
+    fn sample_table() -> UserTable<4> {
+        let mut t = UserTable::<4>::new();
+        t.provision("alice", &pw(1), &salt(1), ITER).unwrap();
+        t.add("Bob \"the\" \\builder\\", false, hash("pw", 2))
+            .unwrap();
+        t.add("Zoë", false, hash("pw", 3)).unwrap();
+        t.bump_generation("bob \"the\" \\builder\\").unwrap();
+        t
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let t = sample_table();
+        let mut buf = [0u8; UserTable::<4>::JSON_CAPACITY];
+        let n = t.to_json(&mut buf).unwrap();
+        let json = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(json.starts_with(r#"{"version":1,"admin_assigned":true,"users":[{"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=1000,l=32$"#), "{json}");
+        assert!(
+            json.contains(r#""name":"Bob \"the\" \\builder\\","admin":false,"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""generation":1}"#), "{json}");
+        let back = UserTable::<4>::from_json(json.as_bytes()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn json_round_trips_an_empty_table_that_had_users() {
+        let mut t = UserTable::<2>::new();
+        t.add("a", true, hash("pw", 1)).unwrap();
+        t.remove("a").unwrap();
+        let mut buf = [0u8; UserTable::<2>::JSON_CAPACITY];
+        let n = t.to_json(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            br#"{"version":1,"admin_assigned":true,"users":[]}"#
+        );
+        let back = UserTable::<2>::from_json(&buf[..n]).unwrap();
+        assert!(back.admin_assigned());
+        assert!(back.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_of_worst_case_users_fits_json_capacity() {
+        // The longest hash: 160 bytes (a 64-byte salt and a 31-byte output).
+        let longest_hash = PasswordHash::parse(&format!(
+            "$pbkdf2-sha256$i=10000000,l=31${}${}",
+            "A".repeat(86),
+            "A".repeat(42)
+        ))
+        .unwrap();
+        assert_eq!(longest_hash.as_str().len(), PASSWORD_HASH_CAPACITY);
+        let mut t = UserTable::<3>::new();
+        for i in 0..3 {
+            // 64 bytes, 63 of which are quotes that JSON escapes to two bytes each.
+            let name = format!("{i}{}", "\"".repeat(63));
+            t.add(&name, true, longest_hash.clone()).unwrap();
+        }
+        for u in t.users.iter_mut() {
+            u.generation = u32::MAX;
+        }
+        let mut buf = [0u8; UserTable::<3>::JSON_CAPACITY];
+        let n = t.to_json(&mut buf).unwrap();
+        assert_eq!(UserTable::<3>::from_json(&buf[..n]).unwrap(), t);
+        // One byte short of the document is refused, not truncated.
+        let mut short = vec![0u8; n - 1];
+        assert_eq!(t.to_json(&mut short), Err(SaveError::BufferTooSmall));
+    }
+
+    #[test]
+    fn loading_accepts_any_field_order_whitespace_and_escapes() {
+        let h = hash("pw", 1);
+        let json = format!(
+            "{{ \"users\" : [ {{ \"generation\": 7, \"password\": \"{}\", \"admin\": false, \"name\": \"Ren\\u00e9e\" }} ],\n \"admin_assigned\": false, \"version\": 1 }}",
+            h.as_str()
+        );
+        let t = UserTable::<2>::from_json(json.as_bytes()).unwrap();
+        let u = t.find("renée").unwrap();
+        assert_eq!(u.name.as_str(), "Renée");
+        assert_eq!(u.generation, 7);
+        assert!(!u.admin);
+        // A listed user means a user has existed, whatever the flag says.
+        assert!(t.admin_assigned());
+    }
+
+    #[test]
+    fn admin_assigned_defaults_to_whether_users_exist() {
+        let t = UserTable::<2>::from_json(br#"{"version":1,"users":[]}"#).unwrap();
+        assert!(!t.admin_assigned());
+        let t = UserTable::<2>::from_json(br#"{"version":1,"admin_assigned":true,"users":[]}"#)
+            .unwrap();
+        assert!(t.admin_assigned());
+    }
+
+    #[test]
+    fn every_load_error_is_named() {
+        let h = hash("pw", 1);
+        let h = h.as_str();
+        let user = |name: &str| {
+            format!(r#"{{"name":"{name}","admin":false,"password":"{h}","generation":0}}"#)
+        };
+        let doc = |users: &[String]| format!(r#"{{"version":1,"users":[{}]}}"#, users.join(","));
+
+        let malformed = |json: &str| {
+            matches!(
+                UserTable::<2>::from_json(json.as_bytes()),
+                Err(LoadError::Malformed(_))
+            )
+        };
+        assert!(malformed(""));
+        assert!(malformed("not json"));
+        assert!(malformed("[]"));
+        assert!(malformed(r#"{"version":1}"#), "users is required");
+        assert!(malformed(r#"{"version":1,"users":{}}"#));
+        assert!(malformed(r#"{"version":1,"users":[]} trailing"#));
+        assert!(malformed(r#"{"version":1,"users":[],"extra":0}"#));
+        assert!(malformed(r#"{"version":1,"users":[],"users":[]}"#));
+        assert!(malformed(
+            r#"{"version":1,"admin_assigned":"yes","users":[]}"#
+        ));
+        assert!(malformed(&doc(&[format!(
+            r#"{{"name":"a","admin":false,"password":"{h}"}}"#
+        )])));
+        assert!(malformed(&doc(&[format!(
+            r#"{{"name":"a","admin":false,"password":"{h}","generation":-1}}"#
+        )])));
+        assert!(malformed(&doc(&[format!(
+            r#"{{"name":"a","admin":false,"password":"{h}","generation":0,"role":"x"}}"#
+        )])));
+        assert!(malformed(&doc(&[user("a")])[..40]));
+
+        let load = |json: &str| UserTable::<2>::from_json(json.as_bytes());
+        assert_eq!(load(r#"{"users":[]}"#), Err(LoadError::MissingVersion));
+        assert_eq!(
+            load(r#"{"version":2,"users":"whatever v2 is"}"#),
+            Err(LoadError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            load(&doc(&[user("a"), user("b"), user("c")])),
+            Err(LoadError::TooManyUsers { capacity: 2 })
+        );
+        assert_eq!(
+            load(&doc(&[user("a"), user(" b")])),
+            Err(LoadError::InvalidUsername {
+                index: 1,
+                reason: UsernameError::SurroundingWhitespace
+            })
+        );
+        assert_eq!(
+            load(&doc(&[user("")])),
+            Err(LoadError::InvalidUsername {
+                index: 0,
+                reason: UsernameError::Empty
+            })
+        );
+        assert_eq!(
+            load(&doc(&[user(&"x".repeat(65))])),
+            Err(LoadError::InvalidUsername {
+                index: 0,
+                reason: UsernameError::TooLong
+            })
+        );
+        assert_eq!(
+            load(&doc(&[user("a\\u0007")])),
+            Err(LoadError::InvalidUsername {
+                index: 0,
+                reason: UsernameError::ControlCharacter
+            })
+        );
+        assert_eq!(
+            load(&doc(&[user("Ann"), user("aNN")])),
+            Err(LoadError::DuplicateUser {
+                index: 1,
+                name: parse_username("aNN").unwrap()
+            })
+        );
+        let bad_hash =
+            doc(&[r#"{"name":"a","admin":false,"password":"$md5$x","generation":0}"#.into()]);
+        assert_eq!(
+            load(&bad_hash),
+            Err(LoadError::InvalidPasswordHash {
+                index: 0,
+                name: parse_username("a").unwrap(),
+                reason: PasswordHashError::UnknownScheme
+            })
+        );
+        let long_hash = doc(&[format!(
+            r#"{{"name":"a","admin":false,"password":"{}","generation":0}}"#,
+            "$".repeat(PASSWORD_HASH_CAPACITY + 1)
+        )]);
+        assert_eq!(
+            load(&long_hash),
+            Err(LoadError::InvalidPasswordHash {
+                index: 0,
+                name: parse_username("a").unwrap(),
+                reason: PasswordHashError::TooLong
+            })
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn loader_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let _ = UserTable::<4>::from_json(&bytes);
+            }
+
+            #[test]
+            fn loader_never_panics_on_json_shaped_input(
+                version in prop_oneof![Just("1".to_string()), "[0-9a-z\"-]{0,6}"],
+                name in "[a-zA-Z \\\\\"\\pL\\pC]{0,80}",
+                password in "[$a-z0-9=,A-Z+/]{0,180}",
+                admin in "(true|false|null|1)",
+                generation in "-?[0-9]{0,12}",
+                extra in "[,\\]}{\\[ ]{0,4}",
+            ) {
+                let json = format!(
+                    r#"{{"version":{version},"users":[{{"name":"{name}","admin":{admin},"password":"{password}","generation":{generation}}}{extra}]}}"#
+                );
+                let _ = UserTable::<4>::from_json(json.as_bytes());
+            }
+
+            #[test]
+            fn saved_tables_load_back_unchanged(
+                names in proptest::collection::vec("[a-zA-Z0-9\"\\\\é]{1,20}", 0..4),
+                admins in proptest::collection::vec(any::<bool>(), 4),
+            ) {
+                let mut t = UserTable::<4>::new();
+                for (name, admin) in names.iter().zip(admins) {
+                    let _ = t.add(name, admin, hash("pw", 1));
+                }
+                let mut buf = [0u8; UserTable::<4>::JSON_CAPACITY];
+                let n = t.to_json(&mut buf).unwrap();
+                prop_assert_eq!(UserTable::<4>::from_json(&buf[..n]).unwrap(), t);
+            }
+        }
+    }
+}

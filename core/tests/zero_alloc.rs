@@ -76,3 +76,46 @@ fn trusted_sources_peer_match_and_identity_header_allocate_nothing() {
     assert!(refused);
     assert_eq!(allocations, 0);
 }
+
+mod accounts {
+    use super::count_allocations;
+    use gatehouse_core::password::{self, MIN_ITERATIONS, PasswordHash, SALT_LEN};
+    use gatehouse_core::users::UserTable;
+
+    #[test]
+    fn hashing_and_verifying_a_password_does_not_allocate() {
+        let (ok, n) = count_allocations(|| {
+            let hash = password::hash_password(b"hunter2", &[7; SALT_LEN], MIN_ITERATIONS)?;
+            let reparsed = PasswordHash::parse(hash.as_str())?;
+            Ok::<_, password::PasswordHashError>(
+                reparsed.verify(b"hunter2")
+                    && !reparsed.verify(b"hunter3")
+                    && !password::verify_or_dummy(None, b"hunter2", MIN_ITERATIONS),
+            )
+        });
+        assert_eq!(ok, Ok(true));
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn users_table_provision_login_save_and_load_do_not_allocate() {
+        let (ok, n) = count_allocations(|| {
+            let mut table = UserTable::<8>::new();
+            let created = table
+                .provision("alice", &[1; 18], &[2; SALT_LEN], MIN_ITERATIONS)
+                .map(|p| p.created && p.user.admin);
+            let hash = password::hash_password(b"pw", &[3; SALT_LEN], MIN_ITERATIONS);
+            let added = hash.map(|h| table.add("bob", false, h).is_ok());
+            let login = table.authenticate("BOB", b"pw", MIN_ITERATIONS).is_ok();
+            let mut json = [0u8; UserTable::<8>::JSON_CAPACITY];
+            let loaded = table
+                .to_json(&mut json)
+                .ok()
+                .and_then(|len| json.get(..len))
+                .and_then(|doc| UserTable::<8>::from_json(doc).ok());
+            created == Ok(true) && added == Ok(true) && login && loaded.as_ref() == Some(&table)
+        });
+        assert!(ok);
+        assert_eq!(n, 0);
+    }
+}
