@@ -18,9 +18,12 @@
 //! - [`identity`]: the identity header, read from trusted peers and stripped from everyone else.
 //! - [`users`], [`password`], [`session`], [`throttle`]: accounts, password hashes, signed
 //!   session cookies and login throttling.
+//! - [`http`]: HTTP/1.1 framing, canonical paths, the forwarded head and gatehouse's own
+//!   responses.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod http;
 pub mod identity;
 pub mod password;
 pub mod peer;

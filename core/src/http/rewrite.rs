@@ -1,0 +1,471 @@
+//! The forwarded request head: what the app receives, written into a caller's buffer.
+//!
+//! This is where a client's attempt to name itself dies. Of the client's head, the app gets:
+//!
+//! - the request line with the *canonical* target (the one gatehouse classified);
+//! - `Host` as checked;
+//! - every other field except: any spelling of an identity header
+//!   ([`crate::identity::is_identity_header`]); any field the client nominated in
+//!   `Connection` (a client may not make gatehouse drop, or keep, a field by naming it);
+//!   the hop-by-hop fields of RFC 9110 §7.6.1 (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`,
+//!   `Trailer`, `Upgrade` — the latter kept for a tunnel); the framing fields (re-emitted by
+//!   gatehouse, once); `Expect` (the shell answers 100-continue itself); `Authorization` when
+//!   gatehouse consumed it; gatehouse's session cookie (out of `Cookie`);
+//! - forwarding fields: `X-Forwarded-For` / `-Proto` / `-Host` set from what gatehouse knows.
+//!   A client's own values (and `Forwarded`, `X-Real-IP` and the other client-IP and
+//!   URL-override fields) are kept only when the peer is a trusted proxy;
+//! - last, the identity headers gatehouse vouches for, if any.
+
+use core::fmt::{self, Write as _};
+use core::net::IpAddr;
+
+use super::body::BodyFraming;
+use super::request::{RequestHead, list_tokens, trim_ows};
+use super::write::Cursor;
+use crate::identity::is_identity_header;
+use crate::peer::Peer;
+
+/// The identity gatehouse vouches for on a forwarded request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity<'a> {
+    /// The username, sent in the configured user header (default `Remote-User`).
+    pub user: &'a str,
+    /// `Remote-Name`, when known.
+    pub name: Option<&'a str>,
+    /// `Remote-Email`, when known.
+    pub email: Option<&'a str>,
+    /// `Remote-Groups` (comma-separated; `admins` for administrators), when known.
+    pub groups: Option<&'a str>,
+}
+
+/// Everything besides the request that decides the forwarded head.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardOptions<'a> {
+    /// The configured user header (default [`crate::identity::DEFAULT_USER_HEADER`]).
+    pub user_header: &'a str,
+    /// The transport peer.
+    pub peer: Peer,
+    /// Whether the peer is a trusted proxy (its forwarding fields are then kept).
+    pub peer_trusted: bool,
+    /// Whether the client connection is TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
+    /// Drop the client's `Authorization` (gatehouse consumed it).
+    pub strip_authorization: bool,
+    /// Name of gatehouse's session cookie, removed from `Cookie`.
+    pub session_cookie: &'a str,
+    /// The identity to add, if any.
+    pub identity: Option<Identity<'a>>,
+    /// Keep `Upgrade` and send `Connection: upgrade` (the request asked for a protocol
+    /// upgrade and gatehouse allows the tunnel).
+    pub tunnel: bool,
+}
+
+/// Why a forwarded head was not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RewriteError {
+    /// The output buffer is too small.
+    OutputFull,
+    /// An identity value is empty or holds a control byte (it would break the head).
+    InvalidIdentityValue,
+}
+
+impl RewriteError {
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RewriteError::OutputFull => "forwarded head too large",
+            RewriteError::InvalidIdentityValue => "invalid identity value",
+        }
+    }
+}
+
+impl fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Fields never forwarded as the client sent them (hop-by-hop, framing, or re-emitted).
+const DROPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "content-length",
+    "host",
+    "expect",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Fields that claim something about the client or the original URL; kept only from a
+/// trusted proxy.
+const PROXY_CLAIMS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "x-original-uri",
+    "x-original-url",
+    "x-original-method",
+    "x-rewrite-url",
+];
+
+/// Whether the client field `name` is dropped before forwarding (for any identity).
+pub fn is_dropped_request_header(
+    head: &RequestHead<'_>,
+    name: &str,
+    options: &ForwardOptions<'_>,
+) -> bool {
+    let n = name.as_bytes();
+    is_identity_header(n, options.user_header)
+        || DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d))
+        || starts_with_ignore_case(n, b"proxy-")
+        || (name.eq_ignore_ascii_case("upgrade") && !(options.tunnel && head.upgrade().is_some()))
+        || (name.eq_ignore_ascii_case("authorization") && options.strip_authorization)
+        || (!options.peer_trusted
+            && (PROXY_CLAIMS.iter().any(|d| name.eq_ignore_ascii_case(d))
+                || starts_with_ignore_case(n, b"x-forwarded-")))
+        || named_in_connection(head, n)
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+}
+
+fn named_in_connection(head: &RequestHead<'_>, name: &[u8]) -> bool {
+    head.header_values("connection")
+        .flat_map(list_tokens)
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// Writes the head to send to the app for `head`, with `target` (the canonical target) in the
+/// request line. Returns its length in `out`.
+pub fn write_forward_head(
+    head: &RequestHead<'_>,
+    target: &str,
+    options: &ForwardOptions<'_>,
+    out: &mut [u8],
+) -> Result<usize, RewriteError> {
+    if let Some(id) = &options.identity {
+        check_identity_value(id.user)?;
+        for v in [id.name, id.email, id.groups].into_iter().flatten() {
+            check_identity_value(v)?;
+        }
+    }
+    let mut c = Cursor::new(out);
+    c.put_str(head.method())
+        .put(b" ")
+        .put_str(target)
+        .put(b" ")
+        .put_str(head.version().as_str())
+        .put(b"\r\n");
+    if let Some(host) = head.host() {
+        c.header("Host", host);
+    }
+    for h in head.headers() {
+        if is_dropped_request_header(head, h.name, options) {
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("cookie") {
+            write_cookie_without(&mut c, h.value, options.session_cookie);
+            continue;
+        }
+        c.header(h.name, h.value);
+    }
+
+    let trusted = options.peer_trusted;
+    // X-Forwarded-For: the trusted proxy's chain, then the peer.
+    let peer_ip = match options.peer {
+        Peer::Ip(ip) => Some(ip.to_canonical()),
+        Peer::Unix => None,
+    };
+    let mut chain = head.header_values("x-forwarded-for").filter(|_| trusted);
+    let first = chain.next();
+    if first.is_some() || peer_ip.is_some() {
+        c.put(b"X-Forwarded-For: ");
+        let mut sep = false;
+        for v in first.into_iter().chain(chain) {
+            if sep {
+                c.put(b", ");
+            }
+            c.put(v);
+            sep = true;
+        }
+        if let Some(ip) = peer_ip {
+            if sep {
+                c.put(b", ");
+            }
+            put_ip(&mut c, ip);
+        }
+        c.put(b"\r\n");
+    }
+    let client_proto = head.header_values("x-forwarded-proto").next().filter(|v| {
+        trusted && (v.eq_ignore_ascii_case(b"http") || v.eq_ignore_ascii_case(b"https"))
+    });
+    let proto: &[u8] = match client_proto {
+        Some(p) => p,
+        None if options.tls => b"https",
+        None => b"http",
+    };
+    c.header("X-Forwarded-Proto", proto);
+    let client_host = head
+        .header_values("x-forwarded-host")
+        .next()
+        .filter(|v| trusted && !v.is_empty());
+    if let Some(host) = client_host.or(head.host()) {
+        c.header("X-Forwarded-Host", host);
+    }
+    if let (false, Some(ip)) = (trusted, peer_ip) {
+        c.put(b"X-Real-IP: ");
+        put_ip(&mut c, ip);
+        c.put(b"\r\n");
+    }
+
+    match head.body() {
+        BodyFraming::Length(n) => {
+            c.put(b"Content-Length: ").put_u64(n).put(b"\r\n");
+        }
+        BodyFraming::Chunked => {
+            c.put(b"Transfer-Encoding: chunked\r\n");
+        }
+        BodyFraming::None | BodyFraming::UntilClose => {}
+    }
+    if let (true, Some(proto)) = (options.tunnel, head.upgrade()) {
+        c.put(b"Connection: upgrade\r\n").header("Upgrade", proto);
+    }
+    if let Some(id) = &options.identity {
+        c.header(options.user_header, id.user.as_bytes());
+        if let Some(v) = id.name {
+            c.header("Remote-Name", v.as_bytes());
+        }
+        if let Some(v) = id.email {
+            c.header("Remote-Email", v.as_bytes());
+        }
+        if let Some(v) = id.groups {
+            c.header("Remote-Groups", v.as_bytes());
+        }
+    }
+    c.put(b"\r\n");
+    c.finish().map_err(|_| RewriteError::OutputFull)
+}
+
+fn put_ip(c: &mut Cursor<'_>, ip: IpAddr) {
+    // A failed write leaves the cursor marked full, which `finish` reports.
+    let _ = write!(c, "{ip}");
+}
+
+fn check_identity_value(v: &str) -> Result<(), RewriteError> {
+    let ok = !v.is_empty()
+        && v.bytes()
+            .all(|b| b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80)
+        && trim_ows(v.as_bytes()).len() == v.len();
+    if ok {
+        Ok(())
+    } else {
+        Err(RewriteError::InvalidIdentityValue)
+    }
+}
+
+/// Writes `Cookie: …` with every pair named `session_cookie` removed; nothing when no pair is
+/// left.
+fn write_cookie_without(c: &mut Cursor<'_>, value: &[u8], session_cookie: &str) {
+    let keep = |pair: &&[u8]| {
+        let pair = trim_ows(pair);
+        let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+        !pair.is_empty() && trim_ows(name) != session_cookie.as_bytes()
+    };
+    let mut pairs = value.split(|&b| b == b';').filter(keep);
+    let Some(first) = pairs.next() else { return };
+    c.put(b"Cookie: ").put(trim_ows(first));
+    for p in pairs {
+        c.put(b"; ").put(trim_ows(p));
+    }
+    c.put(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Parse;
+    use core::net::Ipv4Addr;
+
+    fn head(bytes: &[u8]) -> RequestHead<'_> {
+        match RequestHead::parse(bytes) {
+            Ok(Parse::Complete(h)) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn options<'a>(identity: Option<Identity<'a>>) -> ForwardOptions<'a> {
+        ForwardOptions {
+            user_header: "Remote-User",
+            peer: Peer::Ip(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))),
+            peer_trusted: false,
+            tls: true,
+            strip_authorization: true,
+            session_cookie: "gatehouse_session",
+            identity,
+            tunnel: false,
+        }
+    }
+
+    fn forward(bytes: &[u8], target: &str, opts: &ForwardOptions<'_>) -> String {
+        let h = head(bytes);
+        let mut out = [0u8; 4096];
+        let n = write_forward_head(&h, target, opts, &mut out).unwrap();
+        String::from_utf8(out[..n].to_vec()).unwrap()
+    }
+
+    const ALICE: Identity<'static> = Identity {
+        user: "alice",
+        name: Some("Alice"),
+        email: None,
+        groups: Some("admins"),
+    };
+
+    #[test]
+    fn client_identity_headers_never_survive() {
+        let req = b"GET /app/../app/x HTTP/1.1\r\nHost: music\r\nRemote-User: admin\r\nremote_user: admin\r\nREMOTE-GROUPS: admins\r\nX-Forwarded-User: admin\r\nX-Custom: a\r\nConnection: X-Custom, keep-alive\r\n\r\n";
+        let text = forward(req, "/app/x", &options(Some(ALICE)));
+        assert_eq!(
+            text,
+            "GET /app/x HTTP/1.1\r\nHost: music\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: music\r\nX-Real-IP: 203.0.113.7\r\nRemote-User: alice\r\nRemote-Name: Alice\r\nRemote-Groups: admins\r\n\r\n"
+        );
+        let anonymous = forward(req, "/app/x", &options(None));
+        assert!(
+            !anonymous.to_ascii_lowercase().contains("remote"),
+            "{anonymous}"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_and_framing_fields_are_replaced() {
+        let req = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\nTrailer: Remote-User\r\nKeep-Alive: 5\r\nProxy-Authorization: Basic eA==\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nExpect: 100-continue\r\nAuthorization: Basic YTpi\r\nAccept: */*\r\n\r\n";
+        let text = forward(req, "/up", &options(None));
+        assert_eq!(
+            text,
+            "POST /up HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nX-Real-IP: 203.0.113.7\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let mut keep_auth = options(None);
+        keep_auth.strip_authorization = false;
+        assert!(forward(req, "/up", &keep_auth).contains("\r\nAuthorization: Basic YTpi\r\n"));
+    }
+
+    #[test]
+    fn tunnels_keep_upgrade() {
+        let req = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n";
+        let mut opts = options(Some(ALICE));
+        opts.tunnel = true;
+        let text = forward(req, "/ws", &opts);
+        assert!(text.contains("\r\nUpgrade: websocket\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: upgrade\r\n"), "{text}");
+        assert!(text.contains("\r\nSec-WebSocket-Key: k\r\n"), "{text}");
+        assert_eq!(text.matches("Upgrade: websocket").count(), 1, "{text}");
+        opts.tunnel = false;
+        let text = forward(req, "/ws", &opts);
+        assert!(!text.contains("Upgrade"), "{text}");
+    }
+
+    #[test]
+    fn session_cookie_is_removed_from_cookie() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1; gatehouse_session=SECRET; b=2\r\nCookie: gatehouse_session=X\r\n\r\n";
+        let text = forward(req, "/", &options(None));
+        assert!(text.contains("\r\nCookie: a=1; b=2\r\n"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+        assert_eq!(text.matches("Cookie").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn forwarding_claims_are_kept_only_from_trusted_proxies() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: outer\r\nX-Real-IP: 1.2.3.4\r\nForwarded: for=1.2.3.4\r\nX-Forwarded-Prefix: /x\r\n\r\n";
+        let text = forward(req, "/", &options(None));
+        assert!(
+            text.contains("\r\nX-Forwarded-For: 203.0.113.7\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nX-Forwarded-Proto: https\r\n"), "{text}");
+        assert!(text.contains("\r\nX-Forwarded-Host: a\r\n"), "{text}");
+        assert!(text.contains("\r\nX-Real-IP: 203.0.113.7\r\n"), "{text}");
+        for gone in ["1.2.3.4", "outer", "Forwarded:", "Prefix"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        let mut trusted = options(None);
+        trusted.peer_trusted = true;
+        let text = forward(req, "/", &trusted);
+        assert!(
+            text.contains("\r\nX-Forwarded-For: 1.2.3.4, 5.6.7.8, 203.0.113.7\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nX-Forwarded-Proto: http\r\n"), "{text}");
+        assert!(text.contains("\r\nX-Forwarded-Host: outer\r\n"), "{text}");
+        assert!(text.contains("\r\nForwarded: for=1.2.3.4\r\n"), "{text}");
+        assert_eq!(text.matches("X-Forwarded-For").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn mapped_and_unix_peers() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut opts = options(None);
+        opts.peer = Peer::Ip("::ffff:10.0.0.1".parse().unwrap());
+        assert!(forward(req, "/", &opts).contains("X-Forwarded-For: 10.0.0.1\r\n"));
+        opts.peer = Peer::Ip("2001:db8::1".parse().unwrap());
+        assert!(forward(req, "/", &opts).contains("X-Forwarded-For: 2001:db8::1\r\n"));
+        opts.peer = Peer::Unix;
+        assert!(!forward(req, "/", &opts).contains("X-Forwarded-For"));
+    }
+
+    #[test]
+    fn configured_user_header_is_used_and_stripped() {
+        let req =
+            b"GET / HTTP/1.1\r\nHost: a\r\nx_webauth_user: admin\r\nX-Auth-User: admin\r\n\r\n";
+        let mut opts = options(Some(Identity {
+            user: "bob",
+            name: None,
+            email: None,
+            groups: None,
+        }));
+        opts.user_header = "X-Auth-User";
+        let text = forward(req, "/", &opts);
+        assert!(text.ends_with("\r\nX-Auth-User: bob\r\n\r\n"), "{text}");
+        assert!(!text.contains("admin"), "{text}");
+    }
+
+    #[test]
+    fn identity_values_cannot_inject() {
+        let h = head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let mut out = [0u8; 1024];
+        for bad in ["", "a\r\nRemote-User: admin", "a\0", " a", "a\t"] {
+            let opts = options(Some(Identity {
+                user: bad,
+                name: None,
+                email: None,
+                groups: None,
+            }));
+            assert_eq!(
+                write_forward_head(&h, "/", &opts, &mut out),
+                Err(RewriteError::InvalidIdentityValue),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            write_forward_head(&h, "/", &options(None), &mut [0u8; 10]),
+            Err(RewriteError::OutputFull)
+        );
+    }
+
+    #[test]
+    fn http_1_0_keeps_its_version_and_has_no_host_when_none_was_sent() {
+        let text = forward(b"GET /a HTTP/1.0\r\n\r\n", "/a", &options(None));
+        assert!(
+            text.starts_with("GET /a HTTP/1.0\r\nX-Forwarded-For"),
+            "{text}"
+        );
+    }
+}
