@@ -1,11 +1,12 @@
-//! Property tests of the identity layer's parsers and matchers: no input makes any of them
-//! panic, what parses prints back to the same value, and matching agrees with a plain model of
-//! Navidrome's rules.
+//! Property tests of the identity layer: no input makes any parser panic, what parses prints
+//! back to the same value, matching agrees with a plain model of Navidrome's rules, and the
+//! login throttle never refuses a stranger, however full the table is of others.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use gatehouse_core::identity::{DEFAULT_USER_HEADER, parse_username, read_identity};
 use gatehouse_core::peer::Peer;
+use gatehouse_core::throttle::{Throttle, ThrottlePolicy, Verdict};
 use gatehouse_core::trusted::{TrustedSource, TrustedSources};
 use proptest::prelude::*;
 
@@ -112,5 +113,73 @@ proptest! {
         prop_assert!(!v4_entry.contains(&Peer::Ip(IpAddr::V6(v6_addr))));
         prop_assert!(!v6_entry.contains(&Peer::Ip(IpAddr::V4(Ipv4Addr::from(v4)))));
         prop_assert!(!v6_entry.contains(&Peer::Ip(IpAddr::V6(Ipv4Addr::from(v4).to_ipv6_mapped()))));
+    }
+}
+
+proptest! {
+    // Each case replays hundreds of operations: fewer cases, same coverage of table states.
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn a_full_throttle_never_refuses_a_fresh_network_and_user(
+        ops in proptest::collection::vec((any::<u16>(), 0u8..32, 0u64..5, any::<bool>()), 0..400),
+        policy in (0u32..20, 0u64..100, 0u32..20, 0u64..1000),
+        fresh_v6 in any::<u64>(),
+    ) {
+        let policy = ThrottlePolicy {
+            network_burst: policy.0,
+            network_interval: policy.1,
+            user_burst: policy.2,
+            user_interval: policy.3,
+        };
+        let mut throttle = Throttle::<16>::new(policy);
+        let mut now = 1_000u64;
+        for (host, user, step, success) in ops {
+            now += step;
+            // Others: 10.0.0.0/16, fc00::/64 and the UNIX peer; names user0..user31.
+            let peer = match host % 3 {
+                0 => Peer::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, (host >> 8) as u8, host as u8))),
+                1 => Peer::Ip(IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, host))),
+                _ => Peer::Unix,
+            };
+            let name = format!("user{user}");
+            if success {
+                throttle.record_success(&peer, &name, now);
+            } else {
+                let _ = throttle.check(&peer, &name, now);
+                throttle.record_failure(&peer, &name, now);
+            }
+        }
+        let fresh4 = Peer::Ip(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        let fresh6 = Peer::Ip(IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(fresh_v6))));
+        prop_assert_eq!(throttle.check(&fresh4, "stranger", now), Verdict::Allowed);
+        prop_assert_eq!(throttle.check(&fresh6, "Stranger", now), Verdict::Allowed);
+        // A fresh network is not refused even for a name others have hammered.
+        prop_assert_eq!(throttle.check(&fresh4, "user0", now), Verdict::Allowed);
+    }
+
+    #[test]
+    fn throttle_never_panics(
+        ops in proptest::collection::vec((any::<u128>(), any::<Vec<u8>>(), any::<u64>(), 0u8..3), 0..64),
+        policy in (any::<u32>(), any::<u64>(), any::<u32>(), any::<u64>()),
+    ) {
+        let mut throttle = Throttle::<4>::new(ThrottlePolicy {
+            network_burst: policy.0,
+            network_interval: policy.1,
+            user_burst: policy.2,
+            user_interval: policy.3,
+        });
+        for (ip, user, now, op) in ops {
+            let peer = Peer::Ip(IpAddr::V6(Ipv6Addr::from(ip)));
+            match op {
+                0 => throttle.record_failure(&peer, &user, now),
+                1 => throttle.record_success(&peer, &user, now),
+                _ => {
+                    if let Verdict::RetryAfter { seconds, .. } = throttle.check(&peer, &user, now) {
+                        prop_assert!(seconds >= 1);
+                    }
+                }
+            }
+        }
     }
 }

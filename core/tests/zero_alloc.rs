@@ -47,34 +47,63 @@ fn counter_sees_an_allocation() {
     assert!(n >= 1);
 }
 
-#[test]
-fn trusted_sources_peer_match_and_identity_header_allocate_nothing() {
-    use gatehouse_core::identity::{DEFAULT_USER_HEADER, read_identity_httparse};
-    use gatehouse_core::peer::Peer;
-    use gatehouse_core::trusted::TrustedSources;
+/// The identity layer: trusted sources, peers, the identity header, the login throttle and
+/// the credential cache.
+mod identity_layer {
+    use super::count_allocations;
 
-    let head: &[u8] = b"GET /app/ HTTP/1.1\r\nHost: music.example\r\n\
-        Remote-User: alice\r\nAccept: text/html\r\n\r\n";
-    let mut storage = [httparse::EMPTY_HEADER; 16];
-    let mut request = httparse::Request::new(&mut storage);
-    assert!(request.parse(head).unwrap().is_complete());
-    let headers = request.headers;
+    #[test]
+    fn trusted_sources_peer_match_and_identity_header_allocate_nothing() {
+        use gatehouse_core::identity::{DEFAULT_USER_HEADER, read_identity_httparse};
+        use gatehouse_core::peer::Peer;
+        use gatehouse_core::trusted::TrustedSources;
 
-    let (outcome, allocations) = count_allocations(|| {
-        let sources =
-            TrustedSources::<16>::parse(" 10.0.0.0/8, 192.168.1.1/24 , 2001:db8::/32, @").ok()?;
-        let peer = Peer::parse("[::ffff:192.168.1.77]:51234").ok()?;
-        let matched = sources.find(&peer)?;
-        let user = read_identity_httparse(DEFAULT_USER_HEADER, headers).ok()??;
-        // A refusal must not allocate either (the error carries a bounded excerpt).
-        let refused = TrustedSources::<16>::parse("10.0.0.0/8, not-an-address").is_err();
-        Some((matched.index, user, refused))
-    });
-    let (index, user, refused) = outcome.expect("trusted peer with a username");
-    assert_eq!(index, 1);
-    assert_eq!(user, "alice");
-    assert!(refused);
-    assert_eq!(allocations, 0);
+        let head: &[u8] = b"GET /app/ HTTP/1.1\r\nHost: music.example\r\n\
+            Remote-User: alice\r\nAccept: text/html\r\n\r\n";
+        let mut storage = [httparse::EMPTY_HEADER; 16];
+        let mut request = httparse::Request::new(&mut storage);
+        assert!(request.parse(head).unwrap().is_complete());
+        let headers = request.headers;
+
+        let (outcome, allocations) = count_allocations(|| {
+            let sources =
+                TrustedSources::<16>::parse(" 10.0.0.0/8, 192.168.1.1/24 , 2001:db8::/32, @")
+                    .ok()?;
+            let peer = Peer::parse("[::ffff:192.168.1.77]:51234").ok()?;
+            let matched = sources.find(&peer)?;
+            let user = read_identity_httparse(DEFAULT_USER_HEADER, headers).ok()??;
+            // A refusal must not allocate either (the error carries a bounded excerpt).
+            let refused = TrustedSources::<16>::parse("10.0.0.0/8, not-an-address").is_err();
+            Some((matched.index, user, refused))
+        });
+        let (index, user, refused) = outcome.expect("trusted peer with a username");
+        assert_eq!(index, 1);
+        assert_eq!(user, "alice");
+        assert!(refused);
+        assert_eq!(allocations, 0);
+    }
+
+    #[test]
+    fn login_throttle_allocates_nothing() {
+        use gatehouse_core::peer::Peer;
+        use gatehouse_core::throttle::{Throttle, ThrottlePolicy, Verdict};
+
+        let mut throttle = Throttle::<64>::new(ThrottlePolicy::DEFAULT);
+        let (verdict, allocations) = count_allocations(|| {
+            let attacker = Peer::parse("[2001:db8::66]:4000").ok()?;
+            for now in 0..100 {
+                if throttle.check(&attacker, "alice", now) == Verdict::Allowed {
+                    throttle.record_failure(&attacker, "alice", now);
+                }
+            }
+            let home = Peer::parse("192.0.2.10:5000").ok()?;
+            let verdict = throttle.check(&home, "Alice", 100);
+            throttle.record_success(&home, "Alice", 100);
+            Some(verdict)
+        });
+        assert_eq!(verdict, Some(Verdict::Allowed));
+        assert_eq!(allocations, 0);
+    }
 }
 
 mod accounts {
