@@ -1,1 +1,821 @@
-//! (being written)
+//! Session cookies: stateless tokens signed with HMAC-SHA256.
+//!
+//! A token says *who* (the username), *when* (issued-at and expiry, UNIX seconds) and *under
+//! which generation* of that user it was issued, and carries an HMAC-SHA256 over all of it.
+//! Nothing is stored server-side, so any number of gateways sharing a key agree, and a board
+//! needs no RAM per session. Layout, before base64url (unpadded) encoding:
+//!
+//! ```text
+//! version u8 | generation u32 BE | issued_at u64 BE | expires_at u64 BE | name_len u8 | name | mac[32]
+//! ```
+//!
+//! The MAC covers a context label and every byte before it. The threats each check exists
+//! for, each refusal its own [`SessionError`]:
+//! - **Forged or altered cookies** ([`SessionError::BadSignature`]): only a holder of the key
+//!   can make a token; the MAC is compared in constant time ([`subtle`]).
+//! - **Stolen cookies used forever** ([`SessionError::Expired`]): every token has an expiry.
+//! - **Tokens from a clock gone wrong or a key misuse** ([`SessionError::IssuedInFuture`]): a
+//!   token issued more than [`MAX_CLOCK_SKEW_SECS`] ahead of `now` is refused; the slack
+//!   covers gateways sharing a key whose clocks differ slightly.
+//! - **Sessions that must end now** ([`SessionError::Revoked`], [`SessionError::UnknownUser`]):
+//!   a password change or "log out everywhere" bumps the user's generation; a deleted user
+//!   has none. Either kills every token issued before.
+//! - **Key rotation** without logging everyone out: [`SessionKeys`] holds the current key,
+//!   which signs, and the previous one, which still verifies until the next rotation.
+//!
+//! `now` is always a parameter: core never reads a clock.
+
+use crate::users::{UserTable, UsernameError, parse_username};
+use crate::{MAX_USERNAME_LEN, Username};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use core::fmt;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Name of the session cookie.
+pub const COOKIE_NAME: &str = "gatehouse_session";
+
+/// Bytes of a session key.
+pub const SESSION_KEY_LEN: usize = 32;
+
+/// Format version written in the first byte of every token.
+pub const TOKEN_VERSION: u8 = 1;
+
+/// How far in the future a token's issued-at may lie and still be accepted, in seconds.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 60;
+
+const MAC_LEN: usize = 32;
+const HEADER_LEN: usize = 1 + 4 + 8 + 8 + 1;
+const MIN_TOKEN_BYTES: usize = HEADER_LEN + 1 + MAC_LEN;
+
+/// Most bytes of a token before encoding.
+pub const MAX_TOKEN_BYTES: usize = HEADER_LEN + MAX_USERNAME_LEN + MAC_LEN;
+
+/// Most characters of an encoded token (the cookie value).
+pub const MAX_TOKEN_LEN: usize = (MAX_TOKEN_BYTES * 4).div_ceil(3);
+
+/// Most bytes [`write_set_cookie`] writes; a buffer of this size always suffices.
+pub const MAX_SET_COOKIE_LEN: usize = 256;
+
+/// Separates a session MAC from any other use of the same key.
+const MAC_CONTEXT: &[u8] = b"gatehouse session\0";
+
+/// An encoded token: the value of the session cookie.
+pub type SessionToken = heapless::String<MAX_TOKEN_LEN>;
+
+/// A key that signs and verifies session tokens: 32 random bytes from the caller.
+///
+/// Its `Debug` output never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey([u8; SESSION_KEY_LEN]);
+
+impl SessionKey {
+    /// A key from random bytes (the daemon's OS RNG, a board's hardware RNG).
+    pub const fn from_bytes(random: [u8; SESSION_KEY_LEN]) -> Self {
+        Self(random)
+    }
+
+    /// The key's bytes, for the shell to store (mode 0600, a flash record).
+    pub fn as_bytes(&self) -> &[u8; SESSION_KEY_LEN] {
+        &self.0
+    }
+
+    fn mac(&self, signed: &[u8]) -> [u8; MAC_LEN] {
+        // HMAC accepts a key of any length; this cannot fail for a 32-byte key.
+        let Ok(mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0) else {
+            return [0; MAC_LEN];
+        };
+        mac.chain_update(MAC_CONTEXT)
+            .chain_update(signed)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
+
+/// Which key verified a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUsed {
+    /// The current key.
+    Current,
+    /// The previous key: the token predates the last rotation and should be reissued.
+    Previous,
+}
+
+/// The current key, which signs, and the previous one, which still verifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionKeys {
+    /// Signs new tokens and verifies.
+    pub current: SessionKey,
+    /// Verifies tokens signed before the last rotation.
+    pub previous: Option<SessionKey>,
+}
+
+/// Why a token was not issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueError {
+    /// The username is not valid.
+    InvalidUsername(UsernameError),
+}
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUsername(e) => write!(f, "cannot issue a session: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for IssueError {}
+
+/// Why a session token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Not a token: bad base64url, wrong length, or a signed body that does not parse.
+    Malformed,
+    /// A format version this build does not know.
+    UnsupportedVersion,
+    /// Neither the current nor the previous key made this MAC.
+    BadSignature,
+    /// Issued more than [`MAX_CLOCK_SKEW_SECS`] after `now`.
+    IssuedInFuture,
+    /// `now` is at or past the expiry.
+    Expired,
+    /// The user no longer exists.
+    UnknownUser,
+    /// The user's generation changed since issue (password change, "log out everywhere").
+    Revoked,
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "session token is malformed",
+            Self::UnsupportedVersion => "session token version is not supported",
+            Self::BadSignature => "session token signature is not valid",
+            Self::IssuedInFuture => "session token is issued in the future",
+            Self::Expired => "session token has expired",
+            Self::UnknownUser => "session token names a user that no longer exists",
+            Self::Revoked => "session token was revoked",
+        })
+    }
+}
+
+impl core::error::Error for SessionError {}
+
+/// A verified session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The user, as spelled when the token was issued.
+    pub username: Username,
+    /// The user's generation at issue, equal to the current one.
+    pub generation: u32,
+    /// Issue time, UNIX seconds.
+    pub issued_at: u64,
+    /// Expiry, UNIX seconds (exclusive).
+    pub expires_at: u64,
+    /// Which key verified it.
+    pub key: KeyUsed,
+}
+
+impl Session {
+    /// Whether the shell should send a fresh token: the token was signed with the previous
+    /// key, or less than half of its lifetime remains.
+    pub fn should_renew(&self, now: u64) -> bool {
+        let lifetime = self.expires_at.saturating_sub(self.issued_at);
+        self.key == KeyUsed::Previous || self.expires_at.saturating_sub(now) < lifetime / 2
+    }
+}
+
+impl SessionKeys {
+    /// Keys with no previous key yet.
+    pub const fn new(current: SessionKey) -> Self {
+        Self {
+            current,
+            previous: None,
+        }
+    }
+
+    /// Makes `next` the signing key; the current one becomes the previous and still verifies.
+    pub fn rotate(&mut self, next: SessionKey) {
+        self.previous = Some(core::mem::replace(&mut self.current, next));
+    }
+
+    /// Issues a token for `username` at `generation`, valid from `now` for `ttl_secs` seconds,
+    /// signed with the current key.
+    pub fn issue(
+        &self,
+        username: &str,
+        generation: u32,
+        now: u64,
+        ttl_secs: u64,
+    ) -> Result<SessionToken, IssueError> {
+        let name = parse_username(username).map_err(IssueError::InvalidUsername)?;
+        let mut raw = [0u8; MAX_TOKEN_BYTES];
+        let mut len = 0;
+        let name_len = [u8::try_from(name.len()).unwrap_or(u8::MAX)];
+        let fields: [&[u8]; 6] = [
+            &[TOKEN_VERSION],
+            &generation.to_be_bytes(),
+            &now.to_be_bytes(),
+            &now.saturating_add(ttl_secs).to_be_bytes(),
+            &name_len,
+            name.as_bytes(),
+        ];
+        for field in fields {
+            if let Some(dst) = raw.get_mut(len..len + field.len()) {
+                dst.copy_from_slice(field);
+                len += field.len();
+            }
+        }
+        let mac = self.current.mac(raw.get(..len).unwrap_or(&[]));
+        if let Some(dst) = raw.get_mut(len..len + MAC_LEN) {
+            dst.copy_from_slice(&mac);
+            len += MAC_LEN;
+        }
+        let mut encoded = [0u8; MAX_TOKEN_LEN];
+        let mut token = SessionToken::new();
+        // At most MAX_TOKEN_BYTES encode to at most MAX_TOKEN_LEN characters: both fit.
+        if let Ok(text) = Base64UrlUnpadded::encode(raw.get(..len).unwrap_or(&[]), &mut encoded) {
+            let _ = token.push_str(text);
+        }
+        Ok(token)
+    }
+
+    /// Verifies a cookie value at time `now`; `generation_of` answers the named user's current
+    /// generation, or `None` when there is no such user (`|name| users.generation_of(name)`).
+    ///
+    /// Checked in this order: format, MAC (current key, then previous), time, generation.
+    pub fn verify(
+        &self,
+        token: &[u8],
+        now: u64,
+        generation_of: impl FnOnce(&str) -> Option<u32>,
+    ) -> Result<Session, SessionError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(SessionError::Malformed);
+        }
+        let mut buf = [0u8; MAX_TOKEN_BYTES];
+        let raw =
+            Base64UrlUnpadded::decode(token, &mut buf).map_err(|_| SessionError::Malformed)?;
+        if raw.len() < MIN_TOKEN_BYTES {
+            return Err(SessionError::Malformed);
+        }
+        let (signed, mac) = raw.split_at(raw.len() - MAC_LEN);
+        if signed.first() != Some(&TOKEN_VERSION) {
+            return Err(SessionError::UnsupportedVersion);
+        }
+        let key = if bool::from(self.current.mac(signed).ct_eq(mac)) {
+            KeyUsed::Current
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|previous| bool::from(previous.mac(signed).ct_eq(mac)))
+        {
+            KeyUsed::Previous
+        } else {
+            return Err(SessionError::BadSignature);
+        };
+
+        let body = Body::parse(signed).ok_or(SessionError::Malformed)?;
+        if body.issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(SessionError::IssuedInFuture);
+        }
+        if now >= body.expires_at {
+            return Err(SessionError::Expired);
+        }
+        match generation_of(&body.username) {
+            None => Err(SessionError::UnknownUser),
+            Some(current) if current != body.generation => Err(SessionError::Revoked),
+            Some(_) => Ok(Session {
+                username: body.username,
+                generation: body.generation,
+                issued_at: body.issued_at,
+                expires_at: body.expires_at,
+                key,
+            }),
+        }
+    }
+
+    /// [`SessionKeys::verify`] against a users table; returns the session and its user.
+    pub fn verify_user<'u, const N: usize>(
+        &self,
+        token: &[u8],
+        now: u64,
+        users: &'u UserTable<N>,
+    ) -> Result<(Session, &'u crate::users::User), SessionError> {
+        let session = self.verify(token, now, |name| users.generation_of(name))?;
+        let user = users
+            .find(&session.username)
+            .ok_or(SessionError::UnknownUser)?;
+        Ok((session, user))
+    }
+}
+
+/// The signed fields of a token, after the MAC has been checked.
+struct Body {
+    generation: u32,
+    issued_at: u64,
+    expires_at: u64,
+    username: Username,
+}
+
+impl Body {
+    fn parse(signed: &[u8]) -> Option<Self> {
+        let (header, name) = signed.split_at_checked(HEADER_LEN)?;
+        let generation = u32::from_be_bytes(header.get(1..5)?.try_into().ok()?);
+        let issued_at = u64::from_be_bytes(header.get(5..13)?.try_into().ok()?);
+        let expires_at = u64::from_be_bytes(header.get(13..21)?.try_into().ok()?);
+        let name_len = usize::from(*header.get(21)?);
+        if name.len() != name_len || expires_at < issued_at {
+            return None;
+        }
+        let username = parse_username(core::str::from_utf8(name).ok()?).ok()?;
+        Some(Self {
+            generation,
+            issued_at,
+            expires_at,
+            username,
+        })
+    }
+}
+
+/// The output buffer was too small; [`MAX_SET_COOKIE_LEN`] always suffices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferTooSmall;
+
+impl fmt::Display for BufferTooSmall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("buffer too small for the Set-Cookie value")
+    }
+}
+
+impl core::error::Error for BufferTooSmall {}
+
+/// Writes the value of a `Set-Cookie` header that stores `token`, into `out`; returns its
+/// length. `HttpOnly` keeps it from scripts, `SameSite=Lax` from cross-site POSTs, `Path=/`
+/// covers the whole app, `Max-Age` ends it with the token, and `Secure` (pass `secure` when
+/// the client connection is TLS) keeps it off plain HTTP.
+pub fn write_set_cookie(
+    out: &mut [u8],
+    token: &str,
+    max_age_secs: u64,
+    secure: bool,
+) -> Result<usize, BufferTooSmall> {
+    write_cookie(out, token, max_age_secs, secure)
+}
+
+/// Writes the value of a `Set-Cookie` header that deletes the session cookie (logout).
+pub fn write_clear_cookie(out: &mut [u8], secure: bool) -> Result<usize, BufferTooSmall> {
+    write_cookie(out, "", 0, secure)
+}
+
+fn write_cookie(
+    out: &mut [u8],
+    value: &str,
+    max_age_secs: u64,
+    secure: bool,
+) -> Result<usize, BufferTooSmall> {
+    let mut cursor = Cursor { out, len: 0 };
+    let secure = if secure { "; Secure" } else { "" };
+    fmt::Write::write_fmt(
+        &mut cursor,
+        format_args!(
+            "{COOKIE_NAME}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}"
+        ),
+    )
+    .map_err(|_| BufferTooSmall)?;
+    Ok(cursor.len)
+}
+
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        let dst = self.out.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The values of every `gatehouse_session` cookie in a `Cookie` header value, in order.
+///
+/// There can be more than one: a host that shares the parent domain can plant its own.
+/// Verify each and use the first that passes; a planted one cannot carry a valid MAC.
+pub fn session_cookies(cookie_header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    cookie_header.split(|&b| b == b';').filter_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let (name, value) = pair.split_at(eq);
+        let value = value.get(1..)?.trim_ascii();
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        (name.trim_ascii() == COOKIE_NAME.as_bytes()).then_some(value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::{MIN_ITERATIONS, SALT_LEN, hash_password};
+
+    const NOW: u64 = 1_790_000_000;
+    const TTL: u64 = 7 * 24 * 3600;
+
+    fn key(byte: u8) -> SessionKey {
+        SessionKey::from_bytes([byte; SESSION_KEY_LEN])
+    }
+
+    fn keys() -> SessionKeys {
+        SessionKeys::new(key(1))
+    }
+
+    fn gen_is(g: u32) -> impl FnOnce(&str) -> Option<u32> {
+        move |_| Some(g)
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let token = keys().issue("alice", 3, NOW, TTL).unwrap();
+        assert!(token.len() <= MAX_TOKEN_LEN);
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        let session = keys().verify(token.as_bytes(), NOW, gen_is(3)).unwrap();
+        assert_eq!(
+            session,
+            Session {
+                username: parse_username("alice").unwrap(),
+                generation: 3,
+                issued_at: NOW,
+                expires_at: NOW + TTL,
+                key: KeyUsed::Current,
+            }
+        );
+    }
+
+    #[test]
+    fn token_layout_vector() {
+        // A fixed key and inputs give a fixed token; a change in the layout or MAC shows here.
+        let token = SessionKeys::new(key(0)).issue("a", 1, 2, 3).unwrap();
+        let mut raw = [0u8; MAX_TOKEN_BYTES];
+        let raw = Base64UrlUnpadded::decode(token.as_bytes(), &mut raw).unwrap();
+        assert_eq!(
+            &raw[..HEADER_LEN + 1],
+            &[
+                1, // version
+                0, 0, 0, 1, // generation
+                0, 0, 0, 0, 0, 0, 0, 2, // issued at
+                0, 0, 0, 0, 0, 0, 0, 5, // expires at
+                1, b'a', // name
+            ]
+        );
+        let mut expected = <Hmac<Sha256> as KeyInit>::new_from_slice(&[0; 32]).unwrap();
+        expected.update(b"gatehouse session\0");
+        expected.update(&raw[..HEADER_LEN + 1]);
+        assert_eq!(
+            &raw[HEADER_LEN + 1..],
+            &expected.finalize().into_bytes()[..]
+        );
+    }
+
+    #[test]
+    fn longest_username_fits_the_maximum_token_length() {
+        let name = "é".repeat(MAX_USERNAME_LEN / 2);
+        let token = keys().issue(&name, u32::MAX, u64::MAX, u64::MAX).unwrap();
+        assert_eq!(token.len(), MAX_TOKEN_LEN);
+        assert_eq!(MAX_TOKEN_LEN, 158);
+    }
+
+    #[test]
+    fn issue_refuses_invalid_usernames() {
+        assert_eq!(
+            keys().issue("", 0, NOW, TTL),
+            Err(IssueError::InvalidUsername(UsernameError::Empty))
+        );
+        assert_eq!(
+            keys().issue(&"x".repeat(65), 0, NOW, TTL),
+            Err(IssueError::InvalidUsername(UsernameError::TooLong))
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        let good = keys().issue("alice", 0, NOW, TTL).unwrap();
+        let too_long = "A".repeat(MAX_TOKEN_LEN + 1);
+        for bad in [
+            "",
+            "!!!!",
+            "a",
+            "AAAA",
+            &good[..good.len() - 1],
+            too_long.as_str(),
+            "gatehouse_session=abc",
+        ] {
+            assert_eq!(
+                keys().verify(bad.as_bytes(), NOW, gen_is(0)),
+                Err(SessionError::Malformed),
+                "{bad:?}"
+            );
+        }
+        // Padding is not part of the format.
+        let padded = format!("{good}=");
+        assert_eq!(
+            keys().verify(padded.as_bytes(), NOW, gen_is(0)),
+            Err(SessionError::Malformed)
+        );
+    }
+
+    /// Re-signs a raw token body with `k` (to reach checks behind the MAC).
+    fn sign(k: &SessionKey, signed: &[u8]) -> heapless::String<512> {
+        let mut raw = signed.to_vec();
+        raw.extend_from_slice(&k.mac(signed));
+        let mut out = [0u8; 512];
+        heapless::String::try_from(Base64UrlUnpadded::encode(&raw, &mut out).unwrap()).unwrap()
+    }
+
+    fn body(version: u8, issued: u64, expires: u64, name: &[u8], name_len: u8) -> Vec<u8> {
+        let mut b = vec![version];
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&issued.to_be_bytes());
+        b.extend_from_slice(&expires.to_be_bytes());
+        b.push(name_len);
+        b.extend_from_slice(name);
+        b
+    }
+
+    #[test]
+    fn signed_but_inconsistent_bodies_are_malformed() {
+        let k = key(1);
+        for signed in [
+            body(1, NOW, NOW + 1, b"alice", 4),
+            body(1, NOW, NOW + 1, b"alice", 6),
+            body(1, NOW, NOW - 1, b"alice", 5),
+            body(1, NOW, NOW + 1, b"\xff\xfe", 2),
+            body(1, NOW, NOW + 1, b" alice", 6),
+            body(1, NOW, NOW + 1, b"a\nb", 3),
+        ] {
+            let token = sign(&k, &signed);
+            assert_eq!(
+                keys().verify(token.as_bytes(), NOW, gen_is(0)),
+                Err(SessionError::Malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_versions_are_refused() {
+        let token = sign(&key(1), &body(2, NOW, NOW + 1, b"alice", 5));
+        assert_eq!(
+            keys().verify(token.as_bytes(), NOW, gen_is(0)),
+            Err(SessionError::UnsupportedVersion)
+        );
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_or_altered_is_refused() {
+        let foreign = SessionKeys::new(key(9))
+            .issue("alice", 0, NOW, TTL)
+            .unwrap();
+        assert_eq!(
+            keys().verify(foreign.as_bytes(), NOW, gen_is(0)),
+            Err(SessionError::BadSignature)
+        );
+        // Flip each byte of the body and of the MAC in turn: every change is caught.
+        let token = keys().issue("alice", 0, NOW, TTL).unwrap();
+        let mut raw = [0u8; MAX_TOKEN_BYTES];
+        let raw = Base64UrlUnpadded::decode(token.as_bytes(), &mut raw).unwrap();
+        for i in 1..raw.len() {
+            let mut altered = raw.to_vec();
+            altered[i] ^= 0x01;
+            let mut out = [0u8; MAX_TOKEN_LEN];
+            let altered = Base64UrlUnpadded::encode(&altered, &mut out).unwrap();
+            assert_eq!(
+                keys().verify(altered.as_bytes(), NOW, gen_is(0)),
+                Err(SessionError::BadSignature),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_is_exclusive() {
+        let token = keys().issue("alice", 0, NOW, 10).unwrap();
+        assert!(keys().verify(token.as_bytes(), NOW + 9, gen_is(0)).is_ok());
+        assert_eq!(
+            keys().verify(token.as_bytes(), NOW + 10, gen_is(0)),
+            Err(SessionError::Expired)
+        );
+        assert_eq!(
+            keys().verify(token.as_bytes(), u64::MAX, gen_is(0)),
+            Err(SessionError::Expired)
+        );
+        let zero_ttl = keys().issue("alice", 0, NOW, 0).unwrap();
+        assert_eq!(
+            keys().verify(zero_ttl.as_bytes(), NOW, gen_is(0)),
+            Err(SessionError::Expired)
+        );
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused_beyond_the_skew() {
+        let token = keys()
+            .issue("alice", 0, NOW + MAX_CLOCK_SKEW_SECS, TTL)
+            .unwrap();
+        assert!(keys().verify(token.as_bytes(), NOW, gen_is(0)).is_ok());
+        let token = keys()
+            .issue("alice", 0, NOW + MAX_CLOCK_SKEW_SECS + 1, TTL)
+            .unwrap();
+        assert_eq!(
+            keys().verify(token.as_bytes(), NOW, gen_is(0)),
+            Err(SessionError::IssuedInFuture)
+        );
+        assert_eq!(
+            keys().verify(token.as_bytes(), 0, gen_is(0)),
+            Err(SessionError::IssuedInFuture)
+        );
+    }
+
+    #[test]
+    fn a_changed_generation_revokes_and_a_deleted_user_is_unknown() {
+        let token = keys().issue("alice", 4, NOW, TTL).unwrap();
+        assert_eq!(
+            keys().verify(token.as_bytes(), NOW, gen_is(5)),
+            Err(SessionError::Revoked)
+        );
+        assert_eq!(
+            keys().verify(token.as_bytes(), NOW, |_| None),
+            Err(SessionError::UnknownUser)
+        );
+        let mut asked = String::new();
+        let _ = keys().verify(token.as_bytes(), NOW, |name| {
+            asked.push_str(name);
+            Some(4)
+        });
+        assert_eq!(asked, "alice");
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid_for_one_more_rotation() {
+        let mut keys = keys();
+        let old = keys.issue("alice", 0, NOW, TTL).unwrap();
+        keys.rotate(key(2));
+        assert_eq!(keys.previous, Some(key(1)));
+        let new = keys.issue("alice", 0, NOW, TTL).unwrap();
+        assert_ne!(old, new);
+        let old_session = keys.verify(old.as_bytes(), NOW, gen_is(0)).unwrap();
+        assert_eq!(old_session.key, KeyUsed::Previous);
+        assert!(old_session.should_renew(NOW));
+        let new_session = keys.verify(new.as_bytes(), NOW, gen_is(0)).unwrap();
+        assert_eq!(new_session.key, KeyUsed::Current);
+        assert!(!new_session.should_renew(NOW));
+        keys.rotate(key(3));
+        assert_eq!(
+            keys.verify(old.as_bytes(), NOW, gen_is(0)),
+            Err(SessionError::BadSignature)
+        );
+        assert!(keys.verify(new.as_bytes(), NOW, gen_is(0)).is_ok());
+    }
+
+    #[test]
+    fn renewal_is_due_after_half_the_lifetime() {
+        let token = keys().issue("alice", 0, NOW, 100).unwrap();
+        let at = |t| keys().verify(token.as_bytes(), t, gen_is(0)).unwrap();
+        assert!(!at(NOW).should_renew(NOW));
+        assert!(!at(NOW + 50).should_renew(NOW + 50));
+        assert!(at(NOW + 51).should_renew(NOW + 51));
+    }
+
+    #[test]
+    fn verify_user_ties_the_session_to_the_table() {
+        let mut users = UserTable::<4>::new();
+        let hash = hash_password(b"pw", &[1; SALT_LEN], MIN_ITERATIONS).unwrap();
+        users.add("Alice", false, hash.clone()).unwrap();
+        let keys = keys();
+        let token = keys.issue("Alice", 0, NOW, TTL).unwrap();
+        let (session, user) = keys.verify_user(token.as_bytes(), NOW, &users).unwrap();
+        assert_eq!(session.username.as_str(), "Alice");
+        assert_eq!(user.name.as_str(), "Alice");
+
+        users.set_password("alice", hash).unwrap();
+        assert_eq!(
+            keys.verify_user(token.as_bytes(), NOW, &users).map(|_| ()),
+            Err(SessionError::Revoked)
+        );
+        let token = keys.issue("alice", 1, NOW, TTL).unwrap();
+        assert!(keys.verify_user(token.as_bytes(), NOW, &users).is_ok());
+        users.bump_generation("ALICE").unwrap();
+        assert_eq!(
+            keys.verify_user(token.as_bytes(), NOW, &users).map(|_| ()),
+            Err(SessionError::Revoked)
+        );
+        users.remove("alice").unwrap();
+        assert_eq!(
+            keys.verify_user(token.as_bytes(), NOW, &users).map(|_| ()),
+            Err(SessionError::UnknownUser)
+        );
+    }
+
+    #[test]
+    fn set_cookie_values() {
+        let mut out = [0u8; MAX_SET_COOKIE_LEN];
+        let n = write_set_cookie(&mut out, "TOKEN", 3600, false).unwrap();
+        assert_eq!(
+            &out[..n],
+            b"gatehouse_session=TOKEN; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"
+        );
+        let n = write_set_cookie(&mut out, "TOKEN", 3600, true).unwrap();
+        assert_eq!(
+            &out[..n],
+            b"gatehouse_session=TOKEN; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure"
+        );
+        let n = write_clear_cookie(&mut out, true).unwrap();
+        assert_eq!(
+            &out[..n],
+            b"gatehouse_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
+        );
+        // The longest token with the longest Max-Age fits the documented maximum.
+        let longest = "A".repeat(MAX_TOKEN_LEN);
+        assert!(write_set_cookie(&mut out, &longest, u64::MAX, true).is_ok());
+        // Too small a buffer is an error, not a truncated header.
+        let mut small = [0u8; 20];
+        assert_eq!(
+            write_set_cookie(&mut small, "TOKEN", 1, false),
+            Err(BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn session_cookies_are_found_among_others() {
+        let header = b"theme=dark; gatehouse_session=abc; other=1;gatehouse_session=\"def\"; \
+                       gatehouse_session_x=no; xgatehouse_session=no; gatehouse_session";
+        let found: Vec<&[u8]> = session_cookies(header).collect();
+        assert_eq!(found, [&b"abc"[..], b"def"]);
+        assert_eq!(session_cookies(b"").count(), 0);
+        assert_eq!(session_cookies(b";;;=;").count(), 0);
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let debug = format!("{:?}", SessionKeys::new(key(0xab)));
+        assert!(!debug.contains("171") && !debug.contains("ab"), "{debug}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn decoder_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let _ = keys().verify(&bytes, NOW, gen_is(0));
+            }
+
+            #[test]
+            fn decoder_never_panics_on_base64url_text(s in "[A-Za-z0-9_-]{0,200}") {
+                let _ = keys().verify(s.as_bytes(), NOW, gen_is(0));
+            }
+
+            #[test]
+            fn decoder_never_panics_on_signed_arbitrary_bodies(body in proptest::collection::vec(any::<u8>(), 0..120)) {
+                let token = sign(&key(1), &body);
+                let _ = keys().verify(token.as_bytes(), NOW, gen_is(0));
+            }
+
+            #[test]
+            fn issued_tokens_round_trip(
+                name in "[a-zA-Z0-9é@._-]{1,30}",
+                generation in any::<u32>(),
+                issued in 0u64..u64::MAX / 2,
+                ttl in 1u64..1_000_000,
+            ) {
+                let token = keys().issue(&name, generation, issued, ttl).unwrap();
+                let s = keys().verify(token.as_bytes(), issued, |n| (n == name).then_some(generation)).unwrap();
+                prop_assert_eq!(s.username.as_str(), name.as_str());
+                prop_assert_eq!(s.expires_at, issued + ttl);
+            }
+
+            #[test]
+            fn cookie_scanner_never_panics(header in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = session_cookies(&header).count();
+            }
+        }
+    }
+}

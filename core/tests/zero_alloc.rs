@@ -147,4 +147,39 @@ mod accounts {
         assert!(ok);
         assert_eq!(n, 0);
     }
+
+    #[test]
+    fn issue_session_verify_it_and_check_a_password_without_allocating() {
+        use gatehouse_core::session::{
+            MAX_SET_COOKIE_LEN, SessionKey, SessionKeys, session_cookies, write_set_cookie,
+        };
+        let mut users = UserTable::<8>::new();
+        let hash = password::hash_password(b"pw", &[3; SALT_LEN], MIN_ITERATIONS).unwrap();
+        users.add("alice", true, hash).unwrap();
+        let mut keys = SessionKeys::new(SessionKey::from_bytes([1; 32]));
+        keys.rotate(SessionKey::from_bytes([2; 32]));
+        let now = 1_790_000_000;
+
+        let (ok, n) = count_allocations(|| {
+            let Ok(token) = keys.issue("alice", 0, now, 3600) else {
+                return false;
+            };
+            let mut cookie = [0u8; MAX_SET_COOKIE_LEN];
+            let written = write_set_cookie(&mut cookie, &token, 3600, true).is_ok();
+            let header = [b"theme=dark; gatehouse_session=", token.as_bytes()];
+            let mut line = [0u8; 256];
+            let mut len = 0;
+            for part in header {
+                line[len..len + part.len()].copy_from_slice(part);
+                len += part.len();
+            }
+            let verified = session_cookies(&line[..len])
+                .find_map(|value| keys.verify_user(value, now + 60, &users).ok())
+                .is_some_and(|(session, user)| session.generation == 0 && user.admin);
+            let login = users.authenticate("alice", b"pw", MIN_ITERATIONS).is_ok();
+            written && verified && login
+        });
+        assert!(ok);
+        assert_eq!(n, 0);
+    }
 }
