@@ -193,29 +193,38 @@ impl<'b> RequestHead<'b> {
     /// [`MAX_HEAD_LEN`]; the shell reads more and calls again with all the bytes. The same
     /// bytes give the same answer however they were split across reads.
     pub fn parse(bytes: &'b [u8]) -> Result<Parse<Self>, RequestError> {
+        // Only the first MAX_HEAD_LEN bytes can hold a head; judging nothing past them keeps
+        // the answer independent of how much more the client already sent.
+        let window = &bytes[..bytes.len().min(MAX_HEAD_LEN)];
+        // Known as soon as the LF arrives: the prefix length at which it is decided.
+        let bare_lf_at = first_bare_lf(window).map(|i| i + 1);
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        let status = req.parse(bytes);
+        let status = req.parse(window);
         let (method, target, version, header_count) =
             (req.method, req.path, req.version, req.headers.len());
         let head_len = match status {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                if bytes.len() >= MAX_HEAD_LEN {
-                    return Err(RequestError::HeadTooLarge);
-                }
-                if has_bare_lf(bytes) {
-                    return Err(RequestError::BareLf);
-                }
-                return Ok(Parse::Incomplete);
+                return if bare_lf_at.is_some() {
+                    Err(RequestError::BareLf)
+                } else if bytes.len() >= MAX_HEAD_LEN {
+                    Err(RequestError::HeadTooLarge)
+                } else {
+                    Ok(Parse::Incomplete)
+                };
             }
-            Err(e) => return Err(classify_httparse_error(bytes, e)),
+            Err(e) => {
+                // Name the refusal from the bytes up to where httparse failed, so that the
+                // same stream gets the same reason however it was split into reads.
+                let end = httparse_error_end(window);
+                return Err(match bare_lf_at {
+                    Some(lf) if lf <= end => RequestError::BareLf,
+                    _ => classify_httparse_error(&window[..end], e),
+                });
+            }
         };
-        if head_len > MAX_HEAD_LEN {
-            return Err(RequestError::HeadTooLarge);
-        }
-        let head = &bytes[..head_len];
-        if has_bare_lf(head) {
+        if bare_lf_at.is_some_and(|lf| lf <= head_len) {
             return Err(RequestError::BareLf);
         }
         let (Some(method), Some(target), Some(version)) = (method, target, version) else {
@@ -548,15 +557,36 @@ fn check_host_bytes(host: &[u8]) -> Result<(), RequestError> {
     Ok(())
 }
 
-pub(crate) fn has_bare_lf(bytes: &[u8]) -> bool {
+fn first_bare_lf(bytes: &[u8]) -> Option<usize> {
     let mut prev = 0u8;
-    for &b in bytes {
+    for (i, &b) in bytes.iter().enumerate() {
         if b == b'\n' && prev != b'\r' {
-            return true;
+            return Some(i);
         }
         prev = b;
     }
-    false
+    None
+}
+
+/// The shortest prefix of `bytes` on which httparse already fails (httparse scans left to
+/// right, so failure is monotone in the prefix length). Only called on the error path.
+fn httparse_error_end(bytes: &[u8]) -> usize {
+    let fails = |k: usize| {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        httparse::Request::new(&mut headers)
+            .parse(&bytes[..k])
+            .is_err()
+    };
+    let (mut lo, mut hi) = (0, bytes.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fails(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    hi
 }
 
 pub(crate) fn has_bare_cr(bytes: &[u8]) -> bool {
@@ -575,7 +605,6 @@ fn classify_httparse_error(bytes: &[u8], e: httparse::Error) -> RequestError {
     match e {
         httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
         _ if has_bare_cr(bytes) => RequestError::BareCr,
-        _ if has_bare_lf(bytes) => RequestError::BareLf,
         httparse::Error::Version if looks_like_other_version(bytes) => {
             RequestError::UnsupportedVersion
         }
