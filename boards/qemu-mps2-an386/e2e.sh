@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# End-to-end run of the QEMU board: builds the release image, boots it under qemu-system-arm
+# with its user-mode network (restrict=on, loopback forwarding only), runs the e2e checks
+# against it, and stops QEMU by its PID on every exit path. Exit status: the checks' result, or
+# 1 if QEMU died on its own (a panic exits it with status 1).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+cargo build --release --locked
+elf=${CARGO_TARGET_DIR:-$here/target}/thumbv7em-none-eabihf/release/gatehouse-qemu
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+port=$(free_port)
+upstream_port=$(free_port)
+# shellcheck source=qemu-args.sh
+source "$here/qemu-args.sh"
+
+logdir=$(mktemp -d)
+qemu_pid=
+cleanup() {
+    if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+    fi
+    echo "--- board log (defmt) ---"
+    if command -v defmt-print >/dev/null 2>&1; then
+        defmt-print -e "$elf" <"$logdir/defmt.raw" 2>&1 | tail -n 60 || true
+    else
+        echo "(defmt-print not installed; raw log kept in $logdir/defmt.raw)"
+    fi
+    [[ -f "$logdir/qemu.err" ]] && cat "$logdir/qemu.err"
+}
+trap cleanup EXIT
+
+qemu-system-arm "${qemu_args[@]}" >"$logdir/defmt.raw" 2>"$logdir/qemu.err" &
+qemu_pid=$!
+
+status=0
+timeout 300 python3 "$here/../e2e/gateway_e2e.py" \
+    --gateway "127.0.0.1:$port" --upstream-listen "127.0.0.1:$upstream_port" || status=$?
+if ! kill -0 "$qemu_pid" 2>/dev/null; then
+    wait "$qemu_pid" || true
+    echo "QEMU exited during the run (panic or fault)" >&2
+    status=1
+fi
+exit "$status"
