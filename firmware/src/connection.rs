@@ -7,7 +7,6 @@
 use embassy_time::{Duration, with_timeout};
 use embedded_io_async::{Read, Write};
 
-
 /// Bytes a request head may take; a longer head is refused.
 pub const HEAD_BUFFER_LEN: usize = 4096;
 /// Receive and transmit window of each TCP socket.
@@ -123,7 +122,10 @@ pub async fn read_head<R: Read>(
 }
 
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
 }
 
 /// Serves requests on one client connection until it ends.
@@ -151,7 +153,8 @@ pub async fn serve<C: Read + Write>(
     }
 }
 
-const HEALTH: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n";
+const HEALTH: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n";
 const NOT_FOUND: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 12\r\nconnection: close\r\n\r\nnot serving\n";
 
 fn answer(head: &[u8]) -> (&'static [u8], bool) {
@@ -227,7 +230,10 @@ mod tests {
     const HEALTH: &[u8] = b"GET /_gatehouse/health HTTP/1.1\r\nHost: gw\r\n\r\n";
 
     fn count(haystack: &[u8], needle: &[u8]) -> usize {
-        haystack.windows(needle.len()).filter(|w| *w == needle).count()
+        haystack
+            .windows(needle.len())
+            .filter(|w| *w == needle)
+            .count()
     }
 
     #[test]
