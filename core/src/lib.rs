@@ -18,11 +18,14 @@
 //! - [`identity`]: the identity header, read from trusted peers and stripped from everyone else.
 //! - [`users`], [`password`], [`session`], [`throttle`]: accounts, password hashes, signed
 //!   session cookies and login throttling.
+//! - [`credential_cache`]: recently verified HTTP Basic credentials, as keyed MACs, so a Basic
+//!   client does not pay a password hash on every request.
 //! - [`http`]: HTTP/1.1 framing, canonical paths, the forwarded head and gatehouse's own
 //!   responses.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod credential_cache;
 pub mod http;
 pub mod identity;
 pub mod password;

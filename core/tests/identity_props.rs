@@ -4,6 +4,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use gatehouse_core::credential_cache::{CredentialCache, KEY_LEN, Lookup};
 use gatehouse_core::identity::{DEFAULT_USER_HEADER, parse_username, read_identity};
 use gatehouse_core::peer::Peer;
 use gatehouse_core::throttle::{Throttle, ThrottlePolicy, Verdict};
@@ -181,5 +182,30 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn credential_cache_answers_only_what_was_inserted(
+        key in any::<[u8; KEY_LEN]>(),
+        entries in proptest::collection::vec((any::<Vec<u8>>(), any::<Vec<u8>>(), 0u32..3), 0..12),
+        probe in (any::<Vec<u8>>(), any::<Vec<u8>>(), 0u32..3),
+        ttl in 0u64..50,
+        later in 0u64..60,
+    ) {
+        let mut cache = CredentialCache::<4>::new(&key, ttl);
+        for (i, (user, password, generation)) in entries.iter().enumerate() {
+            cache.insert(user, password, b"verifier", *generation, i as u64);
+        }
+        let now = entries.len() as u64 + later;
+        let (user, password, generation) = probe;
+        let verdict = cache.lookup(&user, &password, b"verifier", generation, now);
+        if verdict == Lookup::Hit {
+            // A hit is only ever a credential inserted for this generation, still in time.
+            let inserted = entries.iter().enumerate().rev().find(|(_, (u, p, _))| *u == user && *p == password);
+            let (at, (_, _, g)) = inserted.expect("a hit for a credential never inserted");
+            prop_assert_eq!(*g, generation);
+            prop_assert!(now < at as u64 + ttl);
+        }
+        prop_assert!(cache.len() <= 4);
     }
 }

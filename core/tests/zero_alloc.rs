@@ -104,6 +104,23 @@ mod identity_layer {
         assert_eq!(verdict, Some(Verdict::Allowed));
         assert_eq!(allocations, 0);
     }
+
+    #[test]
+    fn credential_cache_allocates_nothing() {
+        use gatehouse_core::credential_cache::{CredentialCache, KEY_LEN, Lookup};
+
+        let hash = b"$pbkdf2-sha256$i=600000,l=32$c2FsdA$aGFzaA";
+        let (lookups, allocations) = count_allocations(|| {
+            let mut cache = CredentialCache::<16>::new(&[9; KEY_LEN], 300);
+            let first = cache.lookup(b"alice", b"pw", hash, 2, 10);
+            cache.insert(b"alice", b"pw", hash, 2, 10);
+            let again = cache.lookup(b"alice", b"pw", hash, 2, 11);
+            let revoked = cache.lookup(b"alice", b"pw", hash, 3, 12);
+            [first, again, revoked]
+        });
+        assert_eq!(lookups, [Lookup::Miss, Lookup::Hit, Lookup::Revoked]);
+        assert_eq!(allocations, 0);
+    }
 }
 
 mod accounts {
