@@ -761,6 +761,35 @@ mod tests {
         }
 
         #[test]
+        fn outputs_of_the_argon2_crate_verify_for_other_parameters() {
+            // The crate's raw argon2id output, written as the PHC string it would write.
+            for (m, t, p, salt, out_len) in [
+                (64u32, 1u32, 1u32, &b"saltsalt"[..], 32usize),
+                (256, 3, 2, b"a longer salt, 32 bytes of it..", 16),
+                (128, 2, 4, b"0123456789abcdef", 64),
+            ] {
+                let params = argon2::Params::new(m, t, p, Some(out_len)).unwrap();
+                let argon = argon2::Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                );
+                let mut out = vec![0u8; out_len];
+                argon.hash_password_into(b"pa55", salt, &mut out).unwrap();
+                let (mut s, mut o) = ([0u8; 128], [0u8; 128]);
+                let phc = format!(
+                    "$argon2id$v=19$m={m},t={t},p={p}${}${}",
+                    Base64Unpadded::encode(salt, &mut s).unwrap(),
+                    Base64Unpadded::encode(&out, &mut o).unwrap()
+                );
+                let hash = PasswordHash::parse(&phc).unwrap();
+                assert!(hash.verify(b"pa55"), "{phc}");
+                assert!(!hash.verify(b"pa56"), "{phc}");
+                assert!(verify_or_dummy(Some(&hash), b"pa55", MIN_ITERATIONS));
+            }
+        }
+
+        #[test]
         fn argon2_errors_are_named() {
             use PasswordHashError as E;
             let tail = "c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
