@@ -20,8 +20,9 @@
 //! 4. Read the app's answer and parse it with [`ResponseHead::parse`] (passing whether the
 //!    request was `HEAD` and asked for an upgrade). [`ResponseBody::Interim`] → relay and
 //!    parse the next head; [`ResponseBody::Tunnel`] → relay, then copy bytes both ways;
-//!    [`ResponseBody::Final`] → relay the head and then the body with a [`BodyRelay`]
-//!    (an `UntilClose` body ends the client connection too).
+//!    [`ResponseBody::Final`] → relay the body. [`write_client_response_head`] writes the
+//!    head the client gets and returns a [`ResponsePlan`] with the [`BodyRelay`] to use and
+//!    whether the client connection closes afterwards.
 //! 5. If the client wants to keep the connection ([`RequestHead::keep_alive`]), the bytes
 //!    after the request body are the next request: back to step 1. Every request is judged.
 
@@ -43,7 +44,8 @@ pub use request::{
 };
 pub use response::{
     BASIC_CHALLENGE, BASIC_REALM, CONTINUE_100, RedirectError, ResponseBody, ResponseError,
-    ResponseHead, ResponseWriter, Status, write_error, write_redirect, write_too_many_requests,
+    ResponseHead, ResponsePlan, ResponseWriter, Status, write_client_response_head, write_error,
+    write_redirect, write_too_many_requests,
 };
 pub use rewrite::{
     ForwardOptions, Identity, RewriteError, is_dropped_request_header, write_forward_head,

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use super::body::BodyFraming;
+use super::body::{BodyFraming, BodyRelay, ChunkedOutput};
 use super::request::{
     ConnectionOptions, MAX_HEAD_LEN, MAX_HEADERS, Parse, Version, has_bare_cr, list_tokens,
 };
@@ -671,5 +671,272 @@ mod tests {
                 core::str::from_utf8(evil)
             );
         }
+    }
+}
+
+/// How to relay an app's response to the client, as decided by [`write_client_response_head`].
+#[derive(Clone, Debug)]
+pub struct ResponsePlan {
+    /// Bytes of the head written to the output (0 when an interim response is not for this
+    /// client).
+    pub head_len: usize,
+    /// Feed the response body (the app's bytes after [`ResponseHead::head_len`]) through
+    /// this; it writes what the client gets.
+    pub relay: BodyRelay,
+    /// What follows: parse another head ([`ResponseBody::Interim`]), tunnel, or the body.
+    pub body: ResponseBody,
+    /// Close the client connection once the body is relayed.
+    pub close_client: bool,
+}
+
+/// Fields of an app's response that belong to the hop between gatehouse and the app.
+const RESPONSE_HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "content-length",
+    "upgrade",
+];
+
+/// Writes the response head the client gets for an app's `response` and plans the body
+/// relay: hop-by-hop fields (and those the app named in `Connection`) removed, framing
+/// re-emitted for this client (an HTTP/1.0 client gets a chunked body de-chunked and the
+/// connection closed), `Connection: close` when the connection ends, and `extra` fields
+/// (e.g. a renewed `Set-Cookie`) added.
+pub fn write_client_response_head(
+    response: &ResponseHead<'_>,
+    client_version: Version,
+    client_keep_alive: bool,
+    extra: &[(&str, &[u8])],
+    out: &mut [u8],
+) -> Result<ResponsePlan, OutputFull> {
+    let body = response.body();
+    let (relay, framing_header, mut close) = match body {
+        ResponseBody::Interim if client_version == Version::Http10 => {
+            return Ok(ResponsePlan {
+                head_len: 0,
+                relay: BodyRelay::new(BodyFraming::None),
+                body,
+                close_client: false,
+            });
+        }
+        ResponseBody::Interim | ResponseBody::Tunnel => {
+            (BodyRelay::new(BodyFraming::None), Framing::None, false)
+        }
+        ResponseBody::Final(BodyFraming::Chunked) if client_version == Version::Http10 => (
+            BodyRelay::with_output(BodyFraming::Chunked, ChunkedOutput::DataOnly),
+            Framing::None,
+            true,
+        ),
+        ResponseBody::Final(BodyFraming::Chunked) => (
+            BodyRelay::new(BodyFraming::Chunked),
+            Framing::Chunked,
+            !client_keep_alive,
+        ),
+        ResponseBody::Final(BodyFraming::Length(n)) => (
+            BodyRelay::new(BodyFraming::Length(n)),
+            Framing::Length(n),
+            !client_keep_alive,
+        ),
+        ResponseBody::Final(BodyFraming::UntilClose) => {
+            (BodyRelay::new(BodyFraming::UntilClose), Framing::None, true)
+        }
+        ResponseBody::Final(BodyFraming::None) => (
+            BodyRelay::new(BodyFraming::None),
+            Framing::KeepDeclaredLength,
+            !client_keep_alive,
+        ),
+    };
+    if matches!(body, ResponseBody::Interim | ResponseBody::Tunnel) {
+        close = false;
+    }
+    let mut c = Cursor::new(out);
+    c.put(b"HTTP/1.1 ")
+        .put_u64(u64::from(response.code()))
+        .put(b" ")
+        .put_str(response.reason())
+        .put(b"\r\n");
+    let named_in_connection = |name: &str| {
+        response
+            .headers()
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| list_tokens(h.value))
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    };
+    let mut declared_length_kept = false;
+    for h in response.headers() {
+        let keep_declared = matches!(framing_header, Framing::KeepDeclaredLength)
+            && h.name.eq_ignore_ascii_case("content-length")
+            && response.code() != 204
+            && !declared_length_kept;
+        let keep_upgrade = body == ResponseBody::Tunnel && h.name.eq_ignore_ascii_case("upgrade");
+        if !keep_declared
+            && !keep_upgrade
+            && (RESPONSE_HOP_BY_HOP
+                .iter()
+                .any(|d| h.name.eq_ignore_ascii_case(d))
+                || h.name
+                    .get(..6)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
+                || named_in_connection(h.name))
+        {
+            continue;
+        }
+        declared_length_kept |= keep_declared;
+        c.header(h.name, h.value);
+    }
+    for (name, value) in extra {
+        c.header(name, value);
+    }
+    match framing_header {
+        Framing::Chunked => {
+            c.put(b"Transfer-Encoding: chunked\r\n");
+        }
+        Framing::Length(n) => {
+            c.put(b"Content-Length: ").put_u64(n).put(b"\r\n");
+        }
+        Framing::None | Framing::KeepDeclaredLength => {}
+    }
+    if body == ResponseBody::Tunnel {
+        c.put(b"Connection: upgrade\r\n");
+    } else if close {
+        c.put(b"Connection: close\r\n");
+    } else if client_version == Version::Http10 && !matches!(body, ResponseBody::Interim) {
+        c.put(b"Connection: keep-alive\r\n");
+    }
+    c.put(b"\r\n");
+    let head_len = c.finish()?;
+    Ok(ResponsePlan {
+        head_len,
+        relay,
+        body,
+        close_client: close,
+    })
+}
+
+enum Framing {
+    None,
+    Chunked,
+    Length(u64),
+    /// No body follows, but a `Content-Length` the app declared (HEAD, 304) is passed on.
+    KeepDeclaredLength,
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn plan(
+        bytes: &[u8],
+        head: bool,
+        upgrade: bool,
+        version: Version,
+        keep_alive: bool,
+    ) -> (String, ResponsePlan) {
+        let Ok(Parse::Complete(resp)) = ResponseHead::parse(bytes, head, upgrade) else {
+            panic!("not a response");
+        };
+        let mut out = [0u8; 1024];
+        let plan = write_client_response_head(
+            &resp,
+            version,
+            keep_alive,
+            &[("Set-Cookie", b"a=b")],
+            &mut out,
+        )
+        .unwrap();
+        (
+            String::from_utf8(out[..plan.head_len].to_vec()).unwrap(),
+            plan,
+        )
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed_and_framing_reemitted() {
+        let (text, p) = plan(
+            b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n",
+            false,
+            false,
+            Version::Http11,
+            true,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert!(!p.close_client);
+        assert_eq!(p.body, ResponseBody::Final(BodyFraming::Chunked));
+    }
+
+    #[test]
+    fn http_1_0_clients_get_dechunked_bodies_and_a_close() {
+        let (text, mut p) = plan(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+            false,
+            Version::Http10,
+            true,
+        );
+        assert!(!text.contains("Transfer-Encoding"), "{text}");
+        assert!(text.contains("Connection: close"), "{text}");
+        assert!(p.close_client);
+        let mut out = [0u8; 32];
+        let r = p.relay.relay(b"3\r\nabc\r\n0\r\n\r\n", &mut out).unwrap();
+        assert_eq!(&out[..r.produced], b"abc");
+        assert!(p.relay.is_done());
+    }
+
+    #[test]
+    fn until_close_bodies_close_the_client_and_head_keeps_its_length() {
+        let (text, p) = plan(
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            false,
+            false,
+            Version::Http11,
+            true,
+        );
+        assert!(p.close_client);
+        assert!(text.contains("Connection: close"), "{text}");
+        let (text, p) = plan(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+            true,
+            false,
+            Version::Http11,
+            true,
+        );
+        assert!(text.contains("Content-Length: 1234"), "{text}");
+        assert!(p.relay.is_done());
+        assert!(!p.close_client);
+    }
+
+    #[test]
+    fn switching_protocols_keeps_upgrade() {
+        let (text, p) = plan(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n",
+            false,
+            true,
+            Version::Http11,
+            true,
+        );
+        assert_eq!(p.body, ResponseBody::Tunnel);
+        assert!(text.contains("Upgrade: websocket\r\n"), "{text}");
+        assert!(text.contains("Connection: upgrade\r\n"), "{text}");
+        assert!(text.contains("Sec-WebSocket-Accept: x\r\n"), "{text}");
+    }
+
+    #[test]
+    fn interim_responses_are_dropped_for_http_1_0() {
+        let (_, p) = plan(
+            b"HTTP/1.1 103 Early Hints\r\n\r\n",
+            false,
+            false,
+            Version::Http10,
+            true,
+        );
+        assert_eq!(p.head_len, 0);
+        assert_eq!(p.body, ResponseBody::Interim);
     }
 }
