@@ -731,6 +731,13 @@ mod tests {
             keys.verify_user(token.as_bytes(), NOW, &users).map(|_| ()),
             Err(SessionError::UnknownUser)
         );
+        // A new user under the old name does not inherit the old user's sessions.
+        let hash = hash_password(b"pw", &[2; SALT_LEN], MIN_ITERATIONS).unwrap();
+        users.add("alice", false, hash).unwrap();
+        assert_eq!(
+            keys.verify_user(token.as_bytes(), NOW, &users).map(|_| ()),
+            Err(SessionError::Revoked)
+        );
     }
 
     #[test]

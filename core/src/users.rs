@@ -4,6 +4,9 @@
 //! (matched ignoring ASCII case, stored as given), an admin flag, a [`PasswordHash`] and a
 //! *generation*: every session token carries the generation it was issued under, so bumping
 //! it (a password change, "log out everywhere") revokes every session of that user at once.
+//! Generations are drawn from one counter for the whole table (`next_generation`, kept in the
+//! JSON), so a user deleted and created again under the same name never gets back a
+//! generation that an old token of the deleted user carries.
 //!
 //! The threats each rule exists for:
 //! - **Look-alike accounts.** `Alice` and `alice` are one user: adding the other spelling is a
@@ -28,7 +31,7 @@
 //! The JSON document, shared by the daemon's users file and the firmware's flash:
 //!
 //! ```json
-//! {"version":1,"admin_assigned":true,"users":[
+//! {"version":1,"admin_assigned":true,"next_generation":4,"users":[
 //!   {"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=600000,l=32$…$…","generation":3}
 //! ]}
 //! ```
@@ -272,6 +275,7 @@ pub struct Provisioned<'a> {
 pub struct UserTable<const N: usize> {
     users: heapless::Vec<User, N>,
     admin_assigned: bool,
+    next_generation: u32,
 }
 
 impl<const N: usize> Default for UserTable<N> {
@@ -290,6 +294,7 @@ impl<const N: usize> UserTable<N> {
         Self {
             users: heapless::Vec::new(),
             admin_assigned: false,
+            next_generation: 0,
         }
     }
 
@@ -318,6 +323,11 @@ impl<const N: usize> UserTable<N> {
         self.admin_assigned
     }
 
+    /// The generation the next created user or revocation will get.
+    pub fn next_generation(&self) -> u32 {
+        self.next_generation
+    }
+
     /// The users, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = &User> {
         self.users.iter()
@@ -344,7 +354,27 @@ impl<const N: usize> UserTable<N> {
             .ok_or(UserError::UnknownUser)
     }
 
-    /// Adds a user with generation 0 (the CLI's `users add`). An explicit `admin` is taken as
+    /// The next generation from the table-wide counter (wrapping after 2^32 changes).
+    fn take_generation(&mut self) -> u32 {
+        let generation = self.next_generation;
+        self.next_generation = generation.wrapping_add(1);
+        generation
+    }
+
+    /// Gives `name` a generation it has not had just before, revoking its sessions.
+    fn renew_generation(&mut self, name: &str) -> Result<&mut User, UserError> {
+        let current = self.get_mut(name)?.generation;
+        let mut next = self.take_generation();
+        if next == current {
+            // Only after the counter wrapped: never hand back the generation being revoked.
+            next = self.take_generation();
+        }
+        let user = self.get_mut(name)?;
+        user.generation = next;
+        Ok(user)
+    }
+
+    /// Adds a user, with a fresh generation (the CLI's `users add`). An explicit `admin` is taken as
     /// given; either way the first-user-becomes-admin rule of [`UserTable::provision`] is used
     /// up, since the table now has had a user.
     pub fn add(
@@ -357,12 +387,16 @@ impl<const N: usize> UserTable<N> {
         if self.find(&name).is_some() {
             return Err(UserError::Duplicate);
         }
+        if self.is_full() {
+            return Err(UserError::TableFull);
+        }
+        let generation = self.take_generation();
         self.users
             .push(User {
                 name,
                 admin,
                 password,
-                generation: 0,
+                generation,
             })
             .map_err(|_| UserError::TableFull)?;
         self.admin_assigned = true;
@@ -379,9 +413,8 @@ impl<const N: usize> UserTable<N> {
     /// Sets a user's password as an administrative act (the CLI's `users passwd`) and bumps
     /// their generation, revoking their sessions. Returns the new generation.
     pub fn set_password(&mut self, name: &str, password: PasswordHash) -> Result<u32, UserError> {
-        let user = self.get_mut(name)?;
+        let user = self.renew_generation(name)?;
         user.password = password;
-        user.generation = user.generation.wrapping_add(1);
         Ok(user.generation)
     }
 
@@ -420,9 +453,7 @@ impl<const N: usize> UserTable<N> {
     /// Bumps a user's generation: every session issued so far is revoked ("log out
     /// everywhere"). Returns the new generation.
     pub fn bump_generation(&mut self, name: &str) -> Result<u32, UserError> {
-        let user = self.get_mut(name)?;
-        user.generation = user.generation.wrapping_add(1);
-        Ok(user.generation)
+        Ok(self.renew_generation(name)?.generation)
     }
 
     /// Finds or creates the user a trusted proxy names (Navidrome's rule): a new user gets a
@@ -486,12 +517,14 @@ impl<const N: usize> UserTable<N> {
         struct Document<'a> {
             version: u32,
             admin_assigned: bool,
+            next_generation: u32,
             users: &'a [User],
         }
         serde_json_core::to_slice(
             &Document {
                 version: USERS_FORMAT_VERSION,
                 admin_assigned: self.admin_assigned,
+                next_generation: self.next_generation,
                 users: &self.users,
             },
             out,
@@ -504,7 +537,8 @@ impl<const N: usize> UserTable<N> {
     ///
     /// `admin_assigned` may be omitted; it then means "a user exists". A document that lists
     /// users is read as having had one even if it says otherwise, so a hand-edited file cannot
-    /// reopen the first-user-becomes-admin rule.
+    /// reopen the first-user-becomes-admin rule. Likewise `next_generation` may be omitted,
+    /// and is raised above every listed user's generation.
     pub fn from_json(json: &[u8]) -> Result<Self, LoadError> {
         // First the version alone, whatever the rest looks like: a document of another
         // version is reported as such, not as malformed.
@@ -535,6 +569,8 @@ impl<const N: usize> UserTable<N> {
         }
         parsed.map_err(LoadError::Malformed)?;
         table.admin_assigned |= !table.is_empty();
+        let above_users = table.users.iter().map(|u| u.generation.wrapping_add(1));
+        table.next_generation = above_users.fold(table.next_generation, u32::max);
         Ok(table)
     }
 }
@@ -583,6 +619,7 @@ struct UserRecord {
 enum DocumentField {
     Version,
     AdminAssigned,
+    NextGeneration,
     Users,
 }
 
@@ -595,7 +632,11 @@ struct DocumentSeed<'t, const N: usize> {
 impl<'de, const N: usize> DeserializeSeed<'de> for DocumentSeed<'_, N> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_struct("UserTable", &["version", "admin_assigned", "users"], self)
+        deserializer.deserialize_struct(
+            "UserTable",
+            &["version", "admin_assigned", "next_generation", "users"],
+            self,
+        )
     }
 }
 
@@ -607,7 +648,8 @@ impl<'de, const N: usize> Visitor<'de> for DocumentSeed<'_, N> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (mut version, mut admin_assigned, mut users) = (false, None, false);
+        let (mut version, mut admin_assigned, mut next_generation, mut users) =
+            (false, None, None, false);
         while let Some(field) = map.next_key::<DocumentField>()? {
             match field {
                 DocumentField::Version if !version => {
@@ -617,6 +659,9 @@ impl<'de, const N: usize> Visitor<'de> for DocumentSeed<'_, N> {
                 }
                 DocumentField::AdminAssigned if admin_assigned.is_none() => {
                     admin_assigned = Some(map.next_value::<bool>()?);
+                }
+                DocumentField::NextGeneration if next_generation.is_none() => {
+                    next_generation = Some(map.next_value::<u32>()?);
                 }
                 DocumentField::Users if !users => {
                     map.next_value_seed(UsersSeed {
@@ -632,6 +677,7 @@ impl<'de, const N: usize> Visitor<'de> for DocumentSeed<'_, N> {
             return Err(de::Error::missing_field("users"));
         }
         self.table.admin_assigned = admin_assigned.unwrap_or(false);
+        self.table.next_generation = next_generation.unwrap_or(0);
         Ok(())
     }
 }
@@ -830,6 +876,55 @@ mod tests {
     }
 
     #[test]
+    fn a_user_created_again_does_not_get_an_old_generation_back() {
+        let mut t = UserTable::<2>::new();
+        assert_eq!(t.add("bob", false, hash("pw", 1)).unwrap().generation, 0);
+        t.remove("bob").unwrap();
+        assert_eq!(t.add("Bob", false, hash("pw", 1)).unwrap().generation, 1);
+        t.remove("bob").unwrap();
+        let again = t.provision("bob", &pw(1), &salt(1), ITER).unwrap();
+        assert_eq!(again.user.generation, 2);
+        assert_eq!(t.next_generation(), 3);
+    }
+
+    #[test]
+    fn a_missing_or_low_next_generation_is_raised_above_every_user() {
+        let h = hash("pw", 1);
+        let json = format!(
+            r#"{{"version":1,"next_generation":2,"users":[{{"name":"a","admin":false,"password":"{h}","generation":9}},{{"name":"b","admin":false,"password":"{h}","generation":4}}]}}"#,
+            h = h.as_str()
+        );
+        let mut t = UserTable::<4>::from_json(json.as_bytes()).unwrap();
+        assert_eq!(t.next_generation(), 10);
+        assert_eq!(t.bump_generation("b"), Ok(10));
+        let json = format!(
+            r#"{{"version":1,"users":[{{"name":"a","admin":false,"password":"{h}","generation":5}}]}}"#,
+            h = h.as_str()
+        );
+        assert_eq!(
+            UserTable::<4>::from_json(json.as_bytes())
+                .unwrap()
+                .next_generation(),
+            6
+        );
+        let json = br#"{"version":1,"next_generation":7,"users":[]}"#;
+        assert_eq!(
+            UserTable::<4>::from_json(json).unwrap().next_generation(),
+            7
+        );
+    }
+
+    #[test]
+    fn a_revocation_never_hands_back_the_generation_it_revokes() {
+        // Reachable only once the counter has wrapped; staged here by setting it directly.
+        let mut t = UserTable::<2>::new();
+        t.add("a", false, hash("pw", 1)).unwrap();
+        t.next_generation = 0;
+        assert_eq!(t.bump_generation("a"), Ok(1));
+        assert_eq!(t.next_generation(), 2);
+    }
+
+    #[test]
     fn generation_wraps_instead_of_overflowing() {
         let json = format!(
             r#"{{"version":1,"users":[{{"name":"a","admin":false,"password":"{}","generation":4294967295}}]}}"#,
@@ -867,8 +962,9 @@ mod tests {
         t.add("ann", false, hash("a", 1)).unwrap();
         t.add("ben", false, hash("b", 1)).unwrap();
 
+        // Generations come from one counter: root 0, ann 1, ben 2.
         // Editing enabled: a user may change their own password, never someone else's.
-        assert_eq!(t.change_password("ann", "ANN", hash("a2", 2), true), Ok(1));
+        assert_eq!(t.change_password("ann", "ANN", hash("a2", 2), true), Ok(3));
         assert_eq!(
             t.change_password("ann", "ben", hash("x", 2), true),
             Err(UserError::NotAdmin)
@@ -882,12 +978,13 @@ mod tests {
         // Admins may change anyone's, their own included, whatever the setting.
         assert_eq!(
             t.change_password("root", "ben", hash("b2", 2), false),
-            Ok(1)
+            Ok(4)
         );
         assert_eq!(
             t.change_password("root", "root", hash("r2", 2), false),
-            Ok(1)
+            Ok(5)
         );
+        assert_eq!(t.generation_of("ann"), Some(3));
         assert!(t.authenticate("ben", b"b2", ITER).is_ok());
         // Unknown actor or target.
         assert_eq!(
@@ -1006,12 +1103,13 @@ mod tests {
         let mut buf = [0u8; UserTable::<4>::JSON_CAPACITY];
         let n = t.to_json(&mut buf).unwrap();
         let json = core::str::from_utf8(&buf[..n]).unwrap();
-        assert!(json.starts_with(r#"{"version":1,"admin_assigned":true,"users":[{"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=1000,l=32$"#), "{json}");
+        assert!(json.starts_with(r#"{"version":1,"admin_assigned":true,"next_generation":4,"users":[{"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=1000,l=32$"#), "{json}");
         assert!(
             json.contains(r#""name":"Bob \"the\" \\builder\\","admin":false,"#),
             "{json}"
         );
-        assert!(json.contains(r#""generation":1}"#), "{json}");
+        assert!(json.contains(r#""next_generation":4,"#), "{json}");
+        assert!(json.contains(r#""generation":3}"#), "{json}");
         let back = UserTable::<4>::from_json(json.as_bytes()).unwrap();
         assert_eq!(back, t);
     }
@@ -1025,11 +1123,13 @@ mod tests {
         let n = t.to_json(&mut buf).unwrap();
         assert_eq!(
             &buf[..n],
-            br#"{"version":1,"admin_assigned":true,"users":[]}"#
+            br#"{"version":1,"admin_assigned":true,"next_generation":1,"users":[]}"#
         );
-        let back = UserTable::<2>::from_json(&buf[..n]).unwrap();
+        let mut back = UserTable::<2>::from_json(&buf[..n]).unwrap();
         assert!(back.admin_assigned());
         assert!(back.is_empty());
+        // The counter survives the round trip: a new "a" does not get generation 0 back.
+        assert_eq!(back.add("a", true, hash("pw", 1)).unwrap().generation, 1);
     }
 
     #[test]
