@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# End-to-end run of the host-tap board, as root: makes a network namespace of its own with a
+# TAP device in it, runs the gateway on that TAP (192.0.2.15), and runs the e2e checks from
+# inside the namespace (clients from 192.0.2.1, the recording app on 192.0.2.1:8080). The
+# gateway is stopped by its PID and the namespace removed on every exit path.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+cargo build --release --locked
+bin=${CARGO_TARGET_DIR:-$here/target}/release/gatehouse-host-tap
+
+ns=gatehouse-e2e-$$
+tap=ghtap0
+logdir=$(mktemp -d)
+gw_pid=
+cleanup() {
+    if [[ -n "$gw_pid" ]] && kill -0 "$gw_pid" 2>/dev/null; then
+        kill "$gw_pid" 2>/dev/null || true
+        wait "$gw_pid" 2>/dev/null || true
+    fi
+    ip netns del "$ns" 2>/dev/null || true
+    echo "--- board log ---"
+    tail -n 60 "$logdir/gateway.log" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" tuntap add dev "$tap" mode tap
+ip -n "$ns" addr add 192.0.2.1/24 dev "$tap"
+ip -n "$ns" link set "$tap" up
+
+ip netns exec "$ns" "$bin" --tap "$tap" --address 192.0.2.15/24 --gateway 192.0.2.1 --port 80 \
+    >"$logdir/gateway.log" 2>&1 &
+gw_pid=$!
+
+status=0
+ip netns exec "$ns" timeout 300 python3 "$here/../e2e/gateway_e2e.py" \
+    --gateway 192.0.2.15:80 --upstream-listen 192.0.2.1:8080 || status=$?
+if ! kill -0 "$gw_pid" 2>/dev/null; then
+    wait "$gw_pid" || true
+    echo "the gateway exited during the run" >&2
+    status=1
+fi
+exit "$status"
