@@ -348,17 +348,27 @@ impl Body {
     }
 }
 
-/// The output buffer was too small; [`MAX_SET_COOKIE_LEN`] always suffices.
+/// Why a `Set-Cookie` value was not written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BufferTooSmall;
+pub enum CookieError {
+    /// The output buffer is too small; [`MAX_SET_COOKIE_LEN`] always suffices.
+    BufferTooSmall,
+    /// The token is not a cookie value gatehouse makes (base64url, at most
+    /// [`MAX_TOKEN_LEN`] characters). Refused rather than written, so that no `;`, space or
+    /// line break can add attributes or headers.
+    InvalidToken,
+}
 
-impl fmt::Display for BufferTooSmall {
+impl fmt::Display for CookieError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("buffer too small for the Set-Cookie value")
+        f.write_str(match self {
+            Self::BufferTooSmall => "buffer too small for the Set-Cookie value",
+            Self::InvalidToken => "session token is not a base64url cookie value",
+        })
     }
 }
 
-impl core::error::Error for BufferTooSmall {}
+impl core::error::Error for CookieError {}
 
 /// Writes the value of a `Set-Cookie` header that stores `token`, into `out`; returns its
 /// length. `HttpOnly` keeps it from scripts, `SameSite=Lax` from cross-site POSTs, `Path=/`
@@ -369,12 +379,16 @@ pub fn write_set_cookie(
     token: &str,
     max_age_secs: u64,
     secure: bool,
-) -> Result<usize, BufferTooSmall> {
+) -> Result<usize, CookieError> {
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.bytes().all(base64url) {
+        return Err(CookieError::InvalidToken);
+    }
     write_cookie(out, token, max_age_secs, secure)
 }
 
 /// Writes the value of a `Set-Cookie` header that deletes the session cookie (logout).
-pub fn write_clear_cookie(out: &mut [u8], secure: bool) -> Result<usize, BufferTooSmall> {
+pub fn write_clear_cookie(out: &mut [u8], secure: bool) -> Result<usize, CookieError> {
     write_cookie(out, "", 0, secure)
 }
 
@@ -383,7 +397,7 @@ fn write_cookie(
     value: &str,
     max_age_secs: u64,
     secure: bool,
-) -> Result<usize, BufferTooSmall> {
+) -> Result<usize, CookieError> {
     let mut cursor = Cursor { out, len: 0 };
     let secure = if secure { "; Secure" } else { "" };
     fmt::Write::write_fmt(
@@ -392,7 +406,7 @@ fn write_cookie(
             "{COOKIE_NAME}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}"
         ),
     )
-    .map_err(|_| BufferTooSmall)?;
+    .map_err(|_| CookieError::BufferTooSmall)?;
     Ok(cursor.len)
 }
 
@@ -765,8 +779,29 @@ mod tests {
         let mut small = [0u8; 20];
         assert_eq!(
             write_set_cookie(&mut small, "TOKEN", 1, false),
-            Err(BufferTooSmall)
+            Err(CookieError::BufferTooSmall)
         );
+        assert_eq!(
+            write_clear_cookie(&mut small, false),
+            Err(CookieError::BufferTooSmall)
+        );
+        // Anything but a token gatehouse makes is refused, not written into the header.
+        let too_long = "A".repeat(MAX_TOKEN_LEN + 1);
+        for bad in [
+            "",
+            "a;Domain=evil",
+            "a b",
+            "a\r\nSet-Cookie: x=1",
+            "a=b",
+            "é",
+            &too_long,
+        ] {
+            assert_eq!(
+                write_set_cookie(&mut out, bad, 1, true),
+                Err(CookieError::InvalidToken),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
