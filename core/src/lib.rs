@@ -20,12 +20,15 @@
 //!   session cookies and login throttling.
 //! - [`credential_cache`]: recently verified HTTP Basic credentials, as keyed MACs, so a Basic
 //!   client does not pay a password hash on every request.
+//! - [`gateway`]: the one decision both shells call for every request: who is asking, may
+//!   they pass, what the app receives; gatehouse's own login, logout and forward-auth.
 //! - [`http`]: HTTP/1.1 framing, canonical paths, the forwarded head and gatehouse's own
 //!   responses.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod credential_cache;
+pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod password;

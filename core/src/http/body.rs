@@ -23,7 +23,7 @@
 
 use core::fmt;
 
-use super::path::hex_value;
+use super::path::hex_digit;
 use super::write::Cursor;
 
 /// How a message body is delimited.
@@ -309,7 +309,7 @@ impl BodyRelay {
     /// Advances the chunked framing by one byte (outside chunk data).
     fn step_byte(&mut self, b: u8) -> Result<(), BodyError> {
         self.state = match self.state {
-            State::Size { value, digits } => match (hex_value(b), b) {
+            State::Size { value, digits } => match (hex_digit(b), b) {
                 (Some(d), _) => {
                     if digits >= MAX_CHUNK_SIZE_DIGITS {
                         return Err(BodyError::InvalidChunkSize);

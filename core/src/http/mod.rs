@@ -50,4 +50,5 @@ pub use response::{
 pub use rewrite::{
     ForwardOptions, Identity, RewriteError, is_dropped_request_header, write_forward_head,
 };
+pub(crate) use write::Cursor;
 pub use write::OutputFull;

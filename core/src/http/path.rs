@@ -182,8 +182,8 @@ fn decode_segment(raw: &[u8], out: &mut [u8], mut w: usize) -> Result<usize, Pat
         match b {
             b'%' => {
                 let (Some(hi), Some(lo)) = (
-                    raw.get(i + 1).copied().and_then(hex_value),
-                    raw.get(i + 2).copied().and_then(hex_value),
+                    raw.get(i + 1).copied().and_then(hex_digit),
+                    raw.get(i + 2).copied().and_then(hex_digit),
                 ) else {
                     return Err(PathError::InvalidEscape);
                 };
@@ -228,7 +228,7 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-pub(crate) fn hex_value(b: u8) -> Option<u8> {
+pub(crate) fn hex_digit(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -1,0 +1,1289 @@
+//! The gateway decision: from (peer, request bytes, now, random bytes) to what to do.
+//!
+//! Both shells call [`Gateway::decide`] for every request on every connection and do what the
+//! returned [`Decision`] says; neither judges a request itself. The decision, in order:
+//!
+//! 1. **Parse** the head ([`crate::http::RequestHead`]); anything ambiguous is refused and the
+//!    connection closed.
+//! 2. **Canonicalise** the target and **classify** it ([`crate::http::PathRules`]).
+//! 3. gatehouse's own endpoints under the reserved prefix (`/_gatehouse/`): `login` (GET: the
+//!    page; POST: the form), `logout`, `auth` (forward-auth for Caddy, Traefik and nginx),
+//!    `health`. Public paths are forwarded with no identity at all.
+//! 4. Everyone else must be someone. In order: the identity header from a **trusted** peer
+//!    (the user is provisioned on first sight, the first user ever is admin); a valid
+//!    **session cookie**; **HTTP Basic** credentials (through the credential cache, then the
+//!    login throttle and a password check). Anonymous browsers are sent to the login page,
+//!    other clients get 401 with a Basic challenge.
+//! 5. **Forward** with the head rewritten ([`crate::http::write_forward_head`]): no client
+//!    identity header survives, gatehouse's own are added.
+//!
+//! # Password checks happen outside the shared state
+//!
+//! A password hash takes hundreds of milliseconds on purpose. So that a shell need not hold
+//! its users/throttle lock for that long, a decision that needs one returns
+//! [`Decision::VerifyPassword`] with a self-contained [`PasswordCheck`]. The shell releases
+//! the lock, runs [`PasswordCheck::verify`] (on a blocking thread in the daemon), takes the
+//! lock again and calls [`Gateway::finish`] with the same bytes and the result; that records
+//! the attempt (throttle, credential cache) and returns the final decision.
+//!
+//! # Buffers
+//!
+//! The shell reads requests into a buffer of at least [`READ_BUFFER_LEN`] bytes (a head plus a
+//! login form) and gives the engine an output buffer of at least [`OUT_LEN`] bytes.
+
+mod form;
+mod page;
+
+pub use form::{
+    CSRF_COOKIE_NAME, CSRF_TOKEN_LEN, CSRF_TTL_SECS, CsrfToken, FormError, cookie_value,
+    csrf_tokens_match, form_field, issue_csrf_token, url_decode,
+};
+pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
+
+use base64ct::{Base64, Encoding};
+use core::net::IpAddr;
+use sha2::{Digest, Sha256};
+
+use crate::Username;
+use crate::credential_cache::{CredentialCache, Lookup};
+use crate::http::path::{is_safe_return_target, percent_encode_component};
+use crate::http::{
+    BASIC_CHALLENGE, BodyFraming, ForwardOptions, Identity, MAX_HEAD_LEN, Parse, PathClass,
+    PathError, PathRules, RequestError, RequestHead, ResponseWriter, Status, Version, canonicalize,
+    list_tokens, write_error, write_forward_head,
+};
+use crate::identity::{DEFAULT_USER_HEADER, read_identity_httparse};
+use crate::password::{self, GENERATED_PASSWORD_RANDOM_LEN, PasswordHash, SALT_LEN};
+use crate::peer::Peer;
+use crate::session::{self, MAX_SET_COOKIE_LEN, SessionKeys};
+use crate::throttle::{Throttle, Verdict};
+use crate::trusted::TrustedSources;
+use crate::users::{UserError, UserTable};
+
+/// Random bytes the shell passes with every request (fresh each time). They are only drawn
+/// from when a decision needs them: a CSRF nonce, a provisioned user's password and salt.
+pub const RANDOM_LEN: usize = 32;
+
+/// Largest login form body gatehouse reads.
+pub const MAX_FORM_LEN: usize = 2048;
+
+/// Longest password gatehouse checks (login form or HTTP Basic).
+pub const MAX_PASSWORD_LEN: usize = 128;
+
+/// Smallest read buffer a shell should use: a full head and a login form.
+pub const READ_BUFFER_LEN: usize = MAX_HEAD_LEN + MAX_FORM_LEN;
+
+/// Output buffer a shell should give the engine: room for a forwarded head (the client's
+/// head plus what gatehouse adds) and a scratch copy of the canonical target.
+pub const OUT_LEN: usize = 2 * MAX_HEAD_LEN + 2048;
+
+const MAX_LOCATION_LEN: usize = 2048;
+const MAX_RETURN_LEN: usize = 1024;
+
+/// A `Set-Cookie` value for the client's response.
+pub type SetCookie = heapless::Vec<u8, MAX_SET_COOKIE_LEN>;
+
+/// The deployment's settings that shape decisions (borrowed from the shell's configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayConfig<'a> {
+    /// The identity header read from trusted peers and set for the app.
+    pub user_header: &'a str,
+    /// Reserved, public and Subsonic prefixes.
+    pub paths: PathRules<'a>,
+    /// Lifetime of a session cookie, in seconds.
+    pub session_ttl_secs: u64,
+    /// Mark cookies `Secure` even on plain connections (gatehouse behind a TLS-terminating
+    /// proxy). Cookies are always `Secure` on TLS connections.
+    pub secure_cookies: bool,
+    /// Remove the client's `Authorization` from a request gatehouse authenticated with it.
+    pub strip_authorization: bool,
+    /// PBKDF2 iterations for provisioned users' random passwords and the dummy hash of
+    /// unknown users (use the deployment's usual count).
+    pub password_iterations: u32,
+    /// Where logout sends the browser (default: the login page).
+    pub logout_url: Option<&'a str>,
+}
+
+impl GatewayConfig<'static> {
+    /// gatehouse's defaults.
+    pub const DEFAULT: Self = GatewayConfig {
+        user_header: DEFAULT_USER_HEADER,
+        paths: PathRules {
+            reserved: crate::http::path::DEFAULT_RESERVED_PREFIX,
+            public: crate::http::path::DEFAULT_PUBLIC_PREFIXES,
+            subsonic: crate::http::path::DEFAULT_SUBSONIC_PREFIXES,
+        },
+        session_ttl_secs: 30 * 24 * 3600,
+        secure_cookies: false,
+        strip_authorization: true,
+        password_iterations: password::RECOMMENDED_ITERATIONS,
+        logout_url: None,
+    };
+}
+
+impl Default for GatewayConfig<'static> {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The engine: configuration and the read-mostly state (trusted sources, session keys).
+#[derive(Clone, Copy, Debug)]
+pub struct Gateway<'a, const S: usize> {
+    /// Settings.
+    pub config: GatewayConfig<'a>,
+    /// Peers whose identity header is believed.
+    pub trusted: &'a TrustedSources<S>,
+    /// Session (and CSRF) signing keys.
+    pub keys: &'a SessionKeys,
+}
+
+/// The mutable state decisions read and update, owned by the shell (behind its lock).
+pub struct Shared<'s, const U: usize, const T: usize, const C: usize> {
+    /// The users.
+    pub users: &'s mut UserTable<U>,
+    /// Recent login failures.
+    pub throttle: &'s mut Throttle<T>,
+    /// Recently verified Basic credentials.
+    pub credentials: &'s mut CredentialCache<C>,
+}
+
+/// One request as the shell sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Exchange<'b> {
+    /// The transport peer.
+    pub peer: Peer,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+    /// Everything read on the connection since the previous request ended.
+    pub bytes: &'b [u8],
+    /// Now, in UNIX seconds.
+    pub now: u64,
+    /// Fresh random bytes.
+    pub random: &'b [u8; RANDOM_LEN],
+}
+
+/// What the shell does next.
+#[derive(Debug)]
+pub enum Decision {
+    /// The head is not complete: read more and call again with all the bytes.
+    NeedMoreBytes,
+    /// gatehouse consumes this request's body (the login form): read until `bytes` holds
+    /// `total` bytes and call again. Write [`crate::http::CONTINUE_100`] first when
+    /// `send_continue`.
+    ReadBody {
+        /// Bytes (head and body) needed.
+        total: usize,
+        /// The client waits for `100 Continue`.
+        send_continue: bool,
+    },
+    /// Forward the request to the app.
+    Forward(Forward),
+    /// Answer the client with a response gatehouse wrote.
+    Respond(Respond),
+    /// Verify a password outside the lock, then call [`Gateway::finish`].
+    VerifyPassword(PasswordCheck),
+}
+
+/// Forward a request: write `out[..head_len]` to the app, then relay the body.
+#[derive(Debug)]
+pub struct Forward {
+    /// Bytes of the client's head; its body starts here in `bytes`.
+    pub consumed: usize,
+    /// Length of the rewritten head in `out`.
+    pub head_len: usize,
+    /// The request body's framing (relay it with a [`crate::http::BodyRelay`]).
+    pub body: BodyFraming,
+    /// Write [`crate::http::CONTINUE_100`] to the client before relaying the body.
+    pub send_continue: bool,
+    /// The request asked for a protocol upgrade: a `101` answer turns into a tunnel.
+    pub upgrade: bool,
+    /// The request was `HEAD` (for [`crate::http::ResponseHead::parse`]).
+    pub request_was_head: bool,
+    /// The client's HTTP version (for [`crate::http::write_client_response_head`]).
+    pub client_version: Version,
+    /// The client wants the connection kept open.
+    pub keep_alive: bool,
+    /// The path's class.
+    pub class: PathClass,
+    /// Who the app is told the user is.
+    pub user: Option<Username>,
+    /// Add `Set-Cookie: <this>` to the response (a renewed session).
+    pub set_cookie: Option<SetCookie>,
+    /// A user was provisioned: the shell must persist the users table.
+    pub users_changed: bool,
+}
+
+/// Answer with `out[..len]`.
+#[derive(Debug)]
+pub struct Respond {
+    /// Bytes of the request (head, and body when gatehouse read it).
+    pub consumed: usize,
+    /// Length of the response in `out`.
+    pub len: usize,
+    /// Close the connection after writing.
+    pub close: bool,
+    /// What happened, for logs and metrics.
+    pub outcome: Outcome,
+}
+
+/// Why a request was refused before any authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The head is malformed or ambiguous.
+    Request(RequestError),
+    /// The target's path is ambiguous.
+    Path(PathError),
+    /// A login form with a body over [`MAX_FORM_LEN`].
+    FormTooLarge,
+    /// A login form without `Content-Length`.
+    LengthRequired,
+    /// The shell's output buffer is too small for the answer.
+    OutputTooSmall,
+}
+
+/// What gatehouse answered, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The request was refused.
+    Refused(Refusal),
+    /// The login page.
+    LoginPage,
+    /// Login succeeded; the browser is sent back with a session cookie.
+    LoggedIn,
+    /// Wrong username or password.
+    LoginFailed,
+    /// The login form failed the CSRF checks.
+    CsrfRejected,
+    /// The login form was incomplete or malformed.
+    BadForm,
+    /// Too many failures from this client or on this name.
+    Throttled,
+    /// Logged out.
+    LoggedOut,
+    /// An anonymous browser was sent to the login page.
+    RedirectedToLogin,
+    /// An anonymous non-browser client got a 401 challenge.
+    Unauthorized,
+    /// HTTP Basic credentials were wrong.
+    BasicFailed,
+    /// Forward-auth: allowed.
+    ForwardAuthAllowed,
+    /// Forward-auth: denied (401 or redirect).
+    ForwardAuthDenied,
+    /// The health endpoint.
+    Health,
+    /// An unknown reserved endpoint.
+    NotFound,
+    /// A reserved endpoint called with the wrong method.
+    MethodNotAllowed,
+    /// A trusted peer named a user who could not be provisioned (table full, bad name).
+    ProvisionFailed(UserError),
+}
+
+/// What a password check is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Basic,
+    LoginForm,
+}
+
+/// A password to verify, self-contained so that it can run without the shared state.
+pub struct PasswordCheck {
+    purpose: Purpose,
+    username: Username,
+    password: heapless::Vec<u8, MAX_PASSWORD_LEN>,
+    hash: Option<PasswordHash>,
+    dummy_iterations: u32,
+    client: Peer,
+}
+
+impl core::fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never the password.
+        f.debug_struct("PasswordCheck")
+            .field("purpose", &self.purpose)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PasswordCheck {
+    fn drop(&mut self) {
+        self.password.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+impl PasswordCheck {
+    /// The expensive part: verify the password against the user's hash, or against a dummy
+    /// hash of the same cost when the user does not exist. Needs no shared state.
+    pub fn verify(&self) -> bool {
+        password::verify_or_dummy(self.hash.as_ref(), &self.password, self.dummy_iterations)
+    }
+
+    /// The username that was tried.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    fn is_for(&self, purpose: Purpose, username: &str, password: &[u8]) -> bool {
+        self.purpose == purpose && self.username == username && self.password == password
+    }
+}
+
+/// The result of authenticating a request.
+enum Auth {
+    User {
+        name: Username,
+        admin: bool,
+        via_basic: bool,
+        set_cookie: Option<SetCookie>,
+        users_changed: bool,
+    },
+    Verify(PasswordCheck),
+    Throttled(u64),
+    BasicFailed,
+    Anonymous,
+    ProvisionFailed(UserError),
+}
+
+impl<const S: usize> Gateway<'_, S> {
+    /// Decides what to do with the request at the start of `ex.bytes`, writing any head or
+    /// response into `out` (at least [`OUT_LEN`] bytes).
+    pub fn decide<const U: usize, const T: usize, const C: usize>(
+        &self,
+        ex: &Exchange<'_>,
+        shared: &mut Shared<'_, U, T, C>,
+        out: &mut [u8],
+    ) -> Decision {
+        self.run(ex, shared, None, out)
+    }
+
+    /// Completes a [`Decision::VerifyPassword`]: records the result (throttle, credential
+    /// cache) and decides again on the same `ex` (same bytes, time and random bytes).
+    pub fn finish<const U: usize, const T: usize, const C: usize>(
+        &self,
+        ex: &Exchange<'_>,
+        shared: &mut Shared<'_, U, T, C>,
+        check: &PasswordCheck,
+        verified: bool,
+        out: &mut [u8],
+    ) -> Decision {
+        if verified {
+            shared
+                .throttle
+                .record_success(&check.client, check.username.as_bytes(), ex.now);
+            if check.purpose == Purpose::Basic
+                && let Some(user) = shared.users.find(&check.username)
+            {
+                shared.credentials.insert(
+                    user.name.as_bytes(),
+                    &check.password,
+                    user.password.as_str().as_bytes(),
+                    user.generation,
+                    ex.now,
+                );
+            }
+        } else {
+            shared
+                .throttle
+                .record_failure(&check.client, check.username.as_bytes(), ex.now);
+        }
+        self.run(ex, shared, Some((check, verified)), out)
+    }
+
+    fn run<const U: usize, const T: usize, const C: usize>(
+        &self,
+        ex: &Exchange<'_>,
+        shared: &mut Shared<'_, U, T, C>,
+        verified: Option<(&PasswordCheck, bool)>,
+        out: &mut [u8],
+    ) -> Decision {
+        let head = match RequestHead::parse(ex.bytes) {
+            Ok(Parse::Complete(h)) => h,
+            Ok(Parse::Incomplete) => return Decision::NeedMoreBytes,
+            Err(e) => return refuse(Refusal::Request(e), e.status(), 0, out),
+        };
+        // The canonical target lives at the end of `out`; heads are written at the front.
+        let scratch_len = (head.path_and_query().len() * 3 + 2).min(out.len() / 2);
+        let split = out.len() - scratch_len;
+        let (front, scratch) = out.split_at_mut(split);
+        let target = match canonicalize(head.path_and_query(), scratch) {
+            Ok(t) => t,
+            Err(e) => return refuse(Refusal::Path(e), Status::BadRequest, head.head_len(), front),
+        };
+        let trusted = self.trusted.trusts(&ex.peer);
+        let ctx = Ctx {
+            ex,
+            head: &head,
+            target: target.as_str(),
+            trusted,
+            client: client_peer(&head, ex.peer, trusted),
+        };
+        match self.config.paths.classify(target.path()) {
+            PathClass::Reserved => {
+                let endpoint = self.config.paths.reserved_endpoint(target.path());
+                self.reserved(&ctx, endpoint.unwrap_or(""), shared, verified, front)
+            }
+            PathClass::Public => self.forward(&ctx, PathClass::Public, None, front),
+            class @ (PathClass::Subsonic | PathClass::Protected) => {
+                match self.authenticate(&ctx, shared, verified, true) {
+                    Auth::User {
+                        name,
+                        admin,
+                        via_basic,
+                        set_cookie,
+                        users_changed,
+                    } => {
+                        let who = Who {
+                            name,
+                            admin,
+                            via_basic,
+                            set_cookie,
+                            users_changed,
+                        };
+                        self.forward(&ctx, class, Some(who), front)
+                    }
+                    Auth::Verify(check) => Decision::VerifyPassword(check),
+                    Auth::Throttled(secs) => respond_too_many(&ctx, secs, front),
+                    Auth::BasicFailed => {
+                        respond_error(&ctx, Status::Unauthorized, Outcome::BasicFailed, front)
+                    }
+                    Auth::ProvisionFailed(e) => respond_error(
+                        &ctx,
+                        Status::ServiceUnavailable,
+                        Outcome::ProvisionFailed(e),
+                        front,
+                    ),
+                    Auth::Anonymous if is_browser(&head, head.method()) => {
+                        self.redirect_to_login(&ctx, target.as_str().as_bytes(), front)
+                    }
+                    Auth::Anonymous => {
+                        respond_error(&ctx, Status::Unauthorized, Outcome::Unauthorized, front)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Who is asking: trusted identity header (when `read_header`), session cookie, Basic.
+    fn authenticate<const U: usize, const T: usize, const C: usize>(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        shared: &mut Shared<'_, U, T, C>,
+        verified: Option<(&PasswordCheck, bool)>,
+        read_header: bool,
+    ) -> Auth {
+        let ex = ctx.ex;
+        let head = ctx.head;
+        if read_header && ctx.trusted {
+            // A broken header (repeated, empty, control bytes) is not an identity: fall back
+            // to the normal login, as Navidrome does.
+            if let Ok(Some(name)) = read_identity_httparse(self.config.user_header, head.headers())
+            {
+                let pw_random: [u8; GENERATED_PASSWORD_RANDOM_LEN] =
+                    derive(ex.random, b"provisioned password");
+                let salt: [u8; SALT_LEN] = derive(ex.random, b"provisioned salt");
+                return match shared.users.provision(
+                    &name,
+                    &pw_random,
+                    &salt,
+                    self.config.password_iterations,
+                ) {
+                    Ok(p) => Auth::User {
+                        name: p.user.name.clone(),
+                        admin: p.user.admin,
+                        via_basic: false,
+                        set_cookie: None,
+                        users_changed: p.created,
+                    },
+                    Err(e) => Auth::ProvisionFailed(e),
+                };
+            }
+        }
+
+        for value in head.header_values("cookie") {
+            for token in session::session_cookies(value) {
+                if let Ok((s, user)) = self.keys.verify_user(token, ex.now, shared.users) {
+                    let set_cookie = if s.should_renew(ex.now) {
+                        self.session_cookie(&user.name, user.generation, ex)
+                    } else {
+                        None
+                    };
+                    return Auth::User {
+                        name: user.name.clone(),
+                        admin: user.admin,
+                        via_basic: false,
+                        set_cookie,
+                        users_changed: false,
+                    };
+                }
+            }
+        }
+
+        let Ok(Some(authorization)) = head.single_header("authorization") else {
+            return Auth::Anonymous;
+        };
+        let mut decoded = [0u8; 3 * MAX_PASSWORD_LEN];
+        let Some((name, password)) = basic_credentials(authorization, &mut decoded) else {
+            return Auth::Anonymous;
+        };
+        let Ok(name) = crate::users::parse_username(name) else {
+            return Auth::BasicFailed;
+        };
+        if password.len() > MAX_PASSWORD_LEN {
+            return Auth::BasicFailed;
+        }
+        if let Some(user) = shared.users.find(&name) {
+            let hit = shared.credentials.lookup(
+                user.name.as_bytes(),
+                password,
+                user.password.as_str().as_bytes(),
+                user.generation,
+                ex.now,
+            ) == Lookup::Hit;
+            if hit {
+                return Auth::User {
+                    name: user.name.clone(),
+                    admin: user.admin,
+                    via_basic: true,
+                    set_cookie: None,
+                    users_changed: false,
+                };
+            }
+        }
+        if let Some((check, ok)) = verified
+            && check.is_for(Purpose::Basic, &name, password)
+        {
+            return match (ok, shared.users.find(&name)) {
+                (true, Some(user)) => Auth::User {
+                    name: user.name.clone(),
+                    admin: user.admin,
+                    via_basic: true,
+                    set_cookie: None,
+                    users_changed: false,
+                },
+                _ => Auth::BasicFailed,
+            };
+        }
+        if let Verdict::RetryAfter { seconds, .. } =
+            shared.throttle.check(&ctx.client, name.as_bytes(), ex.now)
+        {
+            return Auth::Throttled(seconds);
+        }
+        match self.password_check(Purpose::Basic, &name, password, ctx.client, shared.users) {
+            Some(check) => Auth::Verify(check),
+            None => Auth::BasicFailed,
+        }
+    }
+
+    fn password_check<const U: usize>(
+        &self,
+        purpose: Purpose,
+        name: &str,
+        password: &[u8],
+        client: Peer,
+        users: &UserTable<U>,
+    ) -> Option<PasswordCheck> {
+        let mut username = Username::new();
+        username.push_str(name).ok()?;
+        let mut pw = heapless::Vec::new();
+        pw.extend_from_slice(password).ok()?;
+        Some(PasswordCheck {
+            purpose,
+            username,
+            password: pw,
+            hash: users.find(name).map(|u| u.password.clone()),
+            dummy_iterations: self.config.password_iterations,
+            client,
+        })
+    }
+
+    fn session_cookie(&self, name: &str, generation: u32, ex: &Exchange<'_>) -> Option<SetCookie> {
+        let token = self
+            .keys
+            .issue(name, generation, ex.now, self.config.session_ttl_secs)
+            .ok()?;
+        let mut buf = [0u8; MAX_SET_COOKIE_LEN];
+        let n = session::write_set_cookie(
+            &mut buf,
+            &token,
+            self.config.session_ttl_secs,
+            self.secure(ex),
+        )
+        .ok()?;
+        SetCookie::from_slice(&buf[..n]).ok()
+    }
+
+    fn secure(&self, ex: &Exchange<'_>) -> bool {
+        ex.tls || self.config.secure_cookies
+    }
+
+    fn forward(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        class: PathClass,
+        who: Option<Who>,
+        out: &mut [u8],
+    ) -> Decision {
+        let head = ctx.head;
+        let identity = who.as_ref().map(|w| Identity {
+            user: &w.name,
+            name: None,
+            email: None,
+            groups: w.admin.then_some("admins"),
+        });
+        let options = ForwardOptions {
+            user_header: self.config.user_header,
+            peer: ctx.ex.peer,
+            peer_trusted: ctx.trusted,
+            tls: ctx.ex.tls,
+            strip_authorization: self.config.strip_authorization
+                && who.as_ref().is_some_and(|w| w.via_basic),
+            session_cookie: session::COOKIE_NAME,
+            identity,
+            tunnel: head.upgrade().is_some(),
+        };
+        let head_len = match write_forward_head(head, ctx.target, &options, out) {
+            Ok(n) => n,
+            Err(_) => {
+                return refuse(
+                    Refusal::OutputTooSmall,
+                    Status::RequestHeaderFieldsTooLarge,
+                    head.head_len(),
+                    out,
+                );
+            }
+        };
+        let (user, set_cookie, users_changed) = match who {
+            Some(w) => (Some(w.name), w.set_cookie, w.users_changed),
+            None => (None, None, false),
+        };
+        Decision::Forward(Forward {
+            consumed: head.head_len(),
+            head_len,
+            body: head.body(),
+            send_continue: head.expect_continue(),
+            upgrade: head.upgrade().is_some(),
+            request_was_head: head.is_head(),
+            client_version: head.version(),
+            keep_alive: head.keep_alive(),
+            class,
+            user,
+            set_cookie,
+            users_changed,
+        })
+    }
+
+    fn login_path(&self, buf: &mut [u8; 256]) -> usize {
+        let base = self.config.paths.reserved.trim_end_matches('/');
+        let mut n = 0;
+        for part in [base.as_bytes(), b"/login"] {
+            let take = part.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&part[..take]);
+            n += take;
+        }
+        n
+    }
+
+    fn redirect_to_login(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        return_target: &[u8],
+        out: &mut [u8],
+    ) -> Decision {
+        let mut path = [0u8; 256];
+        let path_len = self.login_path(&mut path);
+        let mut location = [0u8; MAX_LOCATION_LEN];
+        let mut n = path_len.min(location.len());
+        location[..n].copy_from_slice(&path[..n]);
+        if return_target != b"/" && is_safe_return_target(return_target) {
+            let q = b"?return=";
+            if let Some(dst) = location.get_mut(n..n + q.len()) {
+                dst.copy_from_slice(q);
+                // Too long to carry along: the user lands on the start page after login.
+                if let Ok(m) = percent_encode_component(return_target, &mut location[n + q.len()..])
+                {
+                    n += q.len() + m;
+                }
+            }
+        }
+        let mut w = ResponseWriter::new(out, Status::Found);
+        w.header("Location", &location[..n]);
+        let close = close_after(ctx.head, false);
+        match w.finish_empty(close) {
+            Ok(len) => Decision::Respond(Respond {
+                consumed: ctx.head.head_len(),
+                len,
+                close,
+                outcome: Outcome::RedirectedToLogin,
+            }),
+            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
+        }
+    }
+
+    fn reserved<const U: usize, const T: usize, const C: usize>(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        endpoint: &str,
+        shared: &mut Shared<'_, U, T, C>,
+        verified: Option<(&PasswordCheck, bool)>,
+        out: &mut [u8],
+    ) -> Decision {
+        let method = ctx.head.method();
+        let read_only = matches!(method, "GET" | "HEAD");
+        match endpoint {
+            "login" if read_only => {
+                let mut buf = [0u8; MAX_RETURN_LEN];
+                let target = query_param(ctx.target, "return", &mut buf)
+                    .filter(|t| is_safe_return_target(t))
+                    .unwrap_or(b"/");
+                self.login_page(ctx, Status::Ok, target, None, Outcome::LoginPage, out)
+            }
+            "login" if method == "POST" => self.login_post(ctx, shared, verified, out),
+            "logout" if read_only || method == "POST" => self.logout(ctx, out),
+            "auth" => self.forward_auth(ctx, shared, verified, out),
+            "health" if read_only => {
+                let close = close_after(ctx.head, false);
+                let mut w = ResponseWriter::new(out, Status::Ok);
+                w.header("X-Robots-Tag", b"noindex");
+                let written = w
+                    .finish("text/plain; charset=utf-8", b"ok\n", close)
+                    .map(|n| head_only(ctx.head, out, n));
+                finish(ctx, written, close, Outcome::Health)
+            }
+            "login" | "logout" | "health" => respond_error(
+                ctx,
+                Status::MethodNotAllowed,
+                Outcome::MethodNotAllowed,
+                out,
+            ),
+            _ => respond_error(ctx, Status::NotFound, Outcome::NotFound, out),
+        }
+    }
+
+    fn login_page(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        status: Status,
+        return_target: &[u8],
+        error: Option<&str>,
+        outcome: Outcome,
+        out: &mut [u8],
+    ) -> Decision {
+        let nonce: [u8; 16] = derive(ctx.ex.random, b"csrf nonce");
+        let token = issue_csrf_token(self.keys, &nonce);
+        let mut cookie = [0u8; 160];
+        let secure = if self.secure(ctx.ex) { "; Secure" } else { "" };
+        let cookie_len = {
+            let mut c = crate::http::Cursor::new(&mut cookie);
+            let _ = core::fmt::Write::write_fmt(
+                &mut c,
+                format_args!(
+                    "{CSRF_COOKIE_NAME}={token}; Path=/; Max-Age={CSRF_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
+                ),
+            );
+            c.len()
+        };
+        let mut path = [0u8; 256];
+        let path_len = self.login_path(&mut path);
+        let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/login");
+        let consumed_body = consumed_with_body(ctx.head, ctx.ex.bytes.len());
+        let close = close_after(ctx.head, consumed_body.is_some());
+        let page = LoginPage {
+            action,
+            csrf: &token,
+            return_target,
+            error,
+        };
+        let len = page.write_response(status, &cookie[..cookie_len], close, out);
+        let len = len.map(|n| head_only(ctx.head, out, n));
+        match len {
+            Ok(len) => Decision::Respond(Respond {
+                consumed: consumed_body.unwrap_or(ctx.head.head_len()),
+                len,
+                close,
+                outcome,
+            }),
+            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
+        }
+    }
+
+    fn login_post<const U: usize, const T: usize, const C: usize>(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        shared: &mut Shared<'_, U, T, C>,
+        verified: Option<(&PasswordCheck, bool)>,
+        out: &mut [u8],
+    ) -> Decision {
+        let head = ctx.head;
+        let body_len = match head.body() {
+            BodyFraming::None => 0,
+            BodyFraming::Length(n) if n <= MAX_FORM_LEN as u64 => n as usize,
+            BodyFraming::Length(_) => {
+                return refuse(
+                    Refusal::FormTooLarge,
+                    Status::ContentTooLarge,
+                    head.head_len(),
+                    out,
+                );
+            }
+            BodyFraming::Chunked | BodyFraming::UntilClose => {
+                return refuse(
+                    Refusal::LengthRequired,
+                    Status::LengthRequired,
+                    head.head_len(),
+                    out,
+                );
+            }
+        };
+        let total = head.head_len() + body_len;
+        let Some(body) = ctx.ex.bytes.get(head.head_len()..total) else {
+            return Decision::ReadBody {
+                total,
+                send_continue: head.expect_continue(),
+            };
+        };
+
+        let mut return_buf = [0u8; MAX_RETURN_LEN];
+        let return_target = match form_field(body, "return", &mut return_buf) {
+            Ok(Some(t)) if is_safe_return_target(t) => t,
+            _ => b"/",
+        };
+        let return_target: &[u8] = return_target;
+
+        let mut csrf_buf = [0u8; 2 * CSRF_TOKEN_LEN];
+        let form_token = form_field(body, "csrf", &mut csrf_buf).ok().flatten();
+        let cookie_token = head
+            .header_values("cookie")
+            .find_map(|v| cookie_value(v, CSRF_COOKIE_NAME));
+        let csrf_ok = same_origin(ctx)
+            && match (form_token, cookie_token) {
+                (Some(f), Some(c)) => csrf_tokens_match(self.keys, f, c),
+                _ => false,
+            };
+        if !csrf_ok {
+            return self.login_page(
+                ctx,
+                Status::Forbidden,
+                return_target,
+                Some("This sign-in form has expired. Please try again."),
+                Outcome::CsrfRejected,
+                out,
+            );
+        }
+
+        let mut name_buf = [0u8; crate::MAX_USERNAME_LEN];
+        let mut pw_buf = [0u8; MAX_PASSWORD_LEN];
+        let name = form_field(body, "username", &mut name_buf);
+        let password = form_field(body, "password", &mut pw_buf);
+        let (Ok(Some(name)), Ok(Some(password))) = (name, password) else {
+            return self.login_page(
+                ctx,
+                Status::BadRequest,
+                return_target,
+                Some("Please enter your username and password."),
+                Outcome::BadForm,
+                out,
+            );
+        };
+        let Some(name) = core::str::from_utf8(name)
+            .ok()
+            .and_then(|n| crate::users::parse_username(n).ok())
+        else {
+            return self.login_page(
+                ctx,
+                Status::Ok,
+                return_target,
+                Some("Wrong username or password."),
+                Outcome::LoginFailed,
+                out,
+            );
+        };
+
+        let ok = match verified {
+            Some((check, ok)) if check.is_for(Purpose::LoginForm, &name, password) => ok,
+            _ => {
+                if let Verdict::RetryAfter { seconds, .. } =
+                    shared
+                        .throttle
+                        .check(&ctx.client, name.as_bytes(), ctx.ex.now)
+                {
+                    let mut msg = [0u8; 96];
+                    let mut c = crate::http::Cursor::new(&mut msg);
+                    c.put(b"Too many failed attempts. Please try again in ")
+                        .put_u64(seconds.max(1))
+                        .put(b" seconds.");
+                    let n = c.len();
+                    let text = core::str::from_utf8(&msg[..n]).unwrap_or("Too many attempts.");
+                    return self.login_page(
+                        ctx,
+                        Status::TooManyRequests,
+                        return_target,
+                        Some(text),
+                        Outcome::Throttled,
+                        out,
+                    );
+                }
+                return match self.password_check(
+                    Purpose::LoginForm,
+                    &name,
+                    password,
+                    ctx.client,
+                    shared.users,
+                ) {
+                    Some(check) => Decision::VerifyPassword(check),
+                    None => self.login_page(
+                        ctx,
+                        Status::Ok,
+                        return_target,
+                        Some("Wrong username or password."),
+                        Outcome::LoginFailed,
+                        out,
+                    ),
+                };
+            }
+        };
+        let user = shared.users.find(&name).filter(|_| ok);
+        let cookie = user.and_then(|u| self.session_cookie(&u.name, u.generation, ctx.ex));
+        let Some(cookie) = cookie else {
+            return self.login_page(
+                ctx,
+                Status::Ok,
+                return_target,
+                Some("Wrong username or password."),
+                Outcome::LoginFailed,
+                out,
+            );
+        };
+        let mut clear_csrf = [0u8; 128];
+        let clear_len = {
+            let mut c = crate::http::Cursor::new(&mut clear_csrf);
+            let secure = if self.secure(ctx.ex) { "; Secure" } else { "" };
+            let _ = core::fmt::Write::write_fmt(
+                &mut c,
+                format_args!(
+                    "{CSRF_COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
+                ),
+            );
+            c.len()
+        };
+        let close = close_after(head, true);
+        let mut w = ResponseWriter::new(out, Status::SeeOther);
+        w.header("Location", return_target)
+            .header("Set-Cookie", &cookie)
+            .header("Set-Cookie", &clear_csrf[..clear_len]);
+        let len = w.finish_empty(close);
+        match len {
+            Ok(len) => Decision::Respond(Respond {
+                consumed: total,
+                len,
+                close,
+                outcome: Outcome::LoggedIn,
+            }),
+            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
+        }
+    }
+
+    fn logout(&self, ctx: &Ctx<'_, '_>, out: &mut [u8]) -> Decision {
+        let mut cookie = [0u8; MAX_SET_COOKIE_LEN];
+        let cookie_len = session::write_clear_cookie(&mut cookie, self.secure(ctx.ex)).unwrap_or(0);
+        let mut path = [0u8; 256];
+        let path_len = self.login_path(&mut path);
+        let location: &[u8] = match self.config.logout_url {
+            Some(url) if !url.is_empty() && url.bytes().all(|b| (0x21..=0x7e).contains(&b)) => {
+                url.as_bytes()
+            }
+            _ => &path[..path_len],
+        };
+        let close = close_after(ctx.head, false);
+        let mut w = ResponseWriter::new(out, Status::SeeOther);
+        w.header("Location", location)
+            .header("Set-Cookie", &cookie[..cookie_len]);
+        finish(ctx, w.finish_empty(close), close, Outcome::LoggedOut)
+    }
+
+    /// Forward-auth (Caddy `forward_auth`, Traefik `ForwardAuth`, nginx `auth_request`): the
+    /// proxy asks whether the request it describes may pass.
+    ///
+    /// The identity header is *not* read here even from a trusted proxy: a proxy doing
+    /// forward-auth passes the client's own headers along, so a `Remote-User` in this request
+    /// is the client's, not the proxy's word. The original URI and method are read only from
+    /// a trusted proxy.
+    fn forward_auth<const U: usize, const T: usize, const C: usize>(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        shared: &mut Shared<'_, U, T, C>,
+        verified: Option<(&PasswordCheck, bool)>,
+        out: &mut [u8],
+    ) -> Decision {
+        let head = ctx.head;
+        let claim = |name: &str| {
+            if ctx.trusted {
+                head.single_header(name).ok().flatten()
+            } else {
+                None
+            }
+        };
+        let nginx_uri = claim("x-original-uri");
+        let nginx = nginx_uri.is_some();
+        let uri = nginx_uri
+            .or_else(|| claim("x-forwarded-uri"))
+            .unwrap_or(b"/");
+        let method = claim("x-original-method")
+            .or_else(|| claim("x-forwarded-method"))
+            .and_then(|m| core::str::from_utf8(m).ok())
+            .unwrap_or("GET");
+        let mut canon = [0u8; MAX_RETURN_LEN * 3];
+        let original = core::str::from_utf8(uri)
+            .ok()
+            .and_then(|u| canonicalize(u, &mut canon).ok());
+        let Some(original) = original else {
+            return respond_error(ctx, Status::Forbidden, Outcome::ForwardAuthDenied, out);
+        };
+        let close = close_after(head, false);
+        match self.config.paths.classify(original.path()) {
+            PathClass::Public | PathClass::Reserved => {
+                let w = ResponseWriter::new(out, Status::Ok);
+                return finish(
+                    ctx,
+                    w.finish_empty(close),
+                    close,
+                    Outcome::ForwardAuthAllowed,
+                );
+            }
+            PathClass::Subsonic | PathClass::Protected => {}
+        }
+        match self.authenticate(ctx, shared, verified, false) {
+            Auth::User { name, admin, .. } => {
+                let mut w = ResponseWriter::new(out, Status::Ok);
+                w.header(self.config.user_header, name.as_bytes());
+                if admin {
+                    w.header("Remote-Groups", b"admins");
+                }
+                finish(
+                    ctx,
+                    w.finish_empty(close),
+                    close,
+                    Outcome::ForwardAuthAllowed,
+                )
+            }
+            Auth::Verify(check) => Decision::VerifyPassword(check),
+            Auth::Throttled(secs) => respond_too_many(ctx, secs, out),
+            Auth::ProvisionFailed(e) => respond_error(
+                ctx,
+                Status::ServiceUnavailable,
+                Outcome::ProvisionFailed(e),
+                out,
+            ),
+            Auth::BasicFailed | Auth::Anonymous => {
+                if !nginx && is_browser(head, method) {
+                    let d = self.redirect_to_login(ctx, original.as_str().as_bytes(), out);
+                    match d {
+                        Decision::Respond(mut r) => {
+                            r.outcome = Outcome::ForwardAuthDenied;
+                            Decision::Respond(r)
+                        }
+                        other => other,
+                    }
+                } else {
+                    respond_error(ctx, Status::Unauthorized, Outcome::ForwardAuthDenied, out)
+                }
+            }
+        }
+    }
+}
+
+struct Who {
+    name: Username,
+    admin: bool,
+    via_basic: bool,
+    set_cookie: Option<SetCookie>,
+    users_changed: bool,
+}
+
+struct Ctx<'c, 'b> {
+    ex: &'c Exchange<'b>,
+    head: &'c RequestHead<'b>,
+    target: &'c str,
+    trusted: bool,
+    /// The client for throttling: the socket peer, or the client a trusted proxy reported.
+    client: Peer,
+}
+
+/// 32 bytes of SHA-256(label, random) cut to `N`: independent values from one random input.
+fn derive<const N: usize>(random: &[u8; RANDOM_LEN], label: &[u8]) -> [u8; N] {
+    let digest = Sha256::new()
+        .chain_update(b"gatehouse derive\0")
+        .chain_update(label)
+        .chain_update(random)
+        .finalize();
+    let mut out = [0u8; N];
+    let n = N.min(digest.len());
+    out[..n].copy_from_slice(&digest[..n]);
+    out
+}
+
+/// The client to charge login failures to: the last hop a trusted proxy reported in
+/// `X-Forwarded-For`, else the socket peer.
+fn client_peer(head: &RequestHead<'_>, peer: Peer, trusted: bool) -> Peer {
+    if !trusted {
+        return peer;
+    }
+    let last = head
+        .header_values("x-forwarded-for")
+        .flat_map(list_tokens)
+        .last()
+        .and_then(|t| core::str::from_utf8(t).ok())
+        .and_then(|t| t.parse::<IpAddr>().ok());
+    last.map_or(peer, Peer::Ip)
+}
+
+/// `Authorization: Basic base64(user:password)` → (user, password).
+fn basic_credentials<'d>(value: &[u8], decoded: &'d mut [u8]) -> Option<(&'d str, &'d [u8])> {
+    let (scheme, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    let raw = Base64::decode(rest.trim_ascii(), decoded).ok()?;
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let (name, password) = raw.split_at(colon);
+    Some((core::str::from_utf8(name).ok()?, password.get(1..)?))
+}
+
+/// Browsers navigating (GET/HEAD that accept HTML) are redirected to the login page; API
+/// clients, scripts and apps get a 401 they can act on.
+fn is_browser(head: &RequestHead<'_>, method: &str) -> bool {
+    if !matches!(method, "GET" | "HEAD") {
+        return false;
+    }
+    head.header_values("accept")
+        .flat_map(list_tokens)
+        .any(|range| {
+            let mut parts = range.split(|&b| b == b';');
+            let media = parts.next().unwrap_or(&[]).trim_ascii();
+            let refused = parts.any(|p| {
+                let p = p.trim_ascii();
+                p.len() >= 2
+                    && p[..2].eq_ignore_ascii_case(b"q=")
+                    && p[2..].iter().all(|&b| b == b'0' || b == b'.')
+            });
+            media.eq_ignore_ascii_case(b"text/html") && !refused
+        })
+}
+
+/// CSRF check 1: fetch metadata and `Origin` must say the form came from this site.
+fn same_origin(ctx: &Ctx<'_, '_>) -> bool {
+    let head = ctx.head;
+    if let Some(site) = head.header_values("sec-fetch-site").next()
+        && !(site.eq_ignore_ascii_case(b"same-origin") || site.eq_ignore_ascii_case(b"none"))
+    {
+        return false;
+    }
+    match head.header_values("origin").next() {
+        None => true,
+        Some(origin) => {
+            let host = origin
+                .strip_prefix(b"https://")
+                .or_else(|| origin.strip_prefix(b"http://"));
+            let expected = if ctx.trusted {
+                head.header_values("x-forwarded-host")
+                    .next()
+                    .or(head.host())
+            } else {
+                head.host()
+            };
+            matches!((host, expected), (Some(h), Some(e)) if h.eq_ignore_ascii_case(e))
+        }
+    }
+}
+
+/// The request's own query parameter `name`, form-decoded into `buf`.
+fn query_param<'o>(target: &str, name: &str, buf: &'o mut [u8]) -> Option<&'o [u8]> {
+    let query = target.split_once('?')?.1;
+    form_field(query.as_bytes(), name, buf).ok().flatten()
+}
+
+/// When the request's body is in `bytes`, the bytes of head and body.
+fn consumed_with_body(head: &RequestHead<'_>, available: usize) -> Option<usize> {
+    match head.body() {
+        BodyFraming::None => Some(head.head_len()),
+        BodyFraming::Length(n) => {
+            let total = head.head_len().checked_add(usize::try_from(n).ok()?)?;
+            (total <= available).then_some(total)
+        }
+        _ => None,
+    }
+}
+
+/// Close unless the client keeps the connection and no unread body follows the head.
+fn close_after(head: &RequestHead<'_>, body_consumed: bool) -> bool {
+    !head.keep_alive() || (!body_consumed && head.body() != BodyFraming::None)
+}
+
+/// For a HEAD request, only the head of a response written into `out`.
+fn head_only(head: &RequestHead<'_>, out: &[u8], len: usize) -> usize {
+    if !head.is_head() {
+        return len;
+    }
+    out[..len]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(len, |p| p + 4)
+}
+
+fn finish(
+    ctx: &Ctx<'_, '_>,
+    written: Result<usize, crate::http::OutputFull>,
+    close: bool,
+    outcome: Outcome,
+) -> Decision {
+    match written {
+        Ok(len) => Decision::Respond(Respond {
+            consumed: ctx.head.head_len(),
+            len,
+            close,
+            outcome,
+        }),
+        Err(_) => Decision::Respond(Respond {
+            consumed: ctx.head.head_len(),
+            len: 0,
+            close: true,
+            outcome: Outcome::Refused(Refusal::OutputTooSmall),
+        }),
+    }
+}
+
+fn respond_error(ctx: &Ctx<'_, '_>, status: Status, outcome: Outcome, out: &mut [u8]) -> Decision {
+    let close = close_after(ctx.head, false);
+    let written = write_error(status, close, out).map(|n| head_only(ctx.head, out, n));
+    finish(ctx, written, close, outcome)
+}
+
+fn respond_too_many(ctx: &Ctx<'_, '_>, seconds: u64, out: &mut [u8]) -> Decision {
+    let close = close_after(ctx.head, false);
+    let mut w = ResponseWriter::new(out, Status::TooManyRequests);
+    w.header_u64("Retry-After", seconds.max(1))
+        .header("WWW-Authenticate", BASIC_CHALLENGE);
+    let written = w.finish(
+        "text/plain; charset=utf-8",
+        b"429 Too Many Requests\n",
+        close,
+    );
+    finish(ctx, written, close, Outcome::Throttled)
+}
+
+/// A refusal before (or instead of) judging: the error page, then close.
+fn refuse(refusal: Refusal, status: Status, consumed: usize, out: &mut [u8]) -> Decision {
+    let len = write_error(status, true, out).unwrap_or(0);
+    Decision::Respond(Respond {
+        consumed,
+        len,
+        close: true,
+        outcome: Outcome::Refused(refusal),
+    })
+}
+
+#[cfg(test)]
+mod tests;

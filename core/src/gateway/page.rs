@@ -1,0 +1,165 @@
+//! The login page: one HTML document shared by every shell.
+//!
+//! Plain HTML and CSS, no JavaScript: it works in any browser, with a screen reader (labels
+//! bound to their fields, the error announced with `role="alert"`), and on a phone (viewport
+//! meta, large touch targets, `autocomplete` hints so password managers fill it in).
+
+use crate::http::{OutputFull, ResponseWriter, Status};
+
+const HEAD: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>Sign in</title>
+<style>
+:root{color-scheme:light dark}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:#f4f4f5;color:#18181b}
+main{background:#fff;padding:2rem 1.5rem;border-radius:.75rem;box-shadow:0 1px 4px rgba(0,0,0,.15);width:min(22rem,calc(100% - 2rem));box-sizing:border-box}
+h1{font-size:1.5rem;margin:0 0 1rem}
+label{display:block;margin-top:1rem;font-weight:600}
+input{display:block;width:100%;box-sizing:border-box;font:inherit;padding:.7rem;margin-top:.3rem;border:1px solid #71717a;border-radius:.4rem;background:inherit;color:inherit}
+input:focus,button:focus{outline:3px solid #2563eb;outline-offset:2px}
+button{margin-top:1.5rem;width:100%;font:inherit;font-weight:600;padding:.8rem;border:0;border-radius:.4rem;background:#1d4ed8;color:#fff;cursor:pointer}
+.error{margin:0 0 .5rem;padding:.7rem;border-radius:.4rem;background:#fef2f2;color:#991b1b;border:1px solid #fca5a5}
+@media (prefers-color-scheme:dark){body{background:#18181b;color:#f4f4f5}main{background:#27272a}}
+</style>
+</head>
+<body>
+<main>
+<h1>Sign in</h1>
+"#;
+
+const TAIL: &str = r#"<label for="username">Username</label>
+<input id="username" name="username" autocomplete="username" autocapitalize="none" autocorrect="off" spellcheck="false" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+</main>
+</body>
+</html>
+"#;
+
+/// The `Content-Security-Policy` of gatehouse's pages: no scripts at all, styles only inline,
+/// forms only to this site, never framed.
+pub const PAGE_CSP: &[u8] =
+    b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Largest login page body.
+pub const MAX_LOGIN_PAGE_LEN: usize = 4096;
+
+/// What the login page shows.
+#[derive(Clone, Copy, Debug)]
+pub struct LoginPage<'a> {
+    /// Where the form posts (the login endpoint).
+    pub action: &'a str,
+    /// The CSRF token for the hidden field.
+    pub csrf: &'a str,
+    /// Where to go after login (a safe same-site target).
+    pub return_target: &'a [u8],
+    /// A message to show above the form.
+    pub error: Option<&'a str>,
+}
+
+impl LoginPage<'_> {
+    /// Writes the HTML into `out`. Every inserted value is HTML-escaped.
+    pub fn write_html(&self, out: &mut [u8]) -> Result<usize, OutputFull> {
+        let mut w = Html { out, len: 0 };
+        w.raw(HEAD.as_bytes())?;
+        if let Some(e) = self.error {
+            w.raw(b"<p class=\"error\" role=\"alert\">")?;
+            w.text(e.as_bytes())?;
+            w.raw(b"</p>\n")?;
+        }
+        w.raw(b"<form method=\"post\" action=\"")?;
+        w.text(self.action.as_bytes())?;
+        w.raw(b"\">\n<input type=\"hidden\" name=\"csrf\" value=\"")?;
+        w.text(self.csrf.as_bytes())?;
+        w.raw(b"\">\n<input type=\"hidden\" name=\"return\" value=\"")?;
+        w.text(self.return_target)?;
+        w.raw(b"\">\n")?;
+        w.raw(TAIL.as_bytes())?;
+        Ok(w.len)
+    }
+
+    /// Writes the whole response: `status`, the CSRF cookie (`set_cookie`), the page.
+    pub fn write_response(
+        &self,
+        status: Status,
+        set_cookie: &[u8],
+        close: bool,
+        out: &mut [u8],
+    ) -> Result<usize, OutputFull> {
+        let mut body = [0u8; MAX_LOGIN_PAGE_LEN];
+        let n = self.write_html(&mut body)?;
+        let mut w = ResponseWriter::new(out, status);
+        w.header("Set-Cookie", set_cookie)
+            .header("Content-Security-Policy", PAGE_CSP);
+        w.finish("text/html; charset=utf-8", &body[..n], close)
+    }
+}
+
+struct Html<'o> {
+    out: &'o mut [u8],
+    len: usize,
+}
+
+impl Html<'_> {
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
+        let dst = self
+            .out
+            .get_mut(self.len..self.len + bytes.len())
+            .ok_or(OutputFull)?;
+        dst.copy_from_slice(bytes);
+        self.len += bytes.len();
+        Ok(())
+    }
+
+    /// Escapes for both text and double-quoted attribute values.
+    fn text(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
+        for &b in bytes {
+            match b {
+                b'&' => self.raw(b"&amp;")?,
+                b'<' => self.raw(b"&lt;")?,
+                b'>' => self.raw(b"&gt;")?,
+                b'"' => self.raw(b"&quot;")?,
+                b'\'' => self.raw(b"&#39;")?,
+                _ => self.raw(&[b])?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_escapes_what_it_inserts_and_has_no_script() {
+        let mut out = [0u8; MAX_LOGIN_PAGE_LEN];
+        let page = LoginPage {
+            action: "/_gatehouse/login",
+            csrf: "tok",
+            return_target: b"/a\"><script>alert(1)</script>",
+            error: Some("Wrong <b>"),
+        };
+        let n = page.write_html(&mut out).unwrap();
+        let html = core::str::from_utf8(&out[..n]).unwrap();
+        assert!(!html.contains("<script"), "{html}");
+        assert!(
+            html.contains("value=\"/a&quot;&gt;&lt;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("role=\"alert\">Wrong &lt;b&gt;</p>"),
+            "{html}"
+        );
+        assert!(html.contains("<label for=\"username\">"));
+        assert!(html.contains("autocomplete=\"current-password\""));
+        assert!(html.contains("name=\"viewport\""));
+        assert!(html.contains("action=\"/_gatehouse/login\""));
+    }
+}

@@ -1,0 +1,740 @@
+//! The decision, end to end over byte-level requests.
+
+use super::*;
+use crate::credential_cache::CredentialCache;
+use crate::http::MAX_HEAD_LEN;
+use crate::password::hash_password;
+use crate::session::{SessionKey, SessionKeys};
+use crate::throttle::{Throttle, ThrottlePolicy};
+use crate::trusted::TrustedSources;
+use crate::users::UserTable;
+
+const ITER: u32 = crate::password::MIN_ITERATIONS;
+const NOW: u64 = 1_800_000_000;
+
+struct World {
+    users: UserTable<8>,
+    throttle: Throttle<16>,
+    cache: CredentialCache<4>,
+    trusted: TrustedSources<4>,
+    keys: SessionKeys,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut users = UserTable::new();
+        users
+            .add(
+                "alice",
+                true,
+                hash_password(b"wonderland", &[1; 16], ITER).unwrap(),
+            )
+            .unwrap();
+        users
+            .add(
+                "bob",
+                false,
+                hash_password(b"builder", &[2; 16], ITER).unwrap(),
+            )
+            .unwrap();
+        World {
+            users,
+            throttle: Throttle::new(ThrottlePolicy::DEFAULT),
+            cache: CredentialCache::new(&[9; 32], 300),
+            trusted: TrustedSources::parse("10.0.0.0/8, @").unwrap(),
+            keys: SessionKeys::new(SessionKey::from_bytes([5; 32])),
+        }
+    }
+
+    fn gateway(&self) -> Gateway<'_, 4> {
+        Gateway {
+            config: GatewayConfig {
+                password_iterations: ITER,
+                ..GatewayConfig::DEFAULT
+            },
+            trusted: &self.trusted,
+            keys: &self.keys,
+        }
+    }
+
+    /// Decides, running any password check to the end like a shell would.
+    fn decide_at(&mut self, peer: &str, bytes: &[u8], now: u64, out: &mut [u8]) -> Decision {
+        let keys = self.keys.clone();
+        let trusted = self.trusted.clone();
+        let gw = Gateway {
+            config: GatewayConfig {
+                password_iterations: ITER,
+                ..GatewayConfig::DEFAULT
+            },
+            trusted: &trusted,
+            keys: &keys,
+        };
+        let random = [42u8; RANDOM_LEN];
+        let ex = Exchange {
+            peer: peer.parse().unwrap(),
+            tls: false,
+            bytes,
+            now,
+            random: &random,
+        };
+        let mut shared = Shared {
+            users: &mut self.users,
+            throttle: &mut self.throttle,
+            credentials: &mut self.cache,
+        };
+        match gw.decide(&ex, &mut shared, out) {
+            Decision::VerifyPassword(check) => {
+                let ok = check.verify();
+                let again = gw.finish(&ex, &mut shared, &check, ok, out);
+                assert!(
+                    !matches!(again, Decision::VerifyPassword(_)),
+                    "finish asked for the same check again"
+                );
+                again
+            }
+            other => other,
+        }
+    }
+
+    fn decide(&mut self, peer: &str, bytes: &[u8], out: &mut [u8]) -> Decision {
+        self.decide_at(peer, bytes, NOW, out)
+    }
+
+    fn session_cookie(&self, name: &str) -> String {
+        let user = self.users.find(name).unwrap();
+        let token = self
+            .keys
+            .issue(name, user.generation, NOW - 10, 3600)
+            .unwrap();
+        format!("gatehouse_session={token}")
+    }
+}
+
+const CLIENT: &str = "192.0.2.10:5000";
+const PROXY: &str = "10.1.2.3:5000";
+
+fn text(out: &[u8], len: usize) -> String {
+    String::from_utf8_lossy(&out[..len]).into_owned()
+}
+
+fn forwarded(d: &Decision, out: &[u8]) -> String {
+    match d {
+        Decision::Forward(f) => text(out, f.head_len),
+        other => panic!("expected Forward, got {other:?}"),
+    }
+}
+
+fn responded(d: &Decision, out: &[u8]) -> (String, Outcome, bool) {
+    match d {
+        Decision::Respond(r) => (text(out, r.len), r.outcome, r.close),
+        other => panic!("expected Respond, got {other:?}"),
+    }
+}
+
+fn header<'t>(response: &'t str, name: &str) -> Option<&'t str> {
+    response
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+}
+
+#[test]
+fn anonymous_browsers_go_to_login_and_apis_get_a_challenge() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /app/../app/x?y=1 HTTP/1.1\r\nHost: music\r\nAccept: text/html,*/*;q=0.8\r\n\r\n",
+        &mut out,
+    );
+    let (resp, outcome, close) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::RedirectedToLogin);
+    assert!(!close);
+    assert!(resp.starts_with("HTTP/1.1 302 Found\r\n"), "{resp}");
+    assert_eq!(
+        header(&resp, "Location"),
+        Some("/_gatehouse/login?return=%2Fapp%2Fx%3Fy%3D1")
+    );
+
+    let d = w.decide(
+        CLIENT,
+        b"GET /rest/ping.view HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::Unauthorized);
+    assert!(resp.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
+    assert!(
+        header(&resp, "WWW-Authenticate")
+            .unwrap()
+            .starts_with("Basic realm=\"gatehouse\"")
+    );
+
+    // A POST with an unread body cannot keep the connection in step: closed.
+    let d = w.decide(
+        CLIENT,
+        b"POST /app HTTP/1.1\r\nHost: music\r\nContent-Length: 3\r\n\r\nabc",
+        &mut out,
+    );
+    assert!(responded(&d, &out).2);
+}
+
+#[test]
+fn public_paths_pass_without_identity_and_without_spoofs() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /share/abc HTTP/1.1\r\nHost: music\r\nRemote-User: alice\r\nremote_user: alice\r\n\r\n",
+        &mut out,
+    );
+    let head = forwarded(&d, &out);
+    assert!(!head.to_ascii_lowercase().contains("remote"), "{head}");
+    let Decision::Forward(f) = d else {
+        unreachable!()
+    };
+    assert_eq!(f.class, PathClass::Public);
+    assert_eq!(f.user, None);
+
+    // `/share/../app/` is the protected `/app/`.
+    let d = w.decide(
+        CLIENT,
+        b"GET /share/../app/ HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+    let d = w.decide(
+        CLIENT,
+        b"GET /share/%2e%2e/app/ HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+}
+
+#[test]
+fn trusted_proxies_name_users_and_provision_them() {
+    let mut w = World {
+        users: UserTable::new(),
+        ..World::new()
+    };
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        PROXY,
+        b"GET /app HTTP/1.1\r\nHost: music\r\nRemote-User: carol\r\n\r\n",
+        &mut out,
+    );
+    let head = forwarded(&d, &out);
+    assert!(head.contains("\r\nRemote-User: carol\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nRemote-Groups: admins\r\n"),
+        "first user is admin: {head}"
+    );
+    let Decision::Forward(f) = d else {
+        unreachable!()
+    };
+    assert!(f.users_changed);
+    assert_eq!(f.user.as_deref(), Some("carol"));
+
+    let d = w.decide(
+        PROXY,
+        b"GET /app HTTP/1.1\r\nHost: music\r\nremote-user: Dave\r\n\r\n",
+        &mut out,
+    );
+    let head = forwarded(&d, &out);
+    assert!(head.contains("\r\nRemote-User: Dave\r\n"), "{head}");
+    assert!(
+        !head.contains("Remote-Groups"),
+        "later users are not admin: {head}"
+    );
+    assert_eq!(head.matches("Remote-User").count(), 1, "{head}");
+
+    // Known user: not changed again.
+    let d = w.decide(
+        PROXY,
+        b"GET /app HTTP/1.1\r\nHost: music\r\nRemote-User: CAROL\r\n\r\n",
+        &mut out,
+    );
+    let Decision::Forward(f) = d else { panic!() };
+    assert!(!f.users_changed);
+    assert_eq!(f.user.as_deref(), Some("carol"));
+
+    // Repeated or empty header: not an identity; falls back to login.
+    for bad in [
+        &b"GET /app HTTP/1.1\r\nHost: music\r\nRemote-User: carol\r\nRemote_User: dave\r\n\r\n"[..],
+        b"GET /app HTTP/1.1\r\nHost: music\r\nRemote-User:  \r\n\r\n",
+    ] {
+        let d = w.decide(PROXY, bad, &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+    }
+}
+
+#[test]
+fn untrusted_peers_cannot_name_themselves() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    for peer in [CLIENT, "11.0.0.1:1", "[::ffff:192.0.2.1]:1"] {
+        let d = w.decide(
+            peer,
+            b"GET /app HTTP/1.1\r\nHost: music\r\nRemote-User: alice\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+            &mut out,
+        );
+        assert_eq!(responded(&d, &out).1, Outcome::Unauthorized, "{peer}");
+    }
+    // A UNIX-socket peer is trusted through `@`.
+    let d = w.decide(
+        "@",
+        b"GET /app HTTP/1.1\r\nHost: music\r\nRemote-User: alice\r\n\r\n",
+        &mut out,
+    );
+    assert!(forwarded(&d, &out).contains("Remote-User: alice\r\n"));
+}
+
+#[test]
+fn sessions_authenticate_and_never_reach_the_app() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("bob");
+    let req = format!(
+        "GET /app HTTP/1.1\r\nHost: music\r\nCookie: theme=dark; {cookie}\r\nRemote-User: alice\r\n\r\n"
+    );
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    let head = forwarded(&d, &out);
+    assert!(head.contains("\r\nRemote-User: bob\r\n"), "{head}");
+    assert!(head.contains("\r\nCookie: theme=dark\r\n"), "{head}");
+    assert!(!head.contains("gatehouse_session"), "{head}");
+    assert!(!head.contains("alice"), "{head}");
+
+    // Expired: anonymous again.
+    let d = w.decide_at(CLIENT, req.as_bytes(), NOW + 7200, &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+
+    // Revoked by a password change.
+    w.users.bump_generation("bob").unwrap();
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+}
+
+#[test]
+fn sessions_near_expiry_are_renewed() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("bob");
+    let req = format!("GET /app HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n\r\n");
+    let d = w.decide_at(CLIENT, req.as_bytes(), NOW + 3000, &mut out);
+    let Decision::Forward(f) = d else {
+        panic!("{d:?}")
+    };
+    let set = f.set_cookie.expect("renewed");
+    assert!(set.starts_with(b"gatehouse_session="));
+    assert!(set.windows(8).any(|w| w == b"HttpOnly"));
+}
+
+#[test]
+fn basic_credentials_are_checked_once_then_cached() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    // alice:wonderland
+    let req = b"GET /rest/ping.view HTTP/1.1\r\nHost: music\r\nAuthorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n\r\n";
+    let d = w.decide(CLIENT, req, &mut out);
+    let head = forwarded(&d, &out);
+    assert!(head.contains("\r\nRemote-User: alice\r\n"), "{head}");
+    assert!(
+        !head.contains("Authorization"),
+        "consumed credentials are stripped: {head}"
+    );
+
+    // The second request is a cache hit: decided without a password check.
+    let random = [0u8; RANDOM_LEN];
+    let ex = Exchange {
+        peer: CLIENT.parse().unwrap(),
+        tls: false,
+        bytes: req,
+        now: NOW + 1,
+        random: &random,
+    };
+    let keys = w.keys.clone();
+    let trusted = w.trusted.clone();
+    let gw = Gateway {
+        config: GatewayConfig {
+            password_iterations: ITER,
+            ..GatewayConfig::DEFAULT
+        },
+        trusted: &trusted,
+        keys: &keys,
+    };
+    let mut shared = Shared {
+        users: &mut w.users,
+        throttle: &mut w.throttle,
+        credentials: &mut w.cache,
+    };
+    let d = gw.decide(&ex, &mut shared, &mut out);
+    assert!(matches!(d, Decision::Forward(_)), "{d:?}");
+}
+
+#[test]
+fn wrong_basic_credentials_fail_then_throttle() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    // alice:wrong
+    let req = b"GET /app HTTP/1.1\r\nHost: music\r\nAuthorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n";
+    let mut outcomes = Vec::new();
+    for _ in 0..15 {
+        let d = w.decide(CLIENT, req, &mut out);
+        outcomes.push(responded(&d, &out).1);
+    }
+    assert_eq!(outcomes[0], Outcome::BasicFailed);
+    assert_eq!(outcomes.last(), Some(&Outcome::Throttled));
+    let d = w.decide(CLIENT, req, &mut out);
+    let (resp, _, _) = responded(&d, &out);
+    assert!(resp.starts_with("HTTP/1.1 429 "), "{resp}");
+    assert!(header(&resp, "Retry-After").is_some());
+    // Another network is not locked out of the right password.
+    let good = b"GET /app HTTP/1.1\r\nHost: music\r\nAuthorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n\r\n";
+    let d = w.decide("198.51.100.1:1", good, &mut out);
+    assert!(forwarded(&d, &out).contains("Remote-User: alice"));
+}
+
+fn csrf_from(resp: &str) -> (String, String) {
+    let set = header(resp, "Set-Cookie").expect("csrf cookie");
+    let token = set
+        .strip_prefix("gatehouse_csrf=")
+        .and_then(|s| s.split(';').next())
+        .unwrap()
+        .to_owned();
+    let field = resp
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    (token, field)
+}
+
+fn login_post(token: &str, field: &str, user: &str, password: &str, extra: &str) -> String {
+    let body = format!("csrf={field}&return=%2Fapp%2F%3Fx%3D1&username={user}&password={password}");
+    format!(
+        "POST /_gatehouse/login HTTP/1.1\r\nHost: music\r\nOrigin: http://music\r\nContent-Type: application/x-www-form-urlencoded\r\nCookie: gatehouse_csrf={token}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn the_login_form_issues_a_session() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login?return=%2Fapp%2F%3Fx%3D1 HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (page, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoginPage);
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(
+        page.contains("name=\"return\" value=\"/app/?x=1\""),
+        "{page}"
+    );
+    assert!(header(&page, "Content-Security-Policy").is_some());
+    let (token, field) = csrf_from(&page);
+    assert_eq!(token, field);
+
+    let post = login_post(
+        &token,
+        &field,
+        "alice",
+        "wonderland",
+        "Sec-Fetch-Site: same-origin\r\n",
+    );
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    let (resp, outcome, close) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoggedIn, "{resp}");
+    assert!(!close);
+    assert!(resp.starts_with("HTTP/1.1 303 See Other\r\n"));
+    assert_eq!(header(&resp, "Location"), Some("/app/?x=1"));
+    let session = resp
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("Set-Cookie: gatehouse_session="))
+        .and_then(|s| s.split(';').next())
+        .unwrap()
+        .to_owned();
+    let Decision::Respond(r) = d else {
+        unreachable!()
+    };
+    assert_eq!(r.consumed, post.len());
+
+    let req =
+        format!("GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: gatehouse_session={session}\r\n\r\n");
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(forwarded(&d, &out).contains("Remote-User: alice\r\n"));
+}
+
+#[test]
+fn the_login_form_refuses_cross_site_posts_and_wrong_passwords() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (page, _, _) = responded(&d, &out);
+    let (token, field) = csrf_from(&page);
+
+    let cases = [
+        login_post(
+            &token,
+            &field,
+            "alice",
+            "wonderland",
+            "Sec-Fetch-Site: cross-site\r\n",
+        ),
+        login_post(&token, "forged", "alice", "wonderland", ""),
+        login_post("", "", "alice", "wonderland", ""),
+        login_post(
+            &token,
+            &field,
+            "alice",
+            "wonderland",
+            "Origin: http://evil\r\n",
+        )
+        .replacen("Origin: http://music\r\n", "", 1),
+    ];
+    for post in cases {
+        let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+        let (resp, outcome, _) = responded(&d, &out);
+        assert_eq!(outcome, Outcome::CsrfRejected, "{post}");
+        assert!(resp.starts_with("HTTP/1.1 403 "));
+        assert!(!resp.contains("gatehouse_session="));
+    }
+
+    let post = login_post(&token, &field, "alice", "nope", "");
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoginFailed);
+    assert!(resp.contains("Wrong username or password."));
+    let post = login_post(&token, &field, "nobody", "nope", "");
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::LoginFailed);
+
+    // Unsafe return targets are replaced by `/`.
+    let post = login_post(&token, &field, "alice", "wonderland", "")
+        .replace("return=%2Fapp%2F%3Fx%3D1", "return=%2F%2Fevil.example");
+    let post = post.replace(
+        &format!(
+            "Content-Length: {}",
+            post.split("\r\n\r\n").nth(1).unwrap().len() + 10
+        ),
+        "",
+    );
+    let d = w.decide(CLIENT, fix_length(&post).as_bytes(), &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoggedIn);
+    assert_eq!(header(&resp, "Location"), Some("/"));
+}
+
+fn fix_length(req: &str) -> String {
+    let (head, body) = req.split_once("\r\n\r\n").unwrap();
+    let head: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.starts_with("Content-Length"))
+        .collect();
+    format!(
+        "{}\r\nContent-Length: {}\r\n\r\n{body}",
+        head.join("\r\n"),
+        body.len()
+    )
+}
+
+#[test]
+fn a_login_form_body_is_read_before_deciding() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let post = b"POST /_gatehouse/login HTTP/1.1\r\nHost: music\r\nExpect: 100-continue\r\nContent-Length: 20\r\n\r\nusername=a";
+    let d = w.decide(CLIENT, post, &mut out);
+    let head_len = post.len() - 10;
+    assert!(
+        matches!(d, Decision::ReadBody { total, send_continue: true } if total == head_len + 20),
+        "{d:?}"
+    );
+    let big = b"POST /_gatehouse/login HTTP/1.1\r\nHost: music\r\nContent-Length: 999999\r\n\r\n";
+    let d = w.decide(CLIENT, big, &mut out);
+    assert_eq!(
+        responded(&d, &out).1,
+        Outcome::Refused(Refusal::FormTooLarge)
+    );
+    let chunked =
+        b"POST /_gatehouse/login HTTP/1.1\r\nHost: music\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let d = w.decide(CLIENT, chunked, &mut out);
+    assert_eq!(
+        responded(&d, &out).1,
+        Outcome::Refused(Refusal::LengthRequired)
+    );
+}
+
+#[test]
+fn logout_clears_the_cookie() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"POST /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nContent-Length: 0\r\n\r\n",
+        &mut out,
+    );
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoggedOut);
+    assert!(resp.starts_with("HTTP/1.1 303 "));
+    assert_eq!(header(&resp, "Location"), Some("/_gatehouse/login"));
+    assert!(header(&resp, "Set-Cookie").unwrap().contains("Max-Age=0"));
+}
+
+#[test]
+fn forward_auth_answers_proxies() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("alice");
+    // nginx auth_request with a session cookie; the client's own Remote-User is ignored.
+    let req = format!(
+        "GET /_gatehouse/auth HTTP/1.1\r\nHost: music\r\nX-Original-URI: /app/\r\nX-Original-Method: GET\r\nCookie: {cookie}\r\nRemote-User: bob\r\n\r\n"
+    );
+    let d = w.decide(PROXY, req.as_bytes(), &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::ForwardAuthAllowed);
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(header(&resp, "Remote-User"), Some("alice"));
+    assert_eq!(header(&resp, "Remote-Groups"), Some("admins"));
+
+    // nginx, anonymous: 401 (nginx turns it into its error_page).
+    let req = b"GET /_gatehouse/auth HTTP/1.1\r\nHost: music\r\nX-Original-URI: /app/\r\nAccept: text/html\r\nRemote-User: bob\r\n\r\n";
+    let d = w.decide(PROXY, req, &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::ForwardAuthDenied);
+    assert!(resp.starts_with("HTTP/1.1 401 "), "{resp}");
+
+    // Traefik / Caddy, anonymous browser: redirect to the login page, back to the original URI.
+    let req = b"GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: music\r\nX-Forwarded-Uri: /app/?a=1\r\nAccept: text/html\r\n\r\n";
+    let d = w.decide(PROXY, req, &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::ForwardAuthDenied);
+    assert_eq!(
+        header(&resp, "Location"),
+        Some("/_gatehouse/login?return=%2Fapp%2F%3Fa%3D1")
+    );
+
+    // Public original paths pass without identity.
+    let req = b"GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Uri: /share/x\r\n\r\n";
+    let d = w.decide(PROXY, req, &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::ForwardAuthAllowed);
+    assert!(header(&resp, "Remote-User").is_none());
+
+    // From an untrusted peer the claimed URI is ignored (a public URI does not open the door).
+    let d = w.decide(CLIENT, req, &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::ForwardAuthDenied);
+}
+
+#[test]
+fn malformed_requests_are_refused_and_closed() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cases: &[(&[u8], Outcome)] = &[
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Outcome::Refused(Refusal::Request(
+                RequestError::ContentLengthWithTransferEncoding,
+            )),
+        ),
+        (
+            b"GET /a%2Fb HTTP/1.1\r\nHost: a\r\n\r\n",
+            Outcome::Refused(Refusal::Path(PathError::EncodedSlash)),
+        ),
+        (
+            b"GET /.. HTTP/1.1\r\nHost: a\r\n\r\n",
+            Outcome::Refused(Refusal::Path(PathError::ClimbsAboveRoot)),
+        ),
+    ];
+    for (bytes, want) in cases {
+        let d = w.decide(CLIENT, bytes, &mut out);
+        let (resp, outcome, close) = responded(&d, &out);
+        assert_eq!(outcome, *want);
+        assert!(close);
+        assert!(resp.starts_with("HTTP/1.1 400 "));
+    }
+    let mut big = vec![b'a'; MAX_HEAD_LEN + 1];
+    big[..16].copy_from_slice(b"GET / HTTP/1.1\r\n");
+    let d = w.decide(CLIENT, &big, &mut out);
+    assert!(responded(&d, &out).0.starts_with("HTTP/1.1 431 "));
+    let d = w.decide(CLIENT, b"GET / HTTP/1.1\r\nHo", &mut out);
+    assert!(matches!(d, Decision::NeedMoreBytes));
+}
+
+#[test]
+fn pipelined_requests_are_each_judged() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("bob");
+    let stream = format!(
+        "GET /app HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n\r\nGET /app HTTP/1.1\r\nHost: music\r\nRemote-User: alice\r\n\r\n"
+    );
+    let d = w.decide(CLIENT, stream.as_bytes(), &mut out);
+    let Decision::Forward(first) = d else {
+        panic!()
+    };
+    assert_eq!(first.user.as_deref(), Some("bob"));
+    let d = w.decide(CLIENT, &stream.as_bytes()[first.consumed..], &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+}
+
+#[test]
+fn health_and_unknown_endpoints() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/health HTTP/1.1\r\nHost: a\r\n\r\n",
+        &mut out,
+    );
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::Health);
+    assert!(resp.ends_with("\r\n\r\nok\n"));
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/nope HTTP/1.1\r\nHost: a\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(responded(&d, &out).1, Outcome::NotFound);
+    let d = w.decide(
+        CLIENT,
+        b"DELETE /_gatehouse/login HTTP/1.1\r\nHost: a\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(responded(&d, &out).1, Outcome::MethodNotAllowed);
+    let d = w.decide(
+        CLIENT,
+        b"HEAD /_gatehouse/health HTTP/1.1\r\nHost: a\r\n\r\n",
+        &mut out,
+    );
+    assert!(responded(&d, &out).0.ends_with("\r\n\r\n"));
+}
+
+#[test]
+fn websocket_upgrades_are_forwarded_for_authenticated_users() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("bob");
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: music\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nCookie: {cookie}\r\n\r\n"
+    );
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    let head = forwarded(&d, &out);
+    assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
+    let Decision::Forward(f) = d else {
+        unreachable!()
+    };
+    assert!(f.upgrade);
+}
+
+#[test]
+fn gateway_borrows_its_config() {
+    let w = World::new();
+    let gw = w.gateway();
+    assert_eq!(gw.config.user_header, "Remote-User");
+}
