@@ -1,0 +1,572 @@
+//! The subcommands other than the server loop itself: `serve` and `demo` start-up, `users`,
+//! `trust` and `check`.
+//!
+//! Exit codes: 0 success; 1 a negative answer or a failed probe (`trust`: not trusted;
+//! `check`: a probe failed) or a runtime failure; 2 the input is invalid (configuration,
+//! arguments, state files).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use gatehouse_core::password::{
+    PasswordHash, RECOMMENDED_ITERATIONS, generate_password, hash_password,
+};
+use gatehouse_core::peer::Peer;
+
+use std::sync::Arc;
+
+use crate::cli::{CheckArgs, DemoArgs, ServeArgs, SettingFlags, UsersArgs, UsersCommand};
+use crate::config::{Config, ListenAddr, TrustedList, UpstreamAddr};
+use crate::keys::SessionKeys;
+use crate::server;
+use crate::shared::Shared;
+use crate::store::{UsersFile, password_randomness};
+use crate::tls::TlsState;
+use crate::{probe, whoami};
+
+/// Exit code for invalid configuration, arguments or state files.
+pub const EXIT_INVALID: u8 = 2;
+
+/// `gatehouse trust SOURCES PEER`.
+pub fn trust(sources: &str, peer: &str) -> ExitCode {
+    let list = match TrustedList::parse(sources) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gatehouse: invalid SOURCES: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let parsed_peer = match Peer::parse(peer.trim()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gatehouse: invalid PEER {peer:?}: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let shown_peer = match parsed_peer {
+        Peer::Unix => "the UNIX-socket peer (@)".to_owned(),
+        Peer::Ip(ip) => ip.to_string(),
+    };
+    if list.trusts_everyone() {
+        eprintln!(
+            "warning: this list contains a catch-all network: every client of that address \
+             family could name its own user"
+        );
+    }
+    match list.find(&parsed_peer) {
+        Some(m) => {
+            println!("trusted: {shown_peer} matches {m}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            if list.is_empty() {
+                println!(
+                    "not trusted: the list is empty, so nobody is trusted (the feature is off)"
+                );
+            } else {
+                println!("not trusted: {shown_peer} matches none of: {list}");
+                if let Peer::Ip(std::net::IpAddr::V6(v6)) = parsed_peer
+                    && v6.to_ipv4_mapped().is_none()
+                    && list.entries().iter().all(|e| {
+                        matches!(e.cidr(), Some((std::net::IpAddr::V4(_), _))) || e.is_unix()
+                    })
+                {
+                    println!(
+                        "hint: the peer is IPv6 and every entry is IPv4; IPv4 entries never \
+                         match IPv6 peers (is the proxy connecting over ::1?)"
+                    );
+                }
+                if parsed_peer == Peer::Unix {
+                    println!("hint: add `@` to trust peers on gatehouse's own UNIX socket");
+                }
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `gatehouse users ...`.
+pub fn users(args: UsersArgs) -> ExitCode {
+    match run_users(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+fn run_users(args: UsersArgs) -> Result<ExitCode> {
+    let flags = SettingFlags {
+        state_dir: args.state_dir.clone(),
+        ..SettingFlags::default()
+    };
+    let config = Config::load(args.config.as_deref(), &flags)?;
+    let file = UsersFile::open(&config.state_dir)?;
+    let iterations = args.iterations.unwrap_or(config.password_iterations);
+    match args.command {
+        UsersCommand::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let (password, generated) = new_password(password_stdin)?;
+            let hash = hash_new(&password, iterations)?;
+            let created_admin = file.modify(|users| {
+                let user = users
+                    .add(&name, admin, hash)
+                    .map_err(|e| anyhow!("cannot add user {name:?}: {e}"))?;
+                Ok(user.admin)
+            })?;
+            let role = if created_admin { "admin" } else { "user" };
+            println!("created {role} {name}");
+            if generated {
+                println!("password (shown once, write it down): {password}");
+            }
+        }
+        UsersCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = new_password(password_stdin)?;
+            let hash = hash_new(&password, iterations)?;
+            file.modify(|users| {
+                users
+                    .set_password(&name, hash)
+                    .map_err(|e| anyhow!("cannot set the password of {name:?}: {e}"))
+            })?;
+            println!("password of {name} changed; their sessions are logged out");
+            if generated {
+                println!("new password (shown once, write it down): {password}");
+            }
+        }
+        UsersCommand::Del { name } => {
+            file.modify(|users| {
+                users
+                    .remove(&name)
+                    .map_err(|e| anyhow!("cannot delete {name:?}: {e}"))
+            })?;
+            println!("deleted {name}");
+        }
+        UsersCommand::List => {
+            let loaded = file.load()?;
+            if loaded.users.is_empty() {
+                println!(
+                    "no users in {} (create one with `gatehouse users add NAME --admin`)",
+                    file.path().display()
+                );
+            }
+            for user in loaded.users.iter() {
+                let role = if user.admin { "admin" } else { "user" };
+                println!("{}\t{role}", user.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The password to set: the first line of standard input, or a generated one.
+fn new_password(from_stdin: bool) -> Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        if password.is_empty() {
+            bail!("the password read from standard input is empty");
+        }
+        return Ok((password, false));
+    }
+    let (random, _) = password_randomness()?;
+    Ok((generate_password(&random).as_str().to_owned(), true))
+}
+
+fn hash_new(password: &str, iterations: u32) -> Result<PasswordHash> {
+    let (_, salt) = password_randomness()?;
+    hash_password(password.as_bytes(), &salt, iterations)
+        .map_err(|e| anyhow!("hashing the password with {iterations} iterations: {e}"))
+}
+
+/// Says why running as root is refused, unless allowed.
+fn refuse_root(allow_root: bool) -> Option<ExitCode> {
+    if rustix::process::geteuid().is_root() && !allow_root {
+        eprintln!(
+            "gatehouse: refusing to run as root. Run it as an unprivileged user (the systemd \
+             unit in packaging/ uses DynamicUser=yes), or pass --allow-root if you really must."
+        );
+        return Some(ExitCode::from(EXIT_INVALID));
+    }
+    None
+}
+
+/// `gatehouse serve`.
+pub fn serve(args: ServeArgs) -> ExitCode {
+    if let Some(code) = refuse_root(args.allow_root) {
+        return code;
+    }
+    let config = match Config::load(args.config.as_deref(), &args.settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let prepared = match Prepared::new(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    run_runtime(prepared.run(None, None))
+}
+
+fn run_runtime(fut: impl std::future::Future<Output = Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One worker per CPU, at most 4: a gateway on a NAS shares the machine with the app.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
+/// Called once the listeners are open, with their addresses (the demo prints its banner).
+pub type OnReady = Box<dyn FnOnce(&[String]) + Send>;
+
+/// Everything checked and loaded before any socket opens: configuration, state files, TLS.
+pub struct Prepared {
+    config: Config,
+    users_file: UsersFile,
+    keys: SessionKeys,
+    tls: Option<TlsState>,
+}
+
+impl Prepared {
+    pub fn new(config: Config) -> Result<Prepared> {
+        let users_file = UsersFile::open(&config.state_dir)?;
+        // Read now so that a corrupt file stops start-up with a clear message.
+        users_file.load()?;
+        let keys = SessionKeys::load_or_create(&config.state_dir)?;
+        let tls = match &config.tls {
+            Some(files) => Some(TlsState::load(files)?),
+            None => None,
+        };
+        Ok(Prepared {
+            config,
+            users_file,
+            keys,
+            tls,
+        })
+    }
+
+    /// Serves until SIGTERM or SIGINT (or `stop` resolves, for the demo).
+    pub async fn run(
+        self,
+        stop: Option<tokio::sync::oneshot::Receiver<()>>,
+        on_ready: Option<OnReady>,
+    ) -> Result<()> {
+        for note in &self.config.notes {
+            if note.starts_with("WARNING") {
+                tracing::warn!("{note}");
+            } else {
+                tracing::info!("{note}");
+            }
+        }
+        let listeners = server::bind_all(&self.config).await?;
+        let shared = Arc::new(Shared::new(
+            self.config.clone(),
+            self.users_file.clone(),
+            self.keys.clone(),
+        )?);
+        if shared.user_count() == 0 {
+            tracing::warn!(
+                "no users yet: nobody can log in until you create one with `gatehouse users \
+                 add NAME --admin` (the gateway picks it up without a restart){}",
+                if self.config.trusted_sources.is_empty() {
+                    ""
+                } else {
+                    "; or the first user a trusted proxy names becomes admin"
+                }
+            );
+        }
+        let described: Vec<String> = listeners
+            .iter()
+            .map(|l| l.describe(self.tls.is_some()))
+            .collect();
+        for d in &described {
+            tracing::info!("listening on {d} -> {}", self.config.upstream);
+        }
+        let unix_paths: Vec<std::path::PathBuf> = listeners
+            .iter()
+            .filter_map(|l| match l {
+                server::Listener::Unix(_, p) => Some(p.clone()),
+                server::Listener::Tcp(_) => None,
+            })
+            .collect();
+
+        let watcher = tokio::spawn(watch_users(shared.clone()));
+        let shutdown = shutdown_signal(shared.clone(), self.tls.clone(), stop);
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        tracing::info!("gatehouse is ready");
+        if let Some(f) = on_ready {
+            f(&described);
+        }
+        server::run(listeners, shared.clone(), self.tls.clone(), shutdown).await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        watcher.abort();
+        for p in unix_paths {
+            let _ = std::fs::remove_file(p);
+        }
+        tracing::info!("gatehouse stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT; reloads TLS and the users file on SIGHUP meanwhile.
+async fn shutdown_signal(
+    shared: Arc<Shared>,
+    tls: Option<TlsState>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop gatehouse with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    let stop = async move {
+        match stop {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); return; }
+            _ = &mut stop => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the TLS certificate and the users file");
+                if let Some(t) = &tls {
+                    match t.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => tracing::error!("TLS reload failed, keeping the previous certificate: {e:#}"),
+                    }
+                }
+                shared.reload_users_if_changed(true);
+                shared.reload_keys();
+            }
+        }
+    }
+}
+
+/// Notices changes to the users file made by `gatehouse users` (or an editor) and reloads it.
+async fn watch_users(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.reload_users_if_changed(false)).await;
+    }
+}
+
+/// `gatehouse demo`.
+pub fn demo(args: DemoArgs) -> ExitCode {
+    if let Some(code) = refuse_root(args.allow_root) {
+        return code;
+    }
+    let listen: std::net::SocketAddr = match args.listen.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            eprintln!("gatehouse: --listen {:?} is not ip:port", args.listen);
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let tmp = match tempfile::Builder::new().prefix("gatehouse-demo-").tempdir() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("gatehouse: cannot create a temporary state directory: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let state_dir = tmp.path().join("state");
+    let code = run_runtime(async move {
+        let app = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("starting the whoami app on 127.0.0.1")?;
+        let app_addr = app.local_addr()?;
+        tokio::spawn(whoami::serve(app));
+
+        let mut config = Config::defaults();
+        config.listen = vec![ListenAddr::Tcp(listen)];
+        config.upstream = UpstreamAddr::Tcp {
+            host_port: app_addr.to_string(),
+        };
+        config.state_dir = state_dir.clone();
+        let users_file = UsersFile::open(&state_dir)?;
+        let (password, _) = new_password(false)?;
+        let hash = hash_new(&password, RECOMMENDED_ITERATIONS)?;
+        users_file.modify(|users| {
+            users
+                .add("admin", true, hash)
+                .map(|_| ())
+                .map_err(|e| anyhow!("creating the demo admin: {e}"))
+        })?;
+        let prepared = Prepared::new(config)?;
+        let banner = move |addrs: &[String]| {
+            let url = addrs.first().cloned().unwrap_or_default();
+            println!();
+            println!("  gatehouse demo is running.");
+            println!();
+            println!("  Open        {url}/");
+            println!("  Log in as   admin");
+            println!("  Password    {password}   (one-time: this demo forgets it on exit)");
+            println!();
+            println!("  The page behind the login is a tiny app that shows the identity headers");
+            println!("  gatehouse sent it. Try to fool it:");
+            println!("    curl -i -H 'Remote-User: admin' {url}/");
+            println!("  Stop with Ctrl-C.");
+            println!();
+        };
+        prepared.run(None, Some(Box::new(banner))).await
+    });
+    drop(tmp);
+    code
+}
+
+/// `gatehouse check`.
+pub fn check(args: CheckArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref(), &args.settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    println!("ok    configuration is valid");
+    for note in &config.notes {
+        println!("note  {note}");
+    }
+    match check_files(&config) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Err(e) => {
+            println!("FAIL  {e:#}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    }
+    if args.offline {
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let failures = runtime.block_on(probe::run_probes(&config));
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn check_files(config: &Config) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let dir = &config.state_dir;
+    if !dir.exists() {
+        lines.push(format!(
+            "note  state directory {} does not exist yet; `serve` creates it",
+            dir.display()
+        ));
+        return Ok(lines);
+    }
+    let users = UsersFile::open(dir)?.load()?;
+    let admins = users.users.iter().filter(|u| u.admin).count();
+    lines.push(format!(
+        "ok    users file: {} users, {admins} admins",
+        users.users.len()
+    ));
+    if users.users.is_empty() {
+        lines.push(
+            "note  no users yet: create the first admin with `gatehouse users add NAME --admin`"
+                .into(),
+        );
+    }
+    if crate::keys::keys_path(dir).exists() {
+        SessionKeys::load_or_create(dir)?;
+        lines.push("ok    session keys file".into());
+    }
+    if let Some(files) = &config.tls {
+        TlsState::load(files)?;
+        lines.push("ok    TLS certificate and key".into());
+    }
+    Ok(lines)
+}
+
+/// `gatehouse rotate-key`.
+pub fn rotate_key(config_file: Option<&std::path::Path>, state_dir: Option<String>) -> ExitCode {
+    let run = || -> Result<()> {
+        let flags = SettingFlags {
+            state_dir,
+            ..SettingFlags::default()
+        };
+        let config = Config::load(config_file, &flags)?;
+        let users_file = UsersFile::open(&config.state_dir)?;
+        // The keys file shares the users file's lock: one writer at a time in the state dir.
+        let _lock = users_file.lock()?;
+        let mut keys = SessionKeys::load_or_create(&config.state_dir)?;
+        keys.rotate()?;
+        keys.save(&config.state_dir)?;
+        println!(
+            "new session key in {}; the previous one still verifies. Send SIGHUP to a running \
+             gateway (systemctl reload gatehouse) to sign with the new key.",
+            crate::keys::keys_path(&config.state_dir).display()
+        );
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The one place the daemon asks core about a request: it builds core's view of the request
+//! (peer, bytes, time, random bytes), hands over the shared state, and turns core's
+//! [`Decision`] into what the connection loop carries out.
+//!
+//! A password check is the only slow step of a decision; core hands it back as a
+//! self-contained [`PasswordCheck`], which runs on a blocking thread with the state unlocked,
+//! and then core finishes the decision.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gatehouse_core::gateway::{
+    Decision, Exchange, GatewayConfig, OUT_LEN, Outcome as CoreOutcome, PasswordCheck, RANDOM_LEN,
+};
+use gatehouse_core::http::{
+    BodyFraming, MAX_HEAD_LEN, Parse, PathClass, PathRules, RequestHead, ResponseWriter, Status,
+    Version, canonicalize, write_error,
+};
+
+use crate::client::PeerAddr;
+use crate::keys::os_random;
+use crate::metrics::{LoginResult, Outcome};
+use crate::pump;
+use crate::shared::Shared;
+
+/// What the connection loop does next.
+pub enum Judged {
+    /// The head is not complete yet: read more and ask again.
+    NeedMore,
+    /// core reads this request's body itself (the login form): read until `total` bytes are
+    /// buffered and ask again; first write `100 Continue` if `send_continue`.
+    ReadBody { total: usize, send_continue: bool },
+    /// Write gatehouse's own response, then keep the connection or close it.
+    Respond(Respond),
+    /// Forward to the app.
+    Forward(Fwd),
+}
+
+pub struct Respond {
+    /// Bytes of the client's buffer this request used.
+    pub consumed: usize,
+    pub bytes: Vec<u8>,
+    pub close: bool,
+    pub status: u16,
+    pub log: RequestLog,
+}
+
+pub struct Fwd {
+    pub consumed: usize,
+    pub head: Vec<u8>,
+    pub body: BodyFraming,
+    pub expect_continue: bool,
+    pub is_head: bool,
+    pub upgrade: bool,
+    pub keep_alive: bool,
+    pub version: Version,
+    pub extra: Vec<(&'static str, Vec<u8>)>,
+    pub log: RequestLog,
+}
+
+impl Fwd {
+    pub fn plan(&self) -> pump::Forward<'_> {
+        pump::Forward {
+            head: &self.head,
+            body: self.body,
+            expect_continue: self.expect_continue,
+            is_head: self.is_head,
+            upgrade: self.upgrade,
+            client_keep_alive: self.keep_alive,
+            client_version: self.version,
+            extra_response_headers: &self.extra,
+        }
+    }
+}
+
+/// What the request log line says: never a password, cookie or token.
+pub struct RequestLog {
+    pub peer: PeerAddr,
+    pub method: String,
+    pub class: &'static str,
+    pub outcome: Outcome,
+    pub user: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl RequestLog {
+    pub fn emit(&self, status: u16, elapsed: Duration) {
+        let user = self.user.as_deref().unwrap_or("-");
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let detail = self.detail.as_deref().unwrap_or("");
+        tracing::info!(
+            "{} {} {} {} user={user} status={status} {ms:.1}ms {detail}",
+            self.peer,
+            self.method,
+            self.class,
+            self.outcome.as_str()
+        );
+    }
+}
+
+/// The configuration core decides with, built once from the daemon's [`crate::config::Config`].
+/// Its strings live as long as the process (the configuration never changes while running).
+pub fn gateway_config(config: &crate::config::Config) -> GatewayConfig<'static> {
+    fn leak(s: &str) -> &'static str {
+        Box::leak(s.to_owned().into_boxed_str())
+    }
+    fn leak_list(v: &[String]) -> &'static [&'static str] {
+        Box::leak(
+            v.iter()
+                .map(|s| leak(s))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        )
+    }
+    GatewayConfig {
+        user_header: leak(&config.user_header),
+        paths: PathRules {
+            public: leak_list(&config.public_paths),
+            subsonic: leak_list(&config.subsonic_paths),
+            ..PathRules::default()
+        },
+        session_ttl_secs: config.session_ttl.as_secs(),
+        logout_url: config.logout_url.as_deref().map(leak),
+        password_iterations: config.password_iterations,
+        ..GatewayConfig::DEFAULT
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn class_name(c: PathClass) -> &'static str {
+    match c {
+        PathClass::Reserved => "gatehouse",
+        PathClass::Public => "public",
+        PathClass::Subsonic => "subsonic",
+        PathClass::Protected => "protected",
+    }
+}
+
+/// Asks core about the request at the start of `bytes`; runs a password check off the async
+/// threads when core asks for one.
+pub async fn judge(
+    shared: &std::sync::Arc<Shared>,
+    peer: PeerAddr,
+    tls: bool,
+    bytes: &[u8],
+) -> Judged {
+    let mut random = [0u8; RANDOM_LEN];
+    if os_random(&mut random).is_err() {
+        // Without randomness no token or password can be made safely: refuse this request.
+        return internal_error(peer, bytes.len());
+    }
+    let now = now_unix();
+    let ex = Exchange {
+        peer: peer.peer(),
+        tls,
+        bytes,
+        now,
+        random: &random,
+    };
+    let mut out = vec![0u8; OUT_LEN];
+    let mut decision = shared.with_gateway(|gw, state| gw.decide(&ex, state, &mut out));
+    if let Decision::VerifyPassword(check) = decision {
+        let (check, verified) = match tokio::task::spawn_blocking(move || {
+            let ok = check.verify();
+            (check, ok)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => return internal_error(peer, bytes.len()),
+        };
+        decision =
+            shared.with_gateway(|gw, state| gw.finish(&ex, state, &check, verified, &mut out));
+        drop::<PasswordCheck>(check);
+    }
+    translate(shared, peer, bytes, decision, out)
+}
+
+fn translate(
+    shared: &Shared,
+    peer: PeerAddr,
+    bytes: &[u8],
+    decision: Decision,
+    mut out: Vec<u8>,
+) -> Judged {
+    let (method, class) = describe(shared, bytes);
+    let mut log = RequestLog {
+        peer,
+        method,
+        class,
+        outcome: Outcome::Answered,
+        user: None,
+        detail: None,
+    };
+    match decision {
+        Decision::NeedMoreBytes => Judged::NeedMore,
+        Decision::ReadBody {
+            total,
+            send_continue,
+        } => Judged::ReadBody {
+            total,
+            send_continue,
+        },
+        Decision::VerifyPassword(_) => internal_error(peer, bytes.len()),
+        Decision::Respond(r) => {
+            log.detail = Some(format!("{:?}", r.outcome));
+            match r.outcome {
+                CoreOutcome::Refused(_) => log.outcome = Outcome::Refused,
+                CoreOutcome::LoggedIn => shared.metrics.login(LoginResult::Ok),
+                CoreOutcome::LoginFailed | CoreOutcome::BasicFailed => {
+                    shared.metrics.login(LoginResult::Failed)
+                }
+                CoreOutcome::Throttled => shared.metrics.login(LoginResult::Throttled),
+                _ => {}
+            }
+            // The metrics endpoint is the daemon's own (core answers NotFound for it).
+            if r.outcome == CoreOutcome::NotFound && is_metrics_request(bytes) {
+                return metrics_response(shared, r.consumed, log);
+            }
+            out.truncate(r.len);
+            let status = status_of(&out);
+            Judged::Respond(Respond {
+                consumed: r.consumed,
+                bytes: out,
+                close: r.close,
+                status,
+                log,
+            })
+        }
+        Decision::Forward(f) => {
+            log.outcome = Outcome::Forwarded;
+            log.class = class_name(f.class);
+            log.user = f.user.as_ref().map(|u| u.as_str().to_owned());
+            if f.users_changed
+                && let Some(name) = &f.user
+            {
+                persist_provisioned(shared, name.as_str());
+            }
+            out.truncate(f.head_len);
+            let mut extra = Vec::new();
+            if let Some(cookie) = &f.set_cookie {
+                extra.push(("Set-Cookie", cookie.to_vec()));
+            }
+            Judged::Forward(Fwd {
+                consumed: f.consumed,
+                head: out,
+                body: f.body,
+                expect_continue: f.send_continue,
+                is_head: f.request_was_head,
+                upgrade: f.upgrade,
+                keep_alive: f.keep_alive,
+                version: f.client_version,
+                extra,
+                log,
+            })
+        }
+    }
+}
+
+/// A user core provisioned from a trusted header is written to the users file.
+fn persist_provisioned(shared: &Shared, name: &str) {
+    let iterations = shared.config.password_iterations;
+    shared.persist_users(|users| {
+        // Someone else changed the file meanwhile: core provisions again on their version.
+        if let Ok((random, salt)) = crate::store::password_randomness() {
+            let _ = users.provision(name, &random, &salt, iterations);
+        }
+    });
+    tracing::info!("provisioned user {name} from a trusted identity header");
+}
+
+/// Method and path class for the log line of a request core refused or answered.
+fn describe(shared: &Shared, bytes: &[u8]) -> (String, &'static str) {
+    match RequestHead::parse(bytes) {
+        Ok(Parse::Complete(head)) => {
+            let mut target = vec![0u8; MAX_HEAD_LEN];
+            let class = match canonicalize(head.path_and_query(), &mut target) {
+                Ok(c) => class_name(shared.gateway_config.paths.classify(c.path())),
+                Err(_) => "-",
+            };
+            (head.method().to_owned(), class)
+        }
+        _ => ("-".to_owned(), "-"),
+    }
+}
+
+fn is_metrics_request(bytes: &[u8]) -> bool {
+    let Ok(Parse::Complete(head)) = RequestHead::parse(bytes) else {
+        return false;
+    };
+    let mut target = vec![0u8; MAX_HEAD_LEN];
+    matches!(head.method(), "GET" | "HEAD")
+        && canonicalize(head.path_and_query(), &mut target)
+            .is_ok_and(|c| c.path() == "/_gatehouse/metrics")
+}
+
+fn metrics_response(shared: &Shared, consumed: usize, mut log: RequestLog) -> Judged {
+    let body = shared.metrics.render();
+    let mut out = vec![0u8; body.len() + 512];
+    let mut w = ResponseWriter::new(&mut out, Status::Ok);
+    w.header("Cache-Control", b"no-store");
+    let n = w
+        .finish(
+            "text/plain; version=0.0.4; charset=utf-8",
+            body.as_bytes(),
+            false,
+        )
+        .unwrap_or(0);
+    out.truncate(n);
+    log.detail = Some("Metrics".into());
+    Judged::Respond(Respond {
+        consumed,
+        bytes: out,
+        close: false,
+        status: 200,
+        log,
+    })
+}
+
+fn internal_error(peer: PeerAddr, consumed: usize) -> Judged {
+    let mut out = vec![0u8; 512];
+    let n = write_error(Status::InternalServerError, true, &mut out).unwrap_or(0);
+    out.truncate(n);
+    Judged::Respond(Respond {
+        consumed,
+        bytes: out,
+        close: true,
+        status: 500,
+        log: RequestLog {
+            peer,
+            method: "-".into(),
+            class: "-",
+            outcome: Outcome::Refused,
+            user: None,
+            detail: Some("internal error".into()),
+        },
+    })
+}
+
+/// The status code of a response gatehouse wrote (for the log line).
+fn status_of(response: &[u8]) -> u16 {
+    response
+        .get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The 502 page for an app that cannot be reached.
+pub fn bad_gateway() -> Vec<u8> {
+    let mut out = vec![0u8; 512];
+    let n = write_error(Status::BadGateway, true, &mut out).unwrap_or(0);
+    out.truncate(n);
+    out
+}

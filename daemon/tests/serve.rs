@@ -1,0 +1,175 @@
+//! The gateway over real loopback sockets, in front of a recording app: what the app receives,
+//! what the client gets, and how the daemon behaves around it (UNIX sockets, the app going
+//! down, shutdown).
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Client, Gateway, Recorder, get};
+
+#[test]
+fn a_public_path_reaches_the_app_without_login_and_without_any_client_identity() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &[]);
+    let spoofs = "Remote-User: admin\r\nremote_user: admin\r\nREMOTE-USER: admin\r\n\
+                  Remote-Groups: admins\r\nX-Forwarded-User: admin\r\nX-Remote-User: admin\r\n";
+    let r = get(gw.addr(), "/share/abc?x=1", spoofs);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.body_text(), "ok /share/abc?x=1");
+    let seen = app.requests();
+    assert_eq!(seen.len(), 1);
+    for name in [
+        "Remote-User",
+        "Remote-Groups",
+        "X-Forwarded-User",
+        "X-Remote-User",
+    ] {
+        assert!(
+            seen[0].lookalikes(name).is_empty(),
+            "{name} reached the app: {:?}",
+            seen[0].headers
+        );
+    }
+}
+
+#[test]
+fn pipelined_requests_are_each_judged_and_answered_in_order() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &[]);
+    let mut c = Client::tcp(gw.addr());
+    // Three requests in one write: a public one, a public one carrying a spoofed identity,
+    // and one to a protected path with no login.
+    c.send(
+        b"GET /share/1 HTTP/1.1\r\nHost: gw.test\r\n\r\n\
+          GET /share/2 HTTP/1.1\r\nHost: gw.test\r\nRemote-User: admin\r\n\r\n\
+          GET /private HTTP/1.1\r\nHost: gw.test\r\nRemote-User: admin\r\nAccept: */*\r\n\r\n",
+    );
+    let r1 = c.read().expect("first response");
+    let r2 = c.read().expect("second response");
+    let r3 = c.read().expect("third response");
+    assert_eq!((r1.status, r1.body_text().as_str()), (200, "ok /share/1"));
+    assert_eq!((r2.status, r2.body_text().as_str()), (200, "ok /share/2"));
+    assert_eq!(
+        r3.status, 401,
+        "a protected path needs a login, header or not"
+    );
+    let seen = app.requests();
+    assert_eq!(seen.len(), 2, "the protected request never reached the app");
+    assert!(seen[1].lookalikes("Remote-User").is_empty());
+}
+
+#[test]
+fn a_request_body_is_streamed_to_the_app() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &[]);
+    let mut c = Client::tcp(gw.addr());
+    let body = vec![b'x'; 300_000];
+    let mut req = format!(
+        "POST /share/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let r = c.request(&req);
+    assert_eq!(r.status, 200);
+    let r = c.request(
+        b"POST /share/chunked HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\nRemote-User: admin\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = app.requests();
+    assert_eq!(seen[0].body.len(), body.len());
+    assert_eq!(seen[1].body, b"hello world");
+    assert!(
+        seen[1].lookalikes("Remote-User").is_empty(),
+        "trailers never reach the app"
+    );
+}
+
+#[test]
+fn an_app_that_is_down_gives_502_and_gatehouse_recovers_when_it_is_back() {
+    let port_holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let app_addr = port_holder.local_addr().expect("addr");
+    drop(port_holder);
+    let gw = Gateway::start(
+        &format!("http://{app_addr}"),
+        &["--upstream-connect-timeout", "2s"],
+    );
+    let r = get(gw.addr(), "/share/x", "");
+    assert_eq!(r.status, 502);
+    let app = Recorder::start_on(app_addr);
+    let r = get(gw.addr(), "/share/x", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(app.requests().len(), 1);
+    assert!(gw.logs().contains("upstream error"), "{}", gw.logs());
+}
+
+#[test]
+fn unix_sockets_on_both_sides_with_a_restrictive_socket_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app_sock = dir.path().join("app.sock");
+    let gw_sock = dir.path().join("gatehouse.sock");
+    let app = Recorder::start_unix(&app_sock);
+    let listen = format!("unix:{}", gw_sock.display());
+    let gw = Gateway::start_with_state(
+        &dir.path().join("state"),
+        &app.upstream(),
+        &["--listen", &listen],
+        &[],
+    );
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&gw_sock).expect("socket exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let mut c = Client::unix(&gw_sock);
+    let r = c.request(b"GET /share/over-unix HTTP/1.1\r\nHost: gw.test\r\nRemote-User: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_text(), "ok /share/over-unix");
+    let seen = app.requests();
+    assert!(seen[0].lookalikes("Remote-User").is_empty());
+    drop(c);
+    drop(gw);
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_then_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = Recorder::start();
+    app.set_delay(Duration::from_millis(700));
+    let gw_sock = dir.path().join("gatehouse.sock");
+    let listen = format!("unix:{}", gw_sock.display());
+    let mut gw = Gateway::start_with_state(
+        &dir.path().join("state"),
+        &app.upstream(),
+        &["--listen", "127.0.0.1:0", "--listen", &listen],
+        &[],
+    );
+    let addr = gw.addr();
+    let client = std::thread::spawn(move || get(addr, "/share/slow", ""));
+    assert!(app.wait_for(1), "the request reached the app");
+    let status = gw.terminate().expect("gatehouse exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}\n{}", gw.logs());
+    let r = client.join().expect("client thread");
+    assert_eq!(r.status, 200, "the request in flight was answered");
+    assert!(!gw_sock.exists(), "the UNIX socket is removed on exit");
+    assert!(gw.logs().contains("shutting down"), "{}", gw.logs());
+}
+
+#[test]
+fn health_and_metrics_answer() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &[]);
+    let r = get(gw.addr(), "/_gatehouse/health", "");
+    assert_eq!(r.status, 200);
+    get(gw.addr(), "/share/a", "");
+    let r = get(gw.addr(), "/_gatehouse/metrics", "");
+    assert_eq!(r.status, 200);
+    let text = r.body_text();
+    assert!(
+        text.contains("gatehouse_requests_total{outcome=\"forwarded\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("gatehouse_open_connections "), "{text}");
+    assert!(app.requests().is_empty() || app.requests().len() == 1);
+}
