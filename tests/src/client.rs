@@ -76,11 +76,18 @@ impl std::fmt::Display for Response {
 #[derive(Debug)]
 pub enum ReadError {
     /// The gateway closed the connection before a complete response head.
-    Closed { partial: Vec<u8> },
+    Closed {
+        partial: Vec<u8>,
+    },
     /// Nothing more arrived within [`IO_TIMEOUT`].
-    TimedOut { partial: Vec<u8> },
+    TimedOut {
+        partial: Vec<u8>,
+    },
     /// The bytes are not an HTTP/1.x response.
-    Malformed { why: String, partial: Vec<u8> },
+    Malformed {
+        why: String,
+        partial: Vec<u8>,
+    },
     Io(io::Error),
 }
 
@@ -370,11 +377,10 @@ impl Client {
             let line = self.read_line()?;
             let size_text = line.split(|b| *b == b';').next().unwrap_or_default();
             let size_text = String::from_utf8_lossy(size_text).trim().to_owned();
-            let size =
-                usize::from_str_radix(&size_text, 16).map_err(|_| ReadError::Malformed {
-                    why: format!("chunk size {size_text:?}"),
-                    partial: body.clone(),
-                })?;
+            let size = usize::from_str_radix(&size_text, 16).map_err(|_| ReadError::Malformed {
+                why: format!("chunk size {size_text:?}"),
+                partial: body.clone(),
+            })?;
             if size == 0 {
                 // Trailer section up to the empty line.
                 while !self.read_line()?.is_empty() {}

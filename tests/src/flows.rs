@@ -2,8 +2,8 @@
 //! its CSRF token) and the session cookie it sets.
 
 use crate::client::{Client, Response, contains_ignore_case};
-use crate::upstream::Seen;
 use crate::target::{Gateway, exchange};
+use crate::upstream::Seen;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "gatehouse_session";
@@ -173,7 +173,11 @@ pub fn assert_identity(seen: &Seen, header: &str, user: &str) {
 /// `needle` (ASCII case-insensitively).
 pub fn assert_never_seen(seen: &[Seen], needle: &str) {
     for s in seen {
-        for (part, bytes) in [("head", &s.head), ("body", &s.body), ("trailers", &s.trailers)] {
+        for (part, bytes) in [
+            ("head", &s.head),
+            ("body", &s.body),
+            ("trailers", &s.trailers),
+        ] {
             assert!(
                 !contains_ignore_case(bytes, needle.as_bytes()),
                 "{needle:?} reached the app in a request {part}:\n{}",

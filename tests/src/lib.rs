@@ -28,7 +28,7 @@ pub use upstream::{Reply, Seen, Upstream};
 
 /// Declares conformance cases, each run against the targets listed after `on`:
 ///
-/// ```ignore
+/// ```text
 /// conformance! {
 ///     /// What the case shows.
 ///     fn health_answers(kind) on [daemon, host_tap, qemu] {

@@ -299,7 +299,10 @@ impl Gateway {
         let mut last = String::from("no attempt");
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.process.child.try_wait() {
-                return Err(format!("exited with {status} before it was ready:\n{}", self.log()));
+                return Err(format!(
+                    "exited with {status} before it was ready:\n{}",
+                    self.log()
+                ));
             }
             match self.net.connect(self.addr, self.client_ip) {
                 Ok(stream) => {
@@ -315,7 +318,10 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("not ready within {READY_TIMEOUT:?}: {last}\n{}", self.log()))
+        Err(format!(
+            "not ready within {READY_TIMEOUT:?}: {last}\n{}",
+            self.log()
+        ))
     }
 }
 
@@ -338,12 +344,9 @@ pub fn exchange(client: &mut Client, request: &[u8]) -> Response {
     client
         .send(request)
         .unwrap_or_else(|e| panic!("cannot send {:?}: {e}", String::from_utf8_lossy(request)));
-    client.final_response().unwrap_or_else(|e| {
-        panic!(
-            "no response to {:?}: {e}",
-            String::from_utf8_lossy(request)
-        )
-    })
+    client
+        .final_response()
+        .unwrap_or_else(|e| panic!("no response to {:?}: {e}", String::from_utf8_lossy(request)))
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -391,7 +394,10 @@ impl Process {
             });
             return match decoded {
                 Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
-                Err(e) => format!("(defmt-print unavailable: {e}; raw log {})", self.log.display()),
+                Err(e) => format!(
+                    "(defmt-print unavailable: {e}; raw log {})",
+                    self.log.display()
+                ),
             };
         }
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -436,16 +442,22 @@ fn daemon_binary() -> PathBuf {
             .ok_or("cannot tell where this test binary lives")?;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build
-            .current_dir(workspace_dir())
-            .args(["build", "-p", "gatehouse-daemon", "--bin", "gatehouse"]);
+        build.current_dir(workspace_dir()).args([
+            "build",
+            "-p",
+            "gatehouse-daemon",
+            "--bin",
+            "gatehouse",
+        ]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }
         if in_ci() {
             build.arg("--locked");
         }
-        let status = build.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+        let status = build
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
         if !status.success() {
             return Err(format!("cargo build -p gatehouse-daemon failed: {status}"));
         }
@@ -457,18 +469,32 @@ fn daemon_binary() -> PathBuf {
     }
 }
 
-fn run_cli(state_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+/// A command running the daemon binary, with none of the caller's `GATEHOUSE_*` variables (the
+/// daemon reads its settings from them, and refuses names it does not know).
+fn daemon_command() -> Command {
     let mut cmd = Command::new(daemon_binary());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("GATEHOUSE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+fn run_cli(state_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut cmd = daemon_command();
     match args.split_first() {
         Some((&"users", rest)) => {
-            cmd.arg("users").arg("--state-dir").arg(state_dir).args(rest);
+            cmd.arg("users")
+                .arg("--state-dir")
+                .arg(state_dir)
+                .args(rest);
         }
         _ => {
             cmd.args(args);
         }
     }
     let mut child = cmd
-        .env("GATEHOUSE_STATE_DIR", state_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -531,10 +557,13 @@ fn start_daemon(setup: &Setup) -> Result<Gateway, String> {
         Trust::Proxy => format!("{DAEMON_PROXY_IP}/32"),
         Trust::List(list) => list.clone(),
     };
-    let unix_socket = setup.unix_listener.then(|| dir.path().join("gatehouse.sock"));
-    let mut cmd = Command::new(daemon_binary());
+    let unix_socket = setup
+        .unix_listener
+        .then(|| dir.path().join("gatehouse.sock"));
+    let mut cmd = daemon_command();
     cmd.arg("serve")
         .arg("--allow-root")
+        .args(["--password-iterations", TEST_ITERATIONS])
         .args(["--listen", &addr.to_string()])
         .args(["--upstream", &format!("http://{}", upstream.addr())])
         .arg("--state-dir")
@@ -611,7 +640,10 @@ fn need_file(path: &Path, how: &str) -> Result<(), Unavailable> {
     if path.is_file() {
         Ok(())
     } else {
-        Err(Unavailable(format!("{} is missing ({how})", path.display())))
+        Err(Unavailable(format!(
+            "{} is missing ({how})",
+            path.display()
+        )))
     }
 }
 
@@ -623,7 +655,9 @@ fn start_qemu(setup: &Setup) -> Result<Result<Gateway, String>, Unavailable> {
     let board = workspace_dir().join("boards/qemu-mps2-an386");
     let elf = std::env::var_os("GATEHOUSE_QEMU_ELF")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("boards/thumbv7em-none-eabihf/release/gatehouse-qemu"));
+        .unwrap_or_else(|| {
+            target_dir().join("boards/thumbv7em-none-eabihf/release/gatehouse-qemu")
+        });
     need_file(
         &elf,
         "build it with `cd boards/qemu-mps2-an386 && CARGO_TARGET_DIR=../../target/boards cargo \
@@ -692,7 +726,8 @@ fn start_host_tap(setup: &Setup) -> Result<Result<Gateway, String>, Unavailable>
             ns.ip(&["addr", "add", addr, "dev", tap])
                 .map_err(|e| e.to_string())?;
         }
-        ns.ip(&["link", "set", tap, "up"]).map_err(|e| e.to_string())?;
+        ns.ip(&["link", "set", tap, "up"])
+            .map_err(|e| e.to_string())?;
         let net = Net::Namespace(ns.clone());
         let upstream = Upstream::start(
             net.clone(),
@@ -702,7 +737,14 @@ fn start_host_tap(setup: &Setup) -> Result<Result<Gateway, String>, Unavailable>
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name()])
             .arg(&bin)
-            .args(["--tap", tap, "--address", "192.0.2.15/24", "--gateway", "192.0.2.1"])
+            .args([
+                "--tap",
+                tap,
+                "--address",
+                "192.0.2.15/24",
+                "--gateway",
+                "192.0.2.1",
+            ])
             .args(["--port", "80"]);
         let log = dir.path().join("gateway.log");
         let process = spawn_logged(cmd, &log, None, Some(ns))?;

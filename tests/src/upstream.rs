@@ -338,8 +338,10 @@ fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
                 // The gateway may forward `Expect: 100-continue`; answer it like a server.
                 conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
             }
-            if fill_until(&mut conn, &mut buf, |b| (b.len() >= length).then_some(length))?
-                .is_none()
+            if fill_until(&mut conn, &mut buf, |b| {
+                (b.len() >= length).then_some(length)
+            })?
+            .is_none()
             {
                 record(shared, head, buf.clone(), Vec::new());
                 return Ok(());
@@ -375,7 +377,9 @@ fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
                 conn.write_all(&out)?;
             }
             Reply::CloseDelimited(body) => {
-                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")?;
+                conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+                )?;
                 if !is_head {
                     conn.write_all(&body)?;
                 }
@@ -387,7 +391,9 @@ fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
                     304 => "Not Modified",
                     _ => "No Body",
                 };
-                conn.write_all(format!("HTTP/1.1 {status} {reason}\r\nETag: \"v1\"\r\n\r\n").as_bytes())?;
+                conn.write_all(
+                    format!("HTTP/1.1 {status} {reason}\r\nETag: \"v1\"\r\n\r\n").as_bytes(),
+                )?;
             }
             Reply::Raw(bytes) => conn.write_all(&bytes)?,
             Reply::Upgrade => {
@@ -444,7 +450,9 @@ fn fill_until(
             return Ok(Some(found));
         }
         if buf.len() > MAX_BODY + 64 * 1024 {
-            return Err(io::Error::other("request too large for the recording upstream"));
+            return Err(io::Error::other(
+                "request too large for the recording upstream",
+            ));
         }
         let n = conn.read(&mut chunk)?;
         if n == 0 {
@@ -459,11 +467,13 @@ fn read_chunked(conn: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(Vec<u8>,
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     let mut body = Vec::new();
     loop {
-        let end = fill_until(conn, buf, |b| find(b, b"\r\n"))?.ok_or_else(|| bad("eof in chunk size"))?;
+        let end =
+            fill_until(conn, buf, |b| find(b, b"\r\n"))?.ok_or_else(|| bad("eof in chunk size"))?;
         let line: Vec<u8> = buf.drain(..end + 2).take(end).collect();
-        let size_text = String::from_utf8_lossy(line.split(|b| *b == b';').next().unwrap_or_default())
-            .trim()
-            .to_owned();
+        let size_text =
+            String::from_utf8_lossy(line.split(|b| *b == b';').next().unwrap_or_default())
+                .trim()
+                .to_owned();
         let size = usize::from_str_radix(&size_text, 16).map_err(|_| bad("chunk size"))?;
         if size == 0 {
             let mut trailers = Vec::new();

@@ -7,7 +7,7 @@ use gatehouse_tests::*;
 
 conformance! {
     /// `GET /_gatehouse/health` answers 200 without login.
-    fn health_answers(kind) on [host_tap, qemu] {
+    fn health_answers(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, Setup::new())?;
         let response = gw.send(HEALTH);
         assert_eq!(response.status, 200, "{response}");
@@ -15,7 +15,7 @@ conformance! {
     }
 
     /// A kept-alive connection serves one request after another.
-    fn keep_alive_serves_several_requests(kind) on [host_tap, qemu] {
+    fn keep_alive_serves_several_requests(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, Setup::new())?;
         let mut client = gw.client();
         for i in 0..3 {
@@ -26,7 +26,7 @@ conformance! {
     }
 
     /// Requests sent back to back in one write are each answered, in order.
-    fn pipelined_requests_are_each_answered(kind) on [host_tap, qemu] {
+    fn pipelined_requests_are_each_answered(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, Setup::new())?;
         let mut client = gw.client();
         client.send(&[HEALTH, HEALTH, HEALTH].concat()).expect("send");
@@ -39,7 +39,7 @@ conformance! {
 
     /// A head that arrives in pieces (cut inside the method, the target and the final CRLF) is
     /// answered once, as a whole.
-    fn head_split_across_reads(kind) on [host_tap, qemu] {
+    fn head_split_across_reads(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, Setup::new())?;
         let mut client = gw.client();
         let cuts = [2, 9, 20, HEALTH.len() - 3, HEALTH.len() - 1];
@@ -51,7 +51,7 @@ conformance! {
     }
 
     /// Several clients connected at once are all served.
-    fn concurrent_clients_are_all_served(kind) on [host_tap, qemu] {
+    fn concurrent_clients_are_all_served(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, Setup::new())?;
         let mut clients: Vec<Client> = (0..3).map(|_| gw.client()).collect();
         for client in &mut clients {
