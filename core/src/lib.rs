@@ -22,6 +22,8 @@
 //!   client does not pay a password hash on every request.
 //! - [`gateway`]: the one decision both shells call for every request: who is asking, may
 //!   they pass, what the app receives; gatehouse's own login, logout and forward-auth.
+//! - [`subsonic`]: the Subsonic API's own credentials (`u`+`p`, `u`+`t`+`s`, `apiKey`), the
+//!   answers a Subsonic server gives, and the query without the secrets.
 //! - [`http`]: HTTP/1.1 framing, canonical paths, the forwarded head and gatehouse's own
 //!   responses.
 #![cfg_attr(not(test), no_std)]
@@ -34,6 +36,7 @@ pub mod identity;
 pub mod password;
 pub mod peer;
 pub mod session;
+pub mod subsonic;
 pub mod throttle;
 pub mod trusted;
 pub mod users;

@@ -200,3 +200,56 @@ mod accounts {
         assert_eq!(n, 0);
     }
 }
+
+/// Subsonic credentials: parsing, the md5 token, the failure answers and the stripped query.
+mod subsonic {
+    use super::count_allocations;
+    use gatehouse_core::subsonic::{
+        self, Credential, ErrorCode, Format, GATEHOUSE_EXTENSIONS, MAX_RESPONSE_LEN,
+    };
+
+    #[test]
+    fn parse_check_token_answer_and_strip_without_allocating() {
+        let query = b"u=alice&t=26719a1196d2a940705a59634eb18eab&s=c19b2d&v=1.16.1&c=app&f=json";
+        let (ok, n) = count_allocations(|| {
+            let request = subsonic::parse_request(query, Some(b"id=7&p%3D=x"));
+            let token_ok = match &request.credential {
+                Ok(Credential::Token { token, salt, .. }) => {
+                    subsonic::token_matches(b"sesame", salt, token)
+                }
+                _ => false,
+            };
+            let mut out = [0u8; MAX_RESPONSE_LEN];
+            let xml = subsonic::write_error(
+                &mut out,
+                &Format::Xml,
+                ErrorCode::WrongCredentials,
+                Some("/_gatehouse/account"),
+                None,
+                false,
+            )
+            .is_ok();
+            let json = subsonic::write_error(
+                &mut out,
+                &request.format,
+                ErrorCode::InvalidApiKey,
+                None,
+                Some(10),
+                true,
+            )
+            .is_ok();
+            let ext =
+                subsonic::write_extensions(&mut out, &Format::Json, GATEHOUSE_EXTENSIONS, false)
+                    .is_ok();
+            let mut target = [0u8; 256];
+            let stripped = subsonic::strip_secrets_from_target(
+                "/rest/ping.view?u=alice&p=enc:736573616d65&v=1.16.1&c=app",
+                &mut target,
+            )
+            .is_ok_and(|n| &target[..n] == b"/rest/ping.view?u=alice&v=1.16.1&c=app");
+            token_ok && xml && json && ext && stripped && request.format == Format::Json
+        });
+        assert!(ok);
+        assert_eq!(n, 0);
+    }
+}
