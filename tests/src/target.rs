@@ -278,6 +278,11 @@ impl Gateway {
             .unwrap_or_else(|| panic!("no VmRSS in /proc/{}/status", self.pid()))
     }
 
+    /// The daemon's state directory (users file, session keys).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// The process's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.process.log).unwrap_or_default()
