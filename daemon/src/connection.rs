@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::client::{ClientStream, PeerAddr};
 use crate::engine::{self, Judged};
+use crate::keys::RandomPool;
 use crate::metrics::Outcome;
 use crate::pump::{self, After, Buf, ForwardError, Limits};
 use crate::shared::Shared;
@@ -50,6 +51,7 @@ pub async fn serve(
         peer,
         buf: Buf::new(),
         first: true,
+        random: RandomPool::default(),
     };
     conn.run(&mut stream, &mut shutdown).await;
     let _ = stream.shutdown().await;
@@ -60,6 +62,7 @@ struct Connection {
     peer: PeerAddr,
     buf: Buf,
     first: bool,
+    random: RandomPool,
 }
 
 /// Why the connection ends while waiting for a request.
@@ -117,8 +120,14 @@ impl Connection {
         };
         let mut sent_continue = false;
         loop {
-            let judged =
-                engine::judge(&self.shared, self.peer, stream.is_tls(), self.buf.data()).await;
+            let judged = engine::judge(
+                &self.shared,
+                self.peer,
+                stream.is_tls(),
+                self.buf.data(),
+                &mut self.random,
+            )
+            .await;
             match judged {
                 Judged::ReadBody {
                     total,

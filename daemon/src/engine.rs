@@ -17,7 +17,7 @@ use gatehouse_core::http::{
 };
 
 use crate::client::PeerAddr;
-use crate::keys::os_random;
+use crate::keys::RandomPool;
 use crate::metrics::{LoginResult, Outcome};
 use crate::pump;
 use crate::shared::Shared;
@@ -148,12 +148,12 @@ pub async fn judge(
     peer: PeerAddr,
     tls: bool,
     bytes: &[u8],
+    random: &mut RandomPool,
 ) -> Judged {
-    let mut random = [0u8; RANDOM_LEN];
-    if os_random(&mut random).is_err() {
+    let Ok(random) = random.take::<RANDOM_LEN>() else {
         // Without randomness no token or password can be made safely: refuse this request.
         return internal_error(peer, bytes.len());
-    }
+    };
     let now = now_unix();
     let ex = Exchange {
         peer: peer.peer(),
@@ -188,11 +188,10 @@ fn translate(
     decision: Decision,
     mut out: Vec<u8>,
 ) -> Judged {
-    let (method, class) = describe(shared, bytes);
     let mut log = RequestLog {
         peer,
-        method,
-        class,
+        method: request_method(bytes),
+        class: "-",
         outcome: Outcome::Answered,
         user: None,
         detail: None,
@@ -208,6 +207,7 @@ fn translate(
         },
         Decision::VerifyPassword(_) => internal_error(peer, bytes.len()),
         Decision::Respond(r) => {
+            log.class = path_class(shared, bytes);
             log.detail = Some(format!("{:?}", r.outcome));
             match r.outcome {
                 CoreOutcome::Refused(_) => log.outcome = Outcome::Refused,
@@ -274,18 +274,25 @@ fn persist_provisioned(shared: &Shared, name: &str) {
     tracing::info!("provisioned user {name} from a trusted identity header");
 }
 
-/// Method and path class for the log line of a request core refused or answered.
-fn describe(shared: &Shared, bytes: &[u8]) -> (String, &'static str) {
-    match RequestHead::parse(bytes) {
-        Ok(Parse::Complete(head)) => {
-            let mut target = vec![0u8; MAX_HEAD_LEN];
-            let class = match canonicalize(head.path_and_query(), &mut target) {
-                Ok(c) => class_name(shared.gateway_config.paths.classify(c.path())),
-                Err(_) => "-",
-            };
-            (head.method().to_owned(), class)
-        }
-        _ => ("-".to_owned(), "-"),
+/// The method for the log line: the request line's first word, if it is a plain token.
+fn request_method(bytes: &[u8]) -> String {
+    let word = bytes.split(|b| *b == b' ').next().unwrap_or_default();
+    if !word.is_empty() && word.len() <= 16 && word.iter().all(u8::is_ascii_uppercase) {
+        String::from_utf8_lossy(word).into_owned()
+    } else {
+        "-".to_owned()
+    }
+}
+
+/// The path class for the log line of a request core answered itself.
+fn path_class(shared: &Shared, bytes: &[u8]) -> &'static str {
+    let Ok(Parse::Complete(head)) = RequestHead::parse(bytes) else {
+        return "-";
+    };
+    let mut target = vec![0u8; MAX_HEAD_LEN];
+    match canonicalize(head.path_and_query(), &mut target) {
+        Ok(c) => class_name(shared.gateway_config.paths.classify(c.path())),
+        Err(_) => "-",
     }
 }
 

@@ -44,6 +44,44 @@ pub fn os_random(buf: &mut [u8]) -> Result<()> {
     getrandom::fill(buf).map_err(|e| anyhow!("the operating system's random generator failed: {e}"))
 }
 
+/// Random bytes from the operating system, drawn a few hundred at a time: core wants fresh
+/// random bytes with every request, and one system call per request would cost more than the
+/// decision. Bytes handed out are wiped from the pool.
+pub struct RandomPool {
+    buf: [u8; 512],
+    pos: usize,
+}
+
+impl Default for RandomPool {
+    fn default() -> Self {
+        RandomPool {
+            buf: [0; 512],
+            pos: 512,
+        }
+    }
+}
+
+impl RandomPool {
+    /// The next `N` unused random bytes.
+    pub fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        if N > self.buf.len() {
+            let mut out = [0u8; N];
+            os_random(&mut out)?;
+            return Ok(out);
+        }
+        if self.pos + N > self.buf.len() {
+            os_random(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let mut out = [0u8; N];
+        let chunk = &mut self.buf[self.pos..self.pos + N];
+        out.copy_from_slice(chunk);
+        chunk.fill(0);
+        self.pos += N;
+        Ok(out)
+    }
+}
+
 impl SessionKeys {
     /// Reads the keys, or creates the file with a fresh key when there is none yet.
     pub fn load_or_create(state_dir: &Path) -> Result<SessionKeys> {
@@ -139,6 +177,20 @@ fn unhex(s: &str) -> Option<[u8; KEY_LEN]> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_random_pool_never_hands_out_the_same_bytes_twice() {
+        let mut pool = RandomPool::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let r: [u8; 32] = pool.take().expect("random");
+            assert!(seen.insert(r), "repeated random bytes");
+        }
+        assert!(
+            pool.buf[..pool.pos].iter().all(|b| *b == 0),
+            "used bytes are wiped"
+        );
+    }
 
     #[test]
     fn keys_are_created_private_and_read_back() {

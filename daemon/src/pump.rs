@@ -178,7 +178,9 @@ where
     };
     first.map_err(|e| e.into_forward())?;
 
-    let mut out = vec![0u8; MAX_HEAD_LEN + 1024];
+    // Room for the client's response head and, when it is already here, the start of the
+    // body: a small response then goes out in one write.
+    let mut out = vec![0u8; MAX_HEAD_LEN + 1024 + READ_CHUNK];
     let extra: Vec<(&str, &[u8])> = plan
         .extra_response_headers
         .iter()
@@ -216,8 +218,24 @@ where
             Err(e) => return Err(e),
         };
         app_buf.consume(app_head_len);
-        if response.head_len > 0 {
-            write_all(client, &out[..response.head_len], limits, "client").await?;
+        let mut len = response.head_len;
+        if matches!(response.body, ResponseBody::Final(_)) && !app_buf.is_empty() {
+            let room = out.len() - len;
+            if let Some(n) = response.relay.verbatim(app_buf.len().min(room)) {
+                out[len..len + n].copy_from_slice(&app_buf.data()[..n]);
+                app_buf.consume(n);
+                len += n;
+            } else {
+                let step = response
+                    .relay
+                    .relay(app_buf.data(), &mut out[len..])
+                    .map_err(|e| ForwardError::Upstream(format!("sent a malformed body: {e}")))?;
+                app_buf.consume(step.consumed);
+                len += step.produced;
+            }
+        }
+        if len > 0 {
+            write_all(client, &out[..len], limits, "client").await?;
             started = true;
         }
         match response.body {
