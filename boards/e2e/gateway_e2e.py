@@ -14,10 +14,12 @@ Every wait is bounded; the driver exits 0 only when every check passed, and prin
 """
 
 import argparse
+import base64
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 
 CONNECT_RETRIES = 100
 RETRY_PAUSE = 0.1
@@ -50,8 +52,9 @@ class Response:
 class Client:
     """One TCP connection to the gateway, reading responses framed by Content-Length."""
 
-    def __init__(self, addr):
-        self.sock = socket.create_connection(addr, timeout=IO_TIMEOUT)
+    def __init__(self, addr, source=None):
+        source_addr = (source, 0) if source else None
+        self.sock = socket.create_connection(addr, timeout=IO_TIMEOUT, source_address=source_addr)
         self.buf = b""
 
     def send(self, data):
@@ -244,22 +247,50 @@ def wait_for_gateway(addr):
 
 
 HEALTH = b"GET /_gatehouse/health HTTP/1.1\r\nHost: gw\r\n\r\n"
+USER, PASSWORD = "alice", "wonderland"
+BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+
+def get(path, *headers):
+    lines = [f"GET {path} HTTP/1.1", "Host: gw", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def identity_lines(head):
+    """The identity-looking header lines of a recorded head, lower-cased."""
+    out = []
+    for line in head.split(b"\r\n")[1:]:
+        name = line.split(b":", 1)[0].strip().lower().replace(b"_", b"-")
+        if name.startswith(b"remote-"):
+            out.append(line.decode(errors="replace").lower())
+    return out
+
+
+def cookie_from(resp, name):
+    for key, value in resp.headers:
+        if key == "set-cookie" and value.startswith(name + "="):
+            return value.split(";", 1)[0]
+    return None
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gateway", required=True, type=parse_addr)
-    parser.add_argument("--upstream-listen", type=parse_addr)
+    parser.add_argument("--upstream-listen", required=True, type=parse_addr)
+    parser.add_argument(
+        "--trusted-peer",
+        help="a local address the gateway trusts as a proxy (its identity header is believed)",
+    )
     args = parser.parse_args()
     gw = args.gateway
 
-    upstream = None
-    if args.upstream_listen:
-        upstream = RecordingUpstream(args.upstream_listen)
-        upstream.start()
-
+    upstream = RecordingUpstream(args.upstream_listen)
+    upstream.start()
     wait_for_gateway(gw)
     checks = Checks()
+
+    def seen_since(mark):
+        return upstream.recorded()[mark:]
 
     def health_answers():
         resp = request(gw, HEALTH)
@@ -275,16 +306,6 @@ def main():
         finally:
             client.close()
 
-    def pipelined_requests_all_answered():
-        client = Client(gw)
-        try:
-            client.send(HEALTH + HEALTH)
-            for i in range(2):
-                resp = client.read_response()
-                expect(resp.status == 200, f"pipelined request {i + 1}: {resp!r}")
-        finally:
-            client.close()
-
     def head_split_across_writes():
         client = Client(gw)
         try:
@@ -296,7 +317,7 @@ def main():
         finally:
             client.close()
 
-    def more_clients_than_tasks_all_served():
+    def concurrent_clients_served():
         clients = [Client(gw) for _ in range(3)]
         try:
             for c in clients:
@@ -307,14 +328,172 @@ def main():
             for c in clients:
                 c.close()
 
+    def anonymous_client_gets_401_and_app_sees_nothing():
+        mark = len(upstream.recorded())
+        resp = request(gw, get("/app/anon"))
+        expect(resp.status == 401, f"anonymous: {resp!r}")
+        expect("basic" in (resp.header("www-authenticate") or "").lower(), f"{resp!r}")
+        expect(not seen_since(mark), "an anonymous request reached the app")
+
+    def anonymous_browser_is_sent_to_login():
+        resp = request(gw, get("/app/browser", "Accept: text/html"))
+        expect(resp.status == 302, f"browser: {resp!r}")
+        expect((resp.header("location") or "").startswith("/_gatehouse/login"), f"{resp!r}")
+
+    def basic_reaches_app_as_the_user_and_spoofs_do_not():
+        mark = len(upstream.recorded())
+        resp = request(
+            gw,
+            get(
+                "/app/basic",
+                f"Authorization: {BASIC}",
+                "Remote-User: admin",
+                "remote_user: admin",
+                "REMOTE-USER: admin",
+                "Remote-Groups: admins",
+            ),
+        )
+        expect(resp.status == 200, f"basic: {resp!r}")
+        seen = seen_since(mark)
+        expect(len(seen) == 1, f"app saw {len(seen)} requests")
+        ids = identity_lines(seen[0][0])
+        expect("remote-user: alice" in ids, f"identity the app saw: {ids}")
+        expect(not any("admin" in line for line in ids), f"a spoofed header got through: {ids}")
+        expect(b"authorization" not in seen[0][0].lower(), "Authorization reached the app")
+
+    def wrong_basic_password_is_refused():
+        bad = "Basic " + base64.b64encode(f"{USER}:nope".encode()).decode()
+        mark = len(upstream.recorded())
+        resp = request(gw, get("/app/badpw", f"Authorization: {bad}"))
+        expect(resp.status == 401, f"wrong password: {resp!r}")
+        expect(not seen_since(mark), "a wrong password reached the app")
+
+    def login_form_then_cookie():
+        page = request(gw, get("/_gatehouse/login?return=/app/after", "Accept: text/html"))
+        expect(page.status == 200, f"login page: {page!r}")
+        csrf_cookie = cookie_from(page, "gatehouse_csrf")
+        expect(csrf_cookie is not None, f"no CSRF cookie: {page!r}")
+        marker = b'name="csrf" value="'
+        at = page.body.index(marker) + len(marker)
+        token = page.body[at : page.body.index(b'"', at)].decode()
+        form = urllib.parse.urlencode(
+            {"username": USER, "password": PASSWORD, "csrf": token, "return": "/app/after"}
+        ).encode()
+        post = (
+            "POST /_gatehouse/login HTTP/1.1\r\nHost: gw\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Cookie: {csrf_cookie}\r\nContent-Length: {len(form)}\r\n\r\n"
+        ).encode() + form
+        resp = request(gw, post)
+        expect(resp.status in (302, 303), f"login: {resp!r}")
+        expect(resp.header("location") == "/app/after", f"return target: {resp!r}")
+        session = cookie_from(resp, "gatehouse_session")
+        expect(session is not None, f"no session cookie: {resp!r}")
+        mark = len(upstream.recorded())
+        resp = request(gw, get("/app/cookie", f"Cookie: {session}; theme=dark", "Remote-User: bob"))
+        expect(resp.status == 200, f"with the cookie: {resp!r}")
+        seen = seen_since(mark)
+        expect(len(seen) == 1, f"app saw {len(seen)} requests")
+        ids = identity_lines(seen[0][0])
+        expect(ids == ["remote-user: alice"], f"identity the app saw: {ids}")
+        expect(b"gatehouse_session" not in seen[0][0], "the session cookie reached the app")
+        expect(b"theme=dark" in seen[0][0], "the app's own cookie was lost")
+
+    def spoofed_remote_user_alone_never_reaches_the_app():
+        mark = len(upstream.recorded())
+        for spelling in ("Remote-User", "remote-user", "REMOTE_USER", "Remote_User"):
+            resp = request(gw, get("/app/spoof", f"{spelling}: admin"))
+            expect(resp.status == 401, f"{spelling}: {resp!r}")
+        expect(not seen_since(mark), "a spoofed request reached the app")
+
+    def public_path_without_login_and_without_identity():
+        mark = len(upstream.recorded())
+        resp = request(gw, get("/share/song", "Remote-User: admin"))
+        expect(resp.status == 200, f"public path: {resp!r}")
+        seen = seen_since(mark)
+        expect(len(seen) == 1, f"app saw {len(seen)} requests")
+        expect(identity_lines(seen[0][0]) == [], f"identity on a public path: {seen[0][0]!r}")
+        resp = request(gw, get("/share/../app/escape"))
+        expect(resp.status == 401, f"/share/../app/ must be protected: {resp!r}")
+
+    def pipelined_second_request_is_judged():
+        mark = len(upstream.recorded())
+        client = Client(gw)
+        try:
+            client.send(
+                get("/app/first", f"Authorization: {BASIC}")
+                + get("/app/second", "Remote-User: admin")
+            )
+            first = client.read_response()
+            second = client.read_response()
+        finally:
+            client.close()
+        expect(first.status == 200, f"first: {first!r}")
+        expect(second.status == 401, f"second: {second!r}")
+        seen = seen_since(mark)
+        expect([h.split(b"\r\n")[0] for h, _ in seen] == [b"GET /app/first HTTP/1.1"], f"{seen!r}")
+
+    def request_body_reaches_the_app():
+        mark = len(upstream.recorded())
+        body = b"x" * 3000
+        raw = (
+            f"POST /app/upload HTTP/1.1\r\nHost: gw\r\nAuthorization: {BASIC}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        resp = request(gw, raw)
+        expect(resp.status == 200, f"upload: {resp!r}")
+        seen = seen_since(mark)
+        expect(len(seen) == 1 and seen[0][1] == body, "the app did not get the body intact")
+
+    def upstream_down_gives_502_then_recovers():
+        upstream.stop()
+        try:
+            resp = request(gw, get("/app/down", f"Authorization: {BASIC}"))
+            expect(resp.status == 502, f"app down: {resp!r}")
+        finally:
+            upstream.start()
+        resp = request(gw, get("/app/back", f"Authorization: {BASIC}"))
+        expect(resp.status == 200, f"app back: {resp!r}")
+
+    def trusted_proxy_header_is_believed_only_from_the_trusted_peer():
+        mark = len(upstream.recorded())
+        client = Client(gw, source=args.trusted_peer)
+        try:
+            client.send(get("/app/proxied", "Remote-User: carol"))
+            resp = client.read_response()
+        finally:
+            client.close()
+        expect(resp.status == 200, f"from the trusted proxy: {resp!r}")
+        seen = seen_since(mark)
+        expect(len(seen) == 1, f"app saw {len(seen)} requests")
+        ids = identity_lines(seen[0][0])
+        expect(ids == ["remote-user: carol"], f"identity the app saw: {ids}")
+        mark = len(upstream.recorded())
+        resp = request(gw, get("/app/not-proxied", "Remote-User: carol"))
+        expect(resp.status == 401, f"from an untrusted peer: {resp!r}")
+        expect(not seen_since(mark), "an untrusted peer's header reached the app")
+
     checks.run("health answers", health_answers)
     checks.run("keep-alive serves several requests", keep_alive_serves_several_requests)
-    checks.run("pipelined requests all answered", pipelined_requests_all_answered)
     checks.run("head split across writes", head_split_across_writes)
-    checks.run("concurrent clients served", more_clients_than_tasks_all_served)
+    checks.run("concurrent clients served", concurrent_clients_served)
+    checks.run("anonymous client gets 401, app sees nothing", anonymous_client_gets_401_and_app_sees_nothing)
+    checks.run("anonymous browser is sent to the login page", anonymous_browser_is_sent_to_login)
+    checks.run("Basic reaches the app as the user; spoofs do not", basic_reaches_app_as_the_user_and_spoofs_do_not)
+    checks.run("wrong Basic password is refused", wrong_basic_password_is_refused)
+    checks.run("login form, then the session cookie", login_form_then_cookie)
+    checks.run("spoofed Remote-User never reaches the app", spoofed_remote_user_alone_never_reaches_the_app)
+    checks.run("public path without login and without identity", public_path_without_login_and_without_identity)
+    checks.run("pipelined second request is judged", pipelined_second_request_is_judged)
+    checks.run("request body reaches the app", request_body_reaches_the_app)
+    checks.run("app down gives 502, then recovers", upstream_down_gives_502_then_recovers)
+    if args.trusted_peer:
+        checks.run(
+            "trusted proxy's header believed only from the trusted peer",
+            trusted_proxy_header_is_believed_only_from_the_trusted_peer,
+        )
 
-    if upstream is not None:
-        upstream.stop()
+    upstream.stop()
     print(f"{checks.passed} passed, {checks.failed} failed", flush=True)
     return 0 if checks.failed == 0 else 1
 

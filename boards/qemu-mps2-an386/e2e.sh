@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end run of the QEMU board: builds the release image, boots it under qemu-system-arm
-# with its user-mode network (restrict=on, loopback forwarding only), runs the e2e checks
-# against it, and stops QEMU by its PID on every exit path. Exit status: the checks' result, or
+# End-to-end run of the QEMU board: builds the release image, provisions a configuration
+# region, boots the image under qemu-system-arm with its user-mode network (restrict=on,
+# loopback forwarding only), runs the e2e checks against it, and stops QEMU by its PID on every exit path. Exit status: the checks' result, or
 # 1 if QEMU died on its own (a panic exits it with status 1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,10 +14,20 @@ free_port() {
 }
 port=$(free_port)
 upstream_port=$(free_port)
+logdir=$(mktemp -d)
+
+# The board's configuration region: the app is what QEMU forwards 192.0.2.100:8080 to. Every
+# client reaches the guest from QEMU's own address, so no source is trusted here (the host-tap
+# run covers trusted proxies). A low PBKDF2 count keeps the emulated run short.
+cat >"$logdir/config.json" <<'JSON'
+{"upstream":"192.0.2.100:8080","address":"192.0.2.15/24","gateway":"192.0.2.2",
+ "password_iterations":1000}
+JSON
+python3 "$here/../provision.py" --config "$logdir/config.json" --user alice:wonderland \
+    --iterations 1000 -o "$logdir/region.bin"
+export GATEHOUSE_CONFIG_BLOB=$logdir/region.bin
 # shellcheck source=qemu-args.sh
 source "$here/qemu-args.sh"
-
-logdir=$(mktemp -d)
 qemu_pid=
 cleanup() {
     if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then

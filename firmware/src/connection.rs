@@ -1,16 +1,33 @@
-//! One client connection: read a request head, get the answer, write it; repeat while the
+//! One client connection: read a request, ask the engine, do what it says; repeat while the
 //! connection stays open (keep-alive), with every request judged on its own.
 //!
-//! Written against `embedded_io_async` so that host tests drive it over in-memory pipes, and the
-//! boards over `embassy_net` TCP sockets.
+//! The engine (`gatehouse_core::gateway`) makes every decision; this module only moves bytes:
+//! it reads heads and bodies into fixed buffers, writes what the engine wrote, opens the
+//! connection to the app, relays bodies with the engine's framing state machines, and tunnels
+//! after a `101`. It is written against `embedded_io_async` so that host tests drive it over
+//! in-memory pipes and the boards over `embassy_net` TCP sockets.
 
+use embassy_futures::select::{Either, select};
 use embassy_time::{Duration, with_timeout};
 use embedded_io_async::{Read, Write};
+use gatehouse_core::gateway::{Decision, Exchange, Forward};
+use gatehouse_core::http::{
+    BodyRelay, CONTINUE_100, Parse, ResponseBody, ResponseHead, Status, write_client_response_head,
+    write_error,
+};
+use gatehouse_core::peer::Peer;
 
-/// Bytes a request head may take; a longer head is refused.
-pub const HEAD_BUFFER_LEN: usize = 4096;
+use crate::state::Engine;
+
+/// Bytes of one request the firmware holds at once: its head, or a head and a login form.
+/// Smaller than core's limits ([`gatehouse_core::gateway::READ_BUFFER_LEN`]) to fit four
+/// connections in a microcontroller's RAM; a longer head is answered 431.
+pub const REQUEST_BUFFER_LEN: usize = 4 * 1024;
+/// What gatehouse writes (a rewritten head, a response of its own, relayed body pieces); half
+/// of it holds the app's response head while the other half takes the client's.
+pub const OUT_BUFFER_LEN: usize = 5 * 1024;
 /// Receive and transmit window of each TCP socket.
-pub const SOCKET_BUFFER_LEN: usize = 2048;
+pub const SOCKET_BUFFER_LEN: usize = 1024;
 
 /// The fixed memory of one connection task.
 pub struct ConnectionBuffers {
@@ -26,10 +43,9 @@ pub struct ConnectionBuffers {
 pub struct WorkBuffers {
     pub upstream_rx: [u8; SOCKET_BUFFER_LEN],
     pub upstream_tx: [u8; SOCKET_BUFFER_LEN],
-    /// The request head as read from the client (and pipelined bytes after it).
-    pub head: [u8; HEAD_BUFFER_LEN],
-    /// What gatehouse writes: a rewritten head for the app, or a response of its own.
-    pub out: [u8; HEAD_BUFFER_LEN],
+    /// What the client sent since the previous request ended.
+    pub request: [u8; REQUEST_BUFFER_LEN],
+    pub out: [u8; OUT_BUFFER_LEN],
 }
 
 impl ConnectionBuffers {
@@ -40,8 +56,8 @@ impl ConnectionBuffers {
             work: WorkBuffers {
                 upstream_rx: [0; SOCKET_BUFFER_LEN],
                 upstream_tx: [0; SOCKET_BUFFER_LEN],
-                head: [0; HEAD_BUFFER_LEN],
-                out: [0; HEAD_BUFFER_LEN],
+                request: [0; REQUEST_BUFFER_LEN],
+                out: [0; OUT_BUFFER_LEN],
             },
         }
     }
@@ -59,7 +75,8 @@ impl Default for ConnectionBuffers {
 pub struct Timeouts {
     /// From the first byte of a request head to its end (slow-loris clients).
     pub head_read: Duration,
-    /// A keep-alive connection with no request in flight.
+    /// A keep-alive connection with no request in flight, and any read of a body or of the
+    /// app's answer that makes no progress.
     pub idle: Duration,
     /// Opening the TCP connection to the app.
     pub upstream_connect: Duration,
@@ -83,126 +100,516 @@ pub enum End {
     ClientClosed,
     /// No new request within the idle timeout.
     Idle,
-    /// A request head did not complete within the head-read timeout.
+    /// A request head (or a form gatehouse reads) did not complete within the head-read
+    /// timeout.
     HeadTimeout,
-    /// The client's socket failed.
+    /// The client's socket failed, or it went silent or away in the middle of a body.
     ClientError,
     /// gatehouse answered and the answer says the connection ends.
     Closed,
+    /// The request head does not fit the firmware's buffer (answered 431).
+    HeadTooLarge,
+    /// The request body was malformed (bad chunked framing): both sides are closed.
+    BadRequestBody,
+    /// The app could not be reached or answered garbage (answered 502 when nothing had been
+    /// sent to the client yet).
+    UpstreamFailed,
+    /// The app's response was cut short: the client cannot be told, only disconnected.
+    UpstreamTruncated,
+    /// A `101` tunnel ended.
+    TunnelClosed,
+    /// The engine kept asking for password checks (never expected).
+    EngineLoop,
 }
 
-/// Reads until `buf[..filled]` holds a complete head (ends with an empty line) and returns its
-/// length. The first byte is awaited for up to `idle`, the rest for up to `head_read`.
-pub async fn read_head<R: Read>(
-    client: &mut R,
+/// The connection to the app, one per forwarded request.
+#[allow(async_fn_in_trait)]
+pub trait Upstream {
+    type Conn<'a>: Read + Write
+    where
+        Self: 'a;
+
+    /// Opens a connection to the app, or `None` if it cannot be reached.
+    async fn connect(&mut self) -> Option<Self::Conn<'_>>;
+
+    /// Ends a connection to the app (gracefully, bounded in time).
+    async fn disconnect<'a>(conn: Self::Conn<'a>)
+    where
+        Self: 'a;
+}
+
+/// Reads more of the client's bytes into `buf[*filled..]`, waiting at most `limit`.
+async fn read_more<C: Read>(
+    client: &mut C,
     buf: &mut [u8],
     filled: &mut usize,
-    timeouts: &Timeouts,
-) -> Result<usize, End> {
-    loop {
-        if let Some(end) = find_head_end(&buf[..*filled]) {
-            return Ok(end);
-        }
-        if *filled == buf.len() {
-            return Ok(buf.len());
-        }
-        let limit = if *filled == 0 {
-            timeouts.idle
-        } else {
-            timeouts.head_read
-        };
-        match with_timeout(limit, client.read(&mut buf[*filled..])).await {
-            Err(_) if *filled == 0 => return Err(End::Idle),
-            Err(_) => return Err(End::HeadTimeout),
-            Ok(Ok(0)) => return Err(End::ClientClosed),
-            Ok(Ok(n)) => *filled += n,
-            Ok(Err(_)) => return Err(End::ClientError),
+    limit: Duration,
+    on_timeout: End,
+) -> Result<(), End> {
+    match with_timeout(limit, client.read(&mut buf[*filled..])).await {
+        Err(_) => Err(on_timeout),
+        Ok(Ok(0)) if *filled == 0 => Err(End::ClientClosed),
+        Ok(Ok(0)) | Ok(Err(_)) => Err(End::ClientError),
+        Ok(Ok(n)) => {
+            *filled += n;
+            Ok(())
         }
     }
 }
 
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
+/// Writes an error page for `status` and ends the connection.
+async fn answer_and_close<C: Write>(
+    client: &mut C,
+    out: &mut [u8],
+    status: Status,
+    end: End,
+) -> End {
+    if let Ok(len) = write_error(status, true, out) {
+        let _ = client.write_all(&out[..len]).await;
+        let _ = client.flush().await;
+    }
+    end
 }
 
 /// Serves requests on one client connection until it ends.
-pub async fn serve<C: Read + Write>(
+pub async fn serve<C: Read + Write, U: Upstream>(
     client: &mut C,
-    bufs: &mut WorkBuffers,
-    timeouts: &Timeouts,
+    peer: Peer,
+    upstream: &mut U,
+    request: &mut [u8],
+    out: &mut [u8],
+    engine: &Engine,
 ) -> End {
+    let timeouts = engine.timeouts;
     let mut filled = 0;
     loop {
-        let head_len = match read_head(client, &mut bufs.head, &mut filled, timeouts).await {
-            Ok(len) => len,
-            Err(end) => return end,
+        if filled == 0
+            && let Err(end) =
+                read_more(client, request, &mut filled, timeouts.idle, End::Idle).await
+        {
+            return end;
+        }
+
+        // One request: decide, reading more while the engine asks for it.
+        let now = engine.now_unix();
+        let random = engine.random();
+        let mut continue_sent = false;
+        let decision = loop {
+            let ex = Exchange {
+                peer,
+                tls: false,
+                bytes: &request[..filled],
+                now,
+                random: &random,
+            };
+            let mut decision = engine.decide(&ex, out);
+            let mut checks = 0;
+            while let Decision::VerifyPassword(check) = decision {
+                checks += 1;
+                if checks > 2 {
+                    return End::EngineLoop;
+                }
+                // The slow part, outside the lock.
+                let verified = check.verify();
+                decision = engine.finish(&ex, &check, verified, out);
+            }
+            match decision {
+                Decision::NeedMoreBytes => {
+                    if filled == request.len() {
+                        return answer_and_close(
+                            client,
+                            out,
+                            Status::RequestHeaderFieldsTooLarge,
+                            End::HeadTooLarge,
+                        )
+                        .await;
+                    }
+                }
+                Decision::ReadBody {
+                    total,
+                    send_continue,
+                } => {
+                    if total > request.len() {
+                        return answer_and_close(
+                            client,
+                            out,
+                            Status::ContentTooLarge,
+                            End::HeadTooLarge,
+                        )
+                        .await;
+                    }
+                    if filled >= total {
+                        // The engine asked for bytes it already has: never expected.
+                        return End::EngineLoop;
+                    }
+                    if send_continue && !continue_sent {
+                        continue_sent = true;
+                        if client.write_all(CONTINUE_100).await.is_err() {
+                            return End::ClientError;
+                        }
+                    }
+                }
+                other => break other,
+            }
+            if let Err(end) = read_more(
+                client,
+                request,
+                &mut filled,
+                timeouts.head_read,
+                End::HeadTimeout,
+            )
+            .await
+            {
+                return end;
+            }
         };
-        let (response, close) = answer(&bufs.head[..head_len]);
-        debug!("request answered ({} bytes)", response.len());
-        if client.write_all(response).await.is_err() || client.flush().await.is_err() {
-            return End::ClientError;
-        }
-        if close {
-            return End::Closed;
-        }
-        bufs.head.copy_within(head_len..filled, 0);
-        filled -= head_len;
+
+        let consumed = match decision {
+            Decision::Respond(respond) => {
+                debug!(
+                    "answered {} bytes ({})",
+                    respond.len,
+                    if respond.close { "close" } else { "keep-alive" }
+                );
+                if client.write_all(&out[..respond.len]).await.is_err()
+                    || client.flush().await.is_err()
+                {
+                    return End::ClientError;
+                }
+                if respond.close {
+                    return End::Closed;
+                }
+                respond.consumed
+            }
+            Decision::Forward(forward) => {
+                if forward.users_changed {
+                    engine.users_changed.signal(());
+                }
+                match relay_exchange(
+                    client,
+                    upstream,
+                    request,
+                    &mut filled,
+                    out,
+                    &forward,
+                    engine,
+                )
+                .await
+                {
+                    Ok(Next::KeepAlive { consumed }) => consumed,
+                    Ok(Next::Close) => return End::Closed,
+                    Err(end) => return end,
+                }
+            }
+            // Handled in the loop above.
+            Decision::NeedMoreBytes | Decision::ReadBody { .. } | Decision::VerifyPassword(_) => {
+                return End::EngineLoop;
+            }
+        };
+        request.copy_within(consumed..filled, 0);
+        filled -= consumed;
     }
 }
 
-const HEALTH: &[u8] =
-    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n";
-const NOT_FOUND: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 12\r\nconnection: close\r\n\r\nnot serving\n";
+enum Next {
+    /// The exchange is over; the request used `consumed` bytes of the buffer.
+    KeepAlive {
+        consumed: usize,
+    },
+    Close,
+}
 
-fn answer(head: &[u8]) -> (&'static [u8], bool) {
-    if head.starts_with(b"GET /_gatehouse/health ") {
-        (HEALTH, false)
-    } else {
-        (NOT_FOUND, true)
+/// Forwards one request to the app and relays its answer.
+async fn relay_exchange<C: Read + Write, U: Upstream>(
+    client: &mut C,
+    upstream: &mut U,
+    request: &mut [u8],
+    filled: &mut usize,
+    out: &mut [u8],
+    forward: &Forward,
+    engine: &Engine,
+) -> Result<Next, End> {
+    let timeouts = engine.timeouts;
+    let Ok(Some(mut app)) = with_timeout(timeouts.upstream_connect, upstream.connect()).await
+    else {
+        warn!("the app cannot be reached: 502");
+        return Err(answer_and_close(client, out, Status::BadGateway, End::UpstreamFailed).await);
+    };
+    let result = relay_with(client, &mut app, request, filled, out, forward, timeouts).await;
+    U::disconnect(app).await;
+    result
+}
+
+async fn relay_with<C: Read + Write, A: Read + Write>(
+    client: &mut C,
+    app: &mut A,
+    request: &mut [u8],
+    filled: &mut usize,
+    out: &mut [u8],
+    forward: &Forward,
+    timeouts: Timeouts,
+) -> Result<Next, End> {
+    if app.write_all(&out[..forward.head_len]).await.is_err() {
+        return Err(answer_and_close(client, out, Status::BadGateway, End::UpstreamFailed).await);
+    }
+    if forward.send_continue && client.write_all(CONTINUE_100).await.is_err() {
+        return Err(End::ClientError);
+    }
+
+    // The request body, from the buffer and then from the socket.
+    let mut pos = forward.consumed;
+    let mut relay = BodyRelay::new(forward.body);
+    while !relay.is_done() {
+        if pos == *filled {
+            // Framing bytes the relay still owes go first.
+            if relay.verbatim(0).is_none() {
+                let step = relay.relay(&[], out).map_err(|_| End::BadRequestBody)?;
+                if step.produced > 0 {
+                    app.write_all(&out[..step.produced])
+                        .await
+                        .map_err(|_| End::UpstreamFailed)?;
+                    continue;
+                }
+            }
+            // Everything read so far was this request's: start the buffer over.
+            *filled = 0;
+            pos = 0;
+            read_more(client, request, filled, timeouts.idle, End::ClientError).await?;
+            continue;
+        }
+        if let Some(n) = relay.verbatim(*filled - pos) {
+            app.write_all(&request[pos..pos + n])
+                .await
+                .map_err(|_| End::UpstreamFailed)?;
+            pos += n;
+        } else {
+            let step = relay
+                .relay(&request[pos..*filled], out)
+                .map_err(|_| End::BadRequestBody)?;
+            app.write_all(&out[..step.produced])
+                .await
+                .map_err(|_| End::UpstreamFailed)?;
+            pos += step.consumed;
+        }
+    }
+    if app.flush().await.is_err() {
+        return Err(answer_and_close(client, out, Status::BadGateway, End::UpstreamFailed).await);
+    }
+
+    // The answer: heads (interim ones, then the final one), then the body.
+    let (resp, client_out) = out.split_at_mut(out.len() / 2);
+    let mut rfilled = 0;
+    loop {
+        loop {
+            match ResponseHead::parse(&resp[..rfilled], forward.request_was_head, forward.upgrade) {
+                Ok(Parse::Complete(_)) => break,
+                Ok(Parse::Incomplete) if rfilled < resp.len() => {}
+                Ok(Parse::Incomplete) | Err(_) => {
+                    warn!("the app's response head is invalid or too large: 502");
+                    return Err(answer_and_close(
+                        client,
+                        client_out,
+                        Status::BadGateway,
+                        End::UpstreamFailed,
+                    )
+                    .await);
+                }
+            }
+            match with_timeout(timeouts.idle, app.read(&mut resp[rfilled..])).await {
+                Ok(Ok(n)) if n > 0 => rfilled += n,
+                _ => {
+                    warn!("the app closed or went silent before answering: 502");
+                    return Err(answer_and_close(
+                        client,
+                        client_out,
+                        Status::BadGateway,
+                        End::UpstreamFailed,
+                    )
+                    .await);
+                }
+            }
+        }
+        // The parsed head (with its header array) lives only in this block, not across the
+        // awaits below: it would otherwise take room in every connection task.
+        let planned = match ResponseHead::parse(
+            &resp[..rfilled],
+            forward.request_was_head,
+            forward.upgrade,
+        ) {
+            Ok(Parse::Complete(head)) => {
+                let cookie: [(&str, &[u8]); 1] = [(
+                    "Set-Cookie",
+                    forward.set_cookie.as_deref().unwrap_or_default(),
+                )];
+                let extra: &[(&str, &[u8])] = if forward.set_cookie.is_some() {
+                    &cookie
+                } else {
+                    &[]
+                };
+                write_client_response_head(
+                    &head,
+                    forward.client_version,
+                    forward.keep_alive,
+                    extra,
+                    client_out,
+                )
+                .ok()
+                .map(|plan| (head.head_len(), plan))
+            }
+            _ => None,
+        };
+        let Some((head_len, plan)) = planned else {
+            return Err(answer_and_close(
+                client,
+                client_out,
+                Status::BadGateway,
+                End::UpstreamFailed,
+            )
+            .await);
+        };
+        client
+            .write_all(&client_out[..plan.head_len])
+            .await
+            .map_err(|_| End::ClientError)?;
+
+        match plan.body {
+            ResponseBody::Interim => {
+                resp.copy_within(head_len..rfilled, 0);
+                rfilled -= head_len;
+            }
+            ResponseBody::Tunnel => {
+                client
+                    .write_all(&resp[head_len..rfilled])
+                    .await
+                    .map_err(|_| End::ClientError)?;
+                app.write_all(&request[pos..*filled])
+                    .await
+                    .map_err(|_| End::UpstreamFailed)?;
+                tunnel(client, app, request, resp, timeouts.idle).await;
+                return Err(End::TunnelClosed);
+            }
+            ResponseBody::Final(_) => {
+                let mut relay = plan.relay;
+                let mut rpos = head_len;
+                while !relay.is_done() {
+                    if rpos == rfilled {
+                        if relay.verbatim(0).is_none() {
+                            let step = relay
+                                .relay(&[], client_out)
+                                .map_err(|_| End::UpstreamTruncated)?;
+                            if step.produced > 0 {
+                                client
+                                    .write_all(&client_out[..step.produced])
+                                    .await
+                                    .map_err(|_| End::ClientError)?;
+                                continue;
+                            }
+                        }
+                        rfilled = 0;
+                        rpos = 0;
+                        match with_timeout(timeouts.idle, app.read(resp)).await {
+                            Ok(Ok(n)) if n > 0 => rfilled = n,
+                            Ok(Ok(_)) => {
+                                // The app closed: the end of an until-close body, or a cut.
+                                relay.finish().map_err(|_| End::UpstreamTruncated)?;
+                            }
+                            _ => return Err(End::UpstreamTruncated),
+                        }
+                        continue;
+                    }
+                    if let Some(n) = relay.verbatim(rfilled - rpos) {
+                        client
+                            .write_all(&resp[rpos..rpos + n])
+                            .await
+                            .map_err(|_| End::ClientError)?;
+                        rpos += n;
+                    } else {
+                        let step = relay
+                            .relay(&resp[rpos..rfilled], client_out)
+                            .map_err(|_| End::UpstreamTruncated)?;
+                        client
+                            .write_all(&client_out[..step.produced])
+                            .await
+                            .map_err(|_| End::ClientError)?;
+                        rpos += step.consumed;
+                    }
+                }
+                client.flush().await.map_err(|_| End::ClientError)?;
+                return Ok(if plan.close_client {
+                    Next::Close
+                } else {
+                    Next::KeepAlive { consumed: pos }
+                });
+            }
+        }
     }
 }
 
+/// Copies bytes both ways after a `101 Switching Protocols`, until either side closes or both
+/// stay silent for `idle`.
+async fn tunnel<C: Read + Write, A: Read + Write>(
+    client: &mut C,
+    app: &mut A,
+    to_app: &mut [u8],
+    to_client: &mut [u8],
+    idle: Duration,
+) {
+    loop {
+        let step = with_timeout(idle, select(client.read(to_app), app.read(to_client))).await;
+        let ok = match step {
+            Ok(Either::First(Ok(n))) if n > 0 => app.write_all(&to_app[..n]).await.is_ok(),
+            Ok(Either::Second(Ok(n))) if n > 0 => client.write_all(&to_client[..n]).await.is_ok(),
+            _ => false,
+        };
+        if !ok {
+            return;
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{EngineParts, Trusted, Users};
     use core::future::Future;
     use core::pin::pin;
     use core::task::{Context, Poll};
+    use embassy_net::{IpAddress, IpEndpoint};
     use embassy_time::MockDriver;
+    use gatehouse_core::gateway::GatewayConfig;
+    use gatehouse_core::password::{MIN_ITERATIONS, hash_password};
+    use gatehouse_core::session::{SessionKey, SessionKeys};
+    use std::collections::VecDeque;
 
-    /// A client that sends `chunks` one `read` at a time (then EOF, or never anything more
-    /// when `hang` is set) and records what it is sent.
-    struct FakeClient {
-        chunks: Vec<Vec<u8>>,
+    /// A peer that sends `chunks` one `read` at a time (then EOF, or nothing ever again when
+    /// `hang` is set) and records what it is sent.
+    #[derive(Default)]
+    struct FakePeer {
+        chunks: VecDeque<Vec<u8>>,
         hang: bool,
         sent: Vec<u8>,
     }
 
-    impl FakeClient {
-        fn new(chunks: &[&[u8]]) -> Self {
+    impl FakePeer {
+        fn sending(chunks: &[&[u8]]) -> Self {
             Self {
-                chunks: chunks.iter().rev().map(|c| c.to_vec()).collect(),
-                hang: false,
-                sent: Vec::new(),
+                chunks: chunks.iter().map(|c| c.to_vec()).collect(),
+                ..Self::default()
             }
         }
     }
 
-    impl embedded_io_async::ErrorType for FakeClient {
+    impl embedded_io_async::ErrorType for FakePeer {
         type Error = embedded_io_async::ErrorKind;
     }
 
-    impl Read for FakeClient {
+    impl Read for FakePeer {
         async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-            match self.chunks.pop() {
+            match self.chunks.pop_front() {
                 Some(mut chunk) => {
                     let n = chunk.len().min(buf.len());
                     buf[..n].copy_from_slice(&chunk[..n]);
                     if n < chunk.len() {
-                        self.chunks.push(chunk.split_off(n));
+                        self.chunks.push_front(chunk.split_off(n));
                     }
                     Ok(n)
                 }
@@ -212,7 +619,7 @@ mod tests {
         }
     }
 
-    impl Write for FakeClient {
+    impl Write for FakePeer {
         async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
             self.sent.extend_from_slice(buf);
             Ok(buf.len())
@@ -223,11 +630,119 @@ mod tests {
         }
     }
 
-    fn work_buffers() -> Box<WorkBuffers> {
-        Box::new(ConnectionBuffers::new().work)
+    /// The app: each connection gets the next canned answer and records what it was sent;
+    /// `None` when the app is down.
+    struct FakeApp {
+        answers: VecDeque<&'static [u8]>,
+        down: bool,
+        received: Vec<Vec<u8>>,
     }
 
-    const HEALTH: &[u8] = b"GET /_gatehouse/health HTTP/1.1\r\nHost: gw\r\n\r\n";
+    impl FakeApp {
+        fn answering(answers: &[&'static [u8]]) -> Self {
+            Self {
+                answers: answers.iter().copied().collect(),
+                down: false,
+                received: Vec::new(),
+            }
+        }
+
+        fn received_text(&self) -> String {
+            self.received
+                .iter()
+                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .collect::<Vec<_>>()
+                .join("|")
+        }
+    }
+
+    struct AppConn<'a> {
+        answer: FakePeer,
+        record: &'a mut Vec<u8>,
+    }
+
+    impl embedded_io_async::ErrorType for AppConn<'_> {
+        type Error = embedded_io_async::ErrorKind;
+    }
+
+    impl Read for AppConn<'_> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            self.answer.read(buf).await
+        }
+    }
+
+    impl Write for AppConn<'_> {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.record.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    impl Upstream for FakeApp {
+        type Conn<'a> = AppConn<'a>;
+
+        async fn connect(&mut self) -> Option<AppConn<'_>> {
+            if self.down {
+                return None;
+            }
+            let answer = self.answers.pop_front().unwrap_or(b"");
+            self.received.push(Vec::new());
+            let record = self.received.last_mut()?;
+            Some(AppConn {
+                answer: FakePeer::sending(&[answer]),
+                record,
+            })
+        }
+
+        async fn disconnect<'a>(_conn: AppConn<'a>)
+        where
+            Self: 'a,
+        {
+        }
+    }
+
+    const OK_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    /// alice:wonderland
+    const ALICE_BASIC: &str = "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n";
+
+    fn engine() -> &'static Engine {
+        let mut users = Users::new();
+        let hash = hash_password(b"wonderland", &[7; 16], MIN_ITERATIONS).expect("hash");
+        users.add("alice", false, hash).expect("add alice");
+        let trusted: &'static Trusted = Box::leak(Box::new(Trusted::parse("").expect("empty")));
+        let keys: &'static SessionKeys =
+            Box::leak(Box::new(SessionKeys::new(SessionKey::from_bytes([9; 32]))));
+        Box::leak(Box::new(Engine::new(EngineParts {
+            config: GatewayConfig {
+                password_iterations: MIN_ITERATIONS,
+                ..GatewayConfig::DEFAULT
+            },
+            trusted,
+            keys,
+            users,
+            seed: [3; 32],
+            clock_base_unix: 1_700_000_000,
+            upstream: IpEndpoint::new(IpAddress::v4(192, 0, 2, 100), 8080),
+            listen_port: 80,
+            timeouts: Timeouts::default(),
+        })))
+    }
+
+    fn peer() -> Peer {
+        Peer::Ip(IpAddr::from([192, 0, 2, 1]))
+    }
+
+    use core::net::IpAddr;
+
+    fn run(client: &mut FakePeer, app: &mut FakeApp) -> End {
+        let mut request = vec![0u8; REQUEST_BUFFER_LEN];
+        let mut out = vec![0u8; OUT_BUFFER_LEN];
+        embassy_futures::block_on(serve(client, peer(), app, &mut request, &mut out, engine()))
+    }
 
     fn count(haystack: &[u8], needle: &[u8]) -> usize {
         haystack
@@ -236,24 +751,124 @@ mod tests {
             .count()
     }
 
+    const HEALTH: &[u8] = b"GET /_gatehouse/health HTTP/1.1\r\nHost: gw\r\n\r\n";
+
     #[test]
-    fn pipelined_requests_in_one_read_are_each_answered() {
+    fn pipelined_health_requests_are_each_answered_by_the_engine() {
         let both = [HEALTH, HEALTH].concat();
-        let mut client = FakeClient::new(&[&both]);
-        let mut bufs = work_buffers();
-        let end = embassy_futures::block_on(serve(&mut client, &mut bufs, &Timeouts::default()));
-        assert_eq!(end, End::ClientClosed);
+        let mut client = FakePeer::sending(&[&both]);
+        let mut app = FakeApp::answering(&[]);
+        assert_eq!(run(&mut client, &mut app), End::ClientClosed);
         assert_eq!(count(&client.sent, b"HTTP/1.1 200 OK\r\n"), 2);
+        assert!(app.received.is_empty());
     }
 
     #[test]
     fn a_head_split_over_many_reads_is_reassembled() {
         let pieces: Vec<&[u8]> = HEALTH.chunks(3).collect();
-        let mut client = FakeClient::new(&pieces);
-        let mut bufs = work_buffers();
-        let end = embassy_futures::block_on(serve(&mut client, &mut bufs, &Timeouts::default()));
-        assert_eq!(end, End::ClientClosed);
+        let mut client = FakePeer::sending(&pieces);
+        let mut app = FakeApp::answering(&[]);
+        assert_eq!(run(&mut client, &mut app), End::ClientClosed);
         assert_eq!(count(&client.sent, b"HTTP/1.1 200 OK\r\n"), 1);
+    }
+
+    #[test]
+    fn basic_credentials_reach_the_app_as_remote_user_and_a_spoofed_header_does_not() {
+        let req = format!(
+            "GET /app HTTP/1.1\r\nHost: gw\r\nRemote-User: admin\r\nremote_user: admin\r\n{ALICE_BASIC}\r\n"
+        );
+        let mut client = FakePeer::sending(&[req.as_bytes()]);
+        let mut app = FakeApp::answering(&[OK_RESPONSE]);
+        assert_eq!(run(&mut client, &mut app), End::ClientClosed);
+        let seen = app.received_text();
+        assert!(seen.contains("Remote-User: alice\r\n"), "{seen}");
+        assert!(!seen.to_ascii_lowercase().contains("admin"), "{seen}");
+        assert!(client.sent.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(client.sent.ends_with(b"hello"));
+    }
+
+    #[test]
+    fn an_anonymous_client_gets_401_and_the_app_sees_nothing() {
+        let mut client = FakePeer::sending(&[b"GET /app HTTP/1.1\r\nHost: gw\r\n\r\n"]);
+        let mut app = FakeApp::answering(&[OK_RESPONSE]);
+        run(&mut client, &mut app);
+        assert!(
+            client.sent.starts_with(b"HTTP/1.1 401 "),
+            "{:?}",
+            String::from_utf8_lossy(&client.sent)
+        );
+        assert!(app.received.is_empty());
+    }
+
+    #[test]
+    fn a_pipelined_second_request_is_judged_on_its_own() {
+        let first = format!("GET /one HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}\r\n");
+        let second = "GET /two HTTP/1.1\r\nHost: gw\r\nRemote-User: mallory\r\n\r\n";
+        let both = format!("{first}{second}");
+        let mut client = FakePeer::sending(&[both.as_bytes()]);
+        let mut app = FakeApp::answering(&[OK_RESPONSE, OK_RESPONSE]);
+        run(&mut client, &mut app);
+        assert_eq!(
+            app.received.len(),
+            1,
+            "only the authenticated request is forwarded"
+        );
+        let sent = String::from_utf8_lossy(&client.sent);
+        assert!(sent.starts_with("HTTP/1.1 200 OK\r\n"), "{sent}");
+        assert!(sent.contains("HTTP/1.1 401 "), "{sent}");
+        assert!(!app.received_text().contains("mallory"));
+    }
+
+    #[test]
+    fn a_chunked_request_body_is_relayed_without_its_trailers() {
+        let req = format!(
+            "POST /upload HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}Transfer-Encoding: chunked\r\n\r\n"
+        );
+        let body: &[u8] = b"5\r\nhello\r\n0\r\nRemote-User: admin\r\n\r\n";
+        let mut client = FakePeer::sending(&[req.as_bytes(), &body[..4], &body[4..]]);
+        let mut app = FakeApp::answering(&[OK_RESPONSE]);
+        assert_eq!(run(&mut client, &mut app), End::ClientClosed);
+        let seen = app.received_text();
+        assert!(seen.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{seen}");
+        assert!(!seen.contains("admin"), "{seen}");
+    }
+
+    #[test]
+    fn an_app_that_is_down_gives_502() {
+        let req = format!("GET /app HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}\r\n");
+        let mut client = FakePeer::sending(&[req.as_bytes()]);
+        let mut app = FakeApp::answering(&[]);
+        app.down = true;
+        assert_eq!(run(&mut client, &mut app), End::UpstreamFailed);
+        assert!(client.sent.starts_with(b"HTTP/1.1 502 "));
+    }
+
+    #[test]
+    fn an_app_that_answers_garbage_gives_502() {
+        let req = format!("GET /app HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}\r\n");
+        let mut client = FakePeer::sending(&[req.as_bytes()]);
+        let mut app = FakeApp::answering(&[b"SSH-2.0-OpenSSH\r\n\r\n"]);
+        assert_eq!(run(&mut client, &mut app), End::UpstreamFailed);
+        assert!(client.sent.starts_with(b"HTTP/1.1 502 "));
+    }
+
+    #[test]
+    fn a_close_delimited_response_is_relayed_and_ends_the_client_connection() {
+        let req = format!("GET /app HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}\r\n");
+        let mut client = FakePeer::sending(&[req.as_bytes()]);
+        let mut app = FakeApp::answering(&[b"HTTP/1.1 200 OK\r\n\r\nstreamed until close"]);
+        assert_eq!(run(&mut client, &mut app), End::Closed);
+        assert!(client.sent.ends_with(b"streamed until close"));
+    }
+
+    #[test]
+    fn a_head_larger_than_the_buffer_gets_431() {
+        let mut req = b"GET /app HTTP/1.1\r\nHost: gw\r\nX-Filler: ".to_vec();
+        req.resize(REQUEST_BUFFER_LEN + 10, b'a');
+        let mut client = FakePeer::sending(&[&req]);
+        let mut app = FakeApp::answering(&[]);
+        assert_eq!(run(&mut client, &mut app), End::HeadTooLarge);
+        assert!(client.sent.starts_with(b"HTTP/1.1 431 "));
     }
 
     #[test]
@@ -263,10 +878,19 @@ mod tests {
             (&[][..], timeouts.idle, End::Idle),
             (&[&HEALTH[..10]][..], timeouts.head_read, End::HeadTimeout),
         ] {
-            let mut client = FakeClient::new(chunks);
+            let mut client = FakePeer::sending(chunks);
             client.hang = true;
-            let mut bufs = work_buffers();
-            let mut future = pin!(serve(&mut client, &mut bufs, &timeouts));
+            let mut app = FakeApp::answering(&[]);
+            let mut request = vec![0u8; REQUEST_BUFFER_LEN];
+            let mut out = vec![0u8; OUT_BUFFER_LEN];
+            let mut future = pin!(serve(
+                &mut client,
+                peer(),
+                &mut app,
+                &mut request,
+                &mut out,
+                engine()
+            ));
             let mut cx = Context::from_waker(std::task::Waker::noop());
             assert!(future.as_mut().poll(&mut cx).is_pending());
             MockDriver::get().advance(waited - Duration::from_millis(1));

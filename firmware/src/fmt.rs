@@ -26,3 +26,18 @@ macro_rules! warn { ($($arg:tt)+) => { log_at!(warn, $($arg)+) }; }
 macro_rules! error { ($($arg:tt)+) => { log_at!(error, $($arg)+) }; }
 #[allow(unused_macros)]
 macro_rules! debug { ($($arg:tt)+) => { log_at!(debug, $($arg)+) }; }
+
+/// An error that has `Display` (core's errors) as a `{}` log argument: through
+/// `defmt::Display2Format` under defmt, as itself otherwise.
+#[cfg(feature = "defmt")]
+macro_rules! display {
+    ($e:expr) => {
+        ::defmt::Display2Format(&$e)
+    };
+}
+#[cfg(not(feature = "defmt"))]
+macro_rules! display {
+    ($e:expr) => {
+        $e
+    };
+}

@@ -16,11 +16,18 @@
 #[macro_use]
 mod fmt;
 
+pub mod boot;
+pub mod config;
 pub mod connection;
+pub mod ram_flash;
+pub mod random;
 pub mod server;
+pub mod state;
+pub mod store;
 
 pub use connection::{ConnectionBuffers, Timeouts};
-pub use server::{Gateway, Settings, spawn};
+pub use server::spawn;
+pub use state::{Engine, EngineParts};
 
 /// Connection tasks, and so the number of clients served at once. A client beyond it is refused
 /// by the TCP stack (no listening socket is free) until a task is done.

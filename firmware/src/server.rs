@@ -1,56 +1,40 @@
 //! The connection tasks: a fixed pool, each listening on the gateway port and serving one client
-//! at a time.
+//! at a time, each with its own buffers (in the task's static storage).
+
+use core::net::IpAddr;
 
 use embassy_executor::{SpawnError, Spawner};
-use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, with_timeout};
+use gatehouse_core::peer::Peer;
 
 use crate::MAX_CONNECTIONS;
-use crate::connection::{self, ConnectionBuffers, Timeouts};
+use crate::connection::{self, ConnectionBuffers, Upstream};
+use crate::state::Engine;
 
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
-
-/// What the board configures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// TCP port gatehouse listens on.
-    pub listen_port: u16,
-    pub timeouts: Timeouts,
-}
-
-/// State shared by all connection tasks.
-pub struct Gateway {
-    pub settings: Settings,
-}
-
-impl Gateway {
-    pub const fn new(settings: Settings) -> Self {
-        Self { settings }
-    }
-}
 
 /// Spawns the [`MAX_CONNECTIONS`] connection tasks.
 pub fn spawn(
     spawner: &Spawner,
     stack: Stack<'static>,
-    gateway: &'static Gateway,
+    engine: &'static Engine,
 ) -> Result<(), SpawnError> {
     for slot in 0..MAX_CONNECTIONS {
-        spawner.spawn(connection_task(stack, gateway, slot)?);
+        spawner.spawn(connection_task(stack, engine, slot)?);
     }
     info!(
         "gateway: {} connection tasks on port {}",
-        MAX_CONNECTIONS, gateway.settings.listen_port
+        MAX_CONNECTIONS, engine.listen_port
     );
     Ok(())
 }
 
 #[embassy_executor::task(pool_size = MAX_CONNECTIONS)]
-async fn connection_task(stack: Stack<'static>, gateway: &'static Gateway, slot: usize) -> ! {
+async fn connection_task(stack: Stack<'static>, engine: &'static Engine, slot: usize) -> ! {
     let mut bufs = ConnectionBuffers::new();
-    let settings = gateway.settings;
     loop {
         let ConnectionBuffers {
             client_rx,
@@ -58,14 +42,74 @@ async fn connection_task(stack: Stack<'static>, gateway: &'static Gateway, slot:
             work,
         } = &mut bufs;
         let mut socket = TcpSocket::new(stack, client_rx, client_tx);
-        if let Err(e) = socket.accept(settings.listen_port).await {
+        if let Err(e) = socket.accept(engine.listen_port).await {
             warn!("slot {}: accept failed: {:?}", slot, e);
             continue;
         }
-        let end = connection::serve(&mut socket, work, &settings.timeouts).await;
+        // Keep-alive and head timeouts are the engine's business; this one only frees a slot
+        // whose peer vanished without a word.
+        socket.set_timeout(Some(engine.timeouts.idle + engine.timeouts.idle));
+        let Some(remote) = socket.remote_endpoint() else {
+            socket.abort();
+            continue;
+        };
+        let peer = Peer::Ip(IpAddr::from(remote.addr));
+        let mut upstream = TcpUpstream {
+            stack,
+            endpoint: engine.upstream,
+            rx: &mut work.upstream_rx,
+            tx: &mut work.upstream_tx,
+            idle: engine.timeouts.idle,
+        };
+        let end = connection::serve(
+            &mut socket,
+            peer,
+            &mut upstream,
+            &mut work.request,
+            &mut work.out,
+            engine,
+        )
+        .await;
         debug!("slot {}: connection ended: {:?}", slot, end);
         socket.close();
         let _ = with_timeout(CLOSE_FLUSH, socket.flush()).await;
         socket.abort();
+    }
+}
+
+/// The app, over TCP through the same stack.
+struct TcpUpstream<'b> {
+    stack: Stack<'static>,
+    endpoint: IpEndpoint,
+    rx: &'b mut [u8],
+    tx: &'b mut [u8],
+    idle: Duration,
+}
+
+impl Upstream for TcpUpstream<'_> {
+    type Conn<'a>
+        = TcpSocket<'a>
+    where
+        Self: 'a;
+
+    async fn connect(&mut self) -> Option<TcpSocket<'_>> {
+        let mut socket = TcpSocket::new(self.stack, self.rx, self.tx);
+        socket.set_timeout(Some(self.idle + self.idle));
+        match socket.connect(self.endpoint).await {
+            Ok(()) => Some(socket),
+            Err(e) => {
+                warn!("connecting to the app failed: {:?}", e);
+                None
+            }
+        }
+    }
+
+    async fn disconnect<'a>(mut conn: TcpSocket<'a>)
+    where
+        Self: 'a,
+    {
+        conn.close();
+        let _ = with_timeout(CLOSE_FLUSH, conn.flush()).await;
+        conn.abort();
     }
 }

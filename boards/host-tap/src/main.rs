@@ -1,43 +1,52 @@
 //! gatehouse firmware on Linux: the same board-independent gateway as on a microcontroller, with
 //! embassy's std executor and a TAP device as its Ethernet port.
 //!
-//! Board bring-up only: open the TAP device, start the network stack, hand it to
-//! `gatehouse-firmware`. The TAP device (and the network namespace around it) is made by whoever
-//! runs this (see `e2e.sh`); this program needs no privilege beyond opening it.
+//! Board bring-up only: open the TAP device, read the configuration region from a file (what a
+//! board's flash partition holds), open the write-back store (a file with flash rules), start
+//! the network stack, hand it to `gatehouse-firmware`. The TAP device (and the network
+//! namespace around it) is made by whoever runs this (see `e2e.sh`).
 //!
 //! ```text
-//! gatehouse-host-tap --tap tap0 --address 192.0.2.15/24 [--gateway 192.0.2.1] [--port 80]
+//! gatehouse-host-tap --tap tap0 --config region.bin --state store.bin [--address A.B.C.D/LEN]
 //! ```
 
+mod file_flash;
+
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use embassy_executor::{Executor, Spawner};
-use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use embassy_net::{Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
-use gatehouse_firmware::{Gateway, SOCKETS_NEEDED, Settings, Timeouts};
+use file_flash::FileFlash;
+use gatehouse_firmware::config::{self, Provisioned};
+use gatehouse_firmware::store::{STORE_BUFFER_LEN, Store};
+use gatehouse_firmware::{Engine, SOCKETS_NEEDED};
 use static_cell::StaticCell;
 
 struct Args {
     tap: String,
-    address: Ipv4Cidr,
-    gateway: Option<Ipv4Address>,
-    port: u16,
+    config: PathBuf,
+    state: PathBuf,
+    address: Option<Ipv4Cidr>,
 }
 
-const USAGE: &str =
-    "usage: gatehouse-host-tap --tap NAME --address A.B.C.D/LEN [--gateway A.B.C.D] [--port N]";
+const USAGE: &str = "usage: gatehouse-host-tap --tap NAME --config REGION_FILE --state STORE_FILE [--address A.B.C.D/LEN]";
 
 fn parse_args() -> Result<Args, String> {
     let mut tap = None;
+    let mut config = None;
+    let mut state = None;
     let mut address = None;
-    let mut gateway = None;
-    let mut port = 80;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--tap" => tap = Some(value()?),
+            "--config" => config = Some(PathBuf::from(value()?)),
+            "--state" => state = Some(PathBuf::from(value()?)),
             "--address" => {
                 let text = value()?;
                 let (ip, len) = text
@@ -51,26 +60,15 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--address {text}: prefix length must be 0..=32"))?;
                 address = Some(Ipv4Cidr::new(ip, len));
             }
-            "--gateway" => {
-                let text = value()?;
-                gateway = Some(
-                    text.parse::<Ipv4Addr>()
-                        .map_err(|e| format!("--gateway {text}: {e}"))?,
-                );
-            }
-            "--port" => {
-                let text = value()?;
-                port = text.parse().map_err(|e| format!("--port {text}: {e}"))?;
-            }
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     Ok(Args {
         tap: tap.ok_or_else(|| format!("--tap is required\n{USAGE}"))?,
-        address: address.ok_or_else(|| format!("--address is required\n{USAGE}"))?,
-        gateway,
-        port,
+        config: config.ok_or_else(|| format!("--config is required\n{USAGE}"))?,
+        state: state.ok_or_else(|| format!("--state is required\n{USAGE}"))?,
+        address,
     })
 }
 
@@ -83,51 +81,108 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let device = match TunTapDevice::new(&args.tap) {
-        Ok(device) => device,
-        Err(e) => {
-            eprintln!("cannot open TAP device {}: {e}", args.tap);
-            return ExitCode::from(1);
+    match prepare(&args) {
+        Ok(ready) => {
+            static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+            EXECUTOR
+                .init(Executor::new())
+                .run(move |spawner| start(&spawner, ready))
         }
-    };
-
-    static EXECUTOR: StaticCell<Executor> = StaticCell::new();
-    EXECUTOR
-        .init(Executor::new())
-        .run(move |spawner| boot(&spawner, device, args));
+        Err(message) => {
+            log::error!("{message}; not serving");
+            ExitCode::from(1)
+        }
+    }
 }
 
-fn boot(spawner: &Spawner, device: TunTapDevice, args: Args) {
-    static RESOURCES: StaticCell<StackResources<{ SOCKETS_NEEDED }>> = StaticCell::new();
-    static GATEWAY_STATE: StaticCell<Gateway> = StaticCell::new();
+struct Ready {
+    device: TunTapDevice,
+    provisioned: &'static Provisioned<'static>,
+    engine: &'static Engine,
+    store: Store<FileFlash>,
+    address: Ipv4Cidr,
+    seed: [u8; 32],
+}
 
-    let mut seed = [0u8; 8];
-    if let Err(e) = getrandom::fill(&mut seed) {
-        log::error!("no randomness from the OS: {e}");
-        std::process::exit(1);
-    }
+fn prepare(args: &Args) -> Result<Ready, String> {
+    static PROVISIONED: StaticCell<Provisioned<'static>> = StaticCell::new();
+    static STORE_BUFFER: StaticCell<[u8; STORE_BUFFER_LEN]> = StaticCell::new();
+
+    let region = std::fs::read(&args.config)
+        .map_err(|e| format!("configuration region {}: {e}", args.config.display()))?;
+    let region: &'static [u8] = Box::leak(region.into_boxed_slice());
+    let provisioned = config::parse_region(region)
+        .map_err(|e| format!("configuration region {}: {e:?}", args.config.display()))?;
+    let provisioned = PROVISIONED.init(provisioned);
+
+    let flash = FileFlash::open(&args.state)
+        .map_err(|e| format!("write-back store {}: {e}", args.state.display()))?;
+    let mut store = Store::new(
+        flash,
+        0..file_flash::LEN as u32,
+        STORE_BUFFER.init([0; STORE_BUFFER_LEN]),
+        provisioned.region_crc,
+    )
+    .ok_or("write-back store layout")?;
+
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    // This board has a real clock.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| format!("system clock: {e}"))?
+        .as_secs();
+    let engine = embassy_futures::block_on(gatehouse_firmware::boot::make_engine(
+        provisioned,
+        &mut store,
+        seed,
+        Some(now),
+    ))
+    .map_err(|e| format!("cannot start the gateway: {e:?}"))?;
+
+    let device = TunTapDevice::new(&args.tap)
+        .map_err(|e| format!("cannot open TAP device {}: {e}", args.tap))?;
+    let address = args
+        .address
+        .or(provisioned.settings.address)
+        .ok_or("no address: give --address or \"address\" in the configuration")?;
+    Ok(Ready {
+        device,
+        provisioned,
+        engine,
+        store,
+        address,
+        seed,
+    })
+}
+
+fn start(spawner: &Spawner, ready: Ready) {
+    static RESOURCES: StaticCell<StackResources<{ SOCKETS_NEEDED }>> = StaticCell::new();
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
-        address: args.address,
-        gateway: args.gateway,
+        address: ready.address,
+        gateway: ready.provisioned.settings.gateway,
         dns_servers: heapless::Vec::new(),
     });
+    let mut net_seed = [0u8; 8];
+    net_seed.copy_from_slice(&ready.seed[24..]);
     let (stack, runner) = embassy_net::new(
-        device,
+        ready.device,
         config,
         RESOURCES.init(StackResources::new()),
-        u64::from_le_bytes(seed),
+        u64::from_le_bytes(net_seed),
     );
     spawner.spawn(or_exit(net_task(runner)));
-
-    let gateway = GATEWAY_STATE.init(Gateway::new(Settings {
-        listen_port: args.port,
-        timeouts: Timeouts::default(),
-    }));
-    if let Err(e) = gatehouse_firmware::spawn(spawner, stack, gateway) {
+    spawner.spawn(or_exit(store_task(ready.store, ready.engine)));
+    if let Err(e) = gatehouse_firmware::spawn(spawner, stack, ready.engine) {
         log::error!("connection tasks could not be spawned: {e:?}");
         std::process::exit(1);
     }
-    spawner.spawn(or_exit(report_ready(stack, args.address, args.port)));
+    log::info!(
+        "serving on {}:{}, app at {}",
+        ready.address.address(),
+        ready.engine.listen_port,
+        ready.engine.upstream
+    );
 }
 
 fn or_exit<T>(token: Result<T, embassy_executor::SpawnError>) -> T {
@@ -143,7 +198,6 @@ async fn net_task(mut runner: embassy_net::Runner<'static, TunTapDevice>) -> ! {
 }
 
 #[embassy_executor::task]
-async fn report_ready(stack: Stack<'static>, address: Ipv4Cidr, port: u16) {
-    stack.wait_config_up().await;
-    log::info!("listening on {}:{}", address.address(), port);
+async fn store_task(store: Store<FileFlash>, engine: &'static Engine) -> ! {
+    store.run(engine).await
 }

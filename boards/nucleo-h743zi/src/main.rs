@@ -1,21 +1,31 @@
 //! gatehouse on the ST Nucleo-H743ZI: STM32H743 at 400 MHz, on-chip Ethernet MAC with the
 //! board's LAN8742A PHY over RMII, hardware RNG, internal flash.
 //!
-//! Board bring-up only: clocks, the Ethernet driver, the RNG seed, the network stack; the gateway
-//! itself is `gatehouse-firmware`. Logs go out over RTT (defmt); `cargo run --release` flashes
-//! and runs through a debug probe with probe-rs.
+//! Board bring-up only: clocks, the RNG seed, the configuration region and the write-back
+//! store in the internal flash's second bank, the Ethernet driver, the network stack; the
+//! gateway itself is `gatehouse-firmware`. Logs go out over RTT (defmt); `cargo run --release`
+//! flashes and runs through a debug probe with probe-rs.
+//!
+//! Flash layout (bank 2, 128 KiB sectors; the image lives in bank 1):
+//! - `0x0810_0000` sector 8: the configuration region, written at provisioning
+//!   (`probe-rs download --binary-format bin --base-address 0x08100000 region.bin`);
+//! - `0x0812_0000`..`0x0816_0000` sectors 9-10: the write-back store.
 #![no_std]
 #![no_main]
 
 use defmt::{error, info};
 use defmt_rtt as _;
+use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
-use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_stm32::bind_interrupts;
 use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
+use embassy_stm32::flash::{Blocking, FLASH_BASE, Flash};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
-use gatehouse_firmware::{Gateway, SOCKETS_NEEDED, Settings, Timeouts};
+use gatehouse_firmware::config::{self, MAX_REGION_LEN, Provisioned};
+use gatehouse_firmware::store::{STORE_BUFFER_LEN, Store};
+use gatehouse_firmware::{Engine, SOCKETS_NEEDED};
 use panic_probe as _;
 use static_cell::StaticCell;
 
@@ -25,33 +35,76 @@ bind_interrupts!(struct Irqs {
 });
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+type StoreFlash = BlockingAsync<Flash<'static, Blocking>>;
 
-/// Static address until the configuration region names one.
-const ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 1, 80);
-const PREFIX_LEN: u8 = 24;
-const GATEWAY: Ipv4Address = Ipv4Address::new(192, 168, 1, 1);
-const LISTEN_PORT: u16 = 80;
+const CONFIG_REGION: usize = 0x0810_0000;
+const STORE_START: u32 = 0x0812_0000;
+const STORE_END: u32 = 0x0816_0000;
+
+/// Used when the configuration names no address.
+const DEFAULT_ADDRESS: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(192, 168, 1, 80), 24);
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     static PACKETS: StaticCell<PacketQueue<4, 4>> = StaticCell::new();
     static RESOURCES: StaticCell<StackResources<{ SOCKETS_NEEDED }>> = StaticCell::new();
-    static GATEWAY_STATE: StaticCell<Gateway> = StaticCell::new();
+    static PROVISIONED: StaticCell<Provisioned<'static>> = StaticCell::new();
+    static STORE_BUFFER: StaticCell<[u8; STORE_BUFFER_LEN]> = StaticCell::new();
 
     let p = embassy_stm32::init(clocks());
     info!("gatehouse on Nucleo-H743ZI");
 
     let mut rng = Rng::new(p.RNG, Irqs);
-    let mut seed = [0u8; 8];
+    let mut seed = [0u8; 32];
     if let Err(e) = rng.async_fill_bytes(&mut seed).await {
-        error!("hardware RNG failed: {}", e);
+        error!("hardware RNG failed: {}; not serving", e);
         return;
     }
+
+    // SAFETY: the region is internal flash, memory-mapped and read-only here (the write-back
+    // store uses other sectors); nothing else holds a reference to it.
+    let region: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(CONFIG_REGION as *const u8, MAX_REGION_LEN) };
+    let provisioned = match config::parse_region(region) {
+        Ok(provisioned) => PROVISIONED.init(provisioned),
+        Err(e) => {
+            error!(
+                "configuration region at {=usize:#x}: {}; not serving",
+                CONFIG_REGION, e
+            );
+            return;
+        }
+    };
+
+    let flash = BlockingAsync::new(Flash::new_blocking(p.FLASH));
+    let base = FLASH_BASE as u32;
+    let Some(mut store) = Store::new(
+        flash,
+        STORE_START - base..STORE_END - base,
+        STORE_BUFFER.init([0; STORE_BUFFER_LEN]),
+        provisioned.region_crc,
+    ) else {
+        error!("write-back store layout; not serving");
+        return;
+    };
+    // Blocking flash: the boot future completes without waiting, and its state stays on this
+    // stack instead of in the main task forever.
+    let engine = match embassy_futures::block_on(gatehouse_firmware::boot::make_engine(
+        provisioned,
+        &mut store,
+        seed,
+        None,
+    )) {
+        Ok(engine) => engine,
+        Err(e) => {
+            error!("cannot start the gateway: {}; not serving", e);
+            return;
+        }
+    };
 
     // A locally administered unicast MAC derived from the chip's unique ID.
     let uid = embassy_stm32::uid::uid();
     let mac = [0x02, uid[0], uid[1], uid[2], uid[3], uid[4]];
-
     let device: Device = Ethernet::new(
         PACKETS.init(PacketQueue::new()),
         p.ETH,
@@ -69,44 +122,45 @@ async fn main(spawner: Spawner) {
         p.PC1, // MDC
     );
 
+    let settings = &provisioned.settings;
+    let address = settings.address.unwrap_or(DEFAULT_ADDRESS);
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
-        address: Ipv4Cidr::new(ADDRESS, PREFIX_LEN),
-        gateway: Some(GATEWAY),
+        address,
+        gateway: settings.gateway,
         dns_servers: heapless::Vec::new(),
     });
+    let mut net_seed = [0u8; 8];
+    net_seed.copy_from_slice(&seed[24..]);
     let (stack, runner) = embassy_net::new(
         device,
         config,
         RESOURCES.init(StackResources::new()),
-        u64::from_le_bytes(seed),
+        u64::from_le_bytes(net_seed),
     );
-    match net_task(runner) {
-        Ok(token) => spawner.spawn(token),
-        Err(_) => {
-            error!("network task could not be spawned");
-            return;
-        }
-    }
-
-    let gateway = GATEWAY_STATE.init(Gateway::new(Settings {
-        listen_port: LISTEN_PORT,
-        timeouts: Timeouts::default(),
-    }));
-    if gatehouse_firmware::spawn(&spawner, stack, gateway).is_err() {
-        error!("connection tasks could not be spawned");
+    let spawned = net_task(runner)
+        .map(|token| spawner.spawn(token))
+        .and_then(|()| store_task(store, engine).map(|token| spawner.spawn(token)))
+        .and_then(|()| gatehouse_firmware::spawn(&spawner, stack, engine));
+    if spawned.is_err() {
+        error!("tasks could not be spawned; not serving");
         return;
     }
-    report_ready(stack).await;
-}
-
-async fn report_ready(stack: Stack<'static>) {
-    stack.wait_config_up().await;
-    info!("listening on {}:{}", ADDRESS, LISTEN_PORT);
+    info!(
+        "serving on {}:{}, app at {}",
+        address.address(),
+        engine.listen_port,
+        engine.upstream
+    );
 }
 
 #[embassy_executor::task]
 async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
     runner.run().await
+}
+
+#[embassy_executor::task]
+async fn store_task(store: Store<StoreFlash>, engine: &'static Engine) -> ! {
+    store.run(engine).await
 }
 
 /// 400 MHz from the internal oscillator through PLL1; HSI48 for the RNG.

@@ -15,8 +15,11 @@ mod time_driver;
 
 use defmt_semihosting as _;
 use embassy_executor::Spawner;
-use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
-use gatehouse_firmware::{Gateway, SOCKETS_NEEDED, Settings, Timeouts};
+use embassy_net::{Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
+use gatehouse_firmware::config::{self, MAX_REGION_LEN, Provisioned};
+use gatehouse_firmware::ram_flash::RamFlash;
+use gatehouse_firmware::store::{STORE_BUFFER_LEN, Store};
+use gatehouse_firmware::{Engine, SOCKETS_NEEDED};
 use static_cell::StaticCell;
 
 /// Where the AN386 image maps the LAN9118.
@@ -24,11 +27,18 @@ const LAN9118_BASE: usize = 0x4020_0000;
 /// Its interrupt line.
 const LAN9118_IRQ: u16 = 13;
 
-/// The guest's address on QEMU's user-mode network (see `run-qemu.sh`).
-const ADDRESS: Ipv4Address = Ipv4Address::new(192, 0, 2, 15);
-const PREFIX_LEN: u8 = 24;
-const GATEWAY: Ipv4Address = Ipv4Address::new(192, 0, 2, 2);
-const LISTEN_PORT: u16 = 80;
+/// The configuration region, loaded by QEMU (`-device loader`) where a real board's flash
+/// partition would hold it; `memory.x` keeps the image below it.
+const CONFIG_REGION: usize = 0x0038_0000;
+/// The write-back store: four 8 KiB "pages" of code RAM with NOR-flash rules. QEMU has no
+/// flash that outlives the run, so what is written back lasts until QEMU exits.
+const STORE_BASE: usize = 0x0039_0000;
+const STORE_LEN: usize = 4 * gatehouse_firmware::ram_flash::RAM_FLASH_PAGE;
+
+/// The guest's address on QEMU's user-mode network (see `qemu-args.sh`), unless the
+/// configuration names another.
+const DEFAULT_ADDRESS: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(192, 0, 2, 15), 24);
+const DEFAULT_GATEWAY: Ipv4Address = Ipv4Address::new(192, 0, 2, 2);
 
 defmt::timestamp!("{=u64:ms}", embassy_time::Instant::now().as_millis());
 
@@ -49,19 +59,68 @@ fn main() -> ! {
         fail("core peripherals already taken");
     };
     time_driver::init(core.SYST);
-    EXECUTOR
-        .init(executor::Executor::new())
-        .run(|spawner| boot(&spawner));
+    EXECUTOR.init(executor::Executor::new()).run(|spawner| {
+        // Boot runs to completion before the executor starts: its flash accesses never wait
+        // (the store is RAM), and its state then lives on this stack, not in a task forever.
+        embassy_futures::block_on(boot(spawner));
+    });
 }
 
-fn boot(spawner: &Spawner) {
+async fn boot(spawner: Spawner) {
     static RESOURCES: StaticCell<StackResources<{ SOCKETS_NEEDED }>> = StaticCell::new();
-    static GATEWAY_STATE: StaticCell<Gateway> = StaticCell::new();
+    static PROVISIONED: StaticCell<Provisioned<'static>> = StaticCell::new();
+    static STORE_BUFFER: StaticCell<[u8; STORE_BUFFER_LEN]> = StaticCell::new();
 
     defmt::info!("gatehouse on qemu mps2-an386 (Cortex-M4F, LAN9118)");
     defmt::warn!(
         "this board has no hardware RNG: its random seed is predictable, for testing only"
     );
+
+    // SAFETY: CONFIG_REGION..+MAX_REGION_LEN is code RAM that memory.x keeps out of the image
+    // and nothing writes to; it is only ever read, through this one shared slice.
+    let region: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(CONFIG_REGION as *const u8, MAX_REGION_LEN) };
+    let provisioned = match config::parse_region(region) {
+        Ok(provisioned) => PROVISIONED.init(provisioned),
+        Err(e) => {
+            defmt::error!(
+                "configuration region at {=usize:#x}: {}; not serving",
+                CONFIG_REGION,
+                e
+            );
+            return;
+        }
+    };
+
+    // SAFETY: STORE_BASE..+STORE_LEN is code RAM that memory.x keeps out of the image; this is
+    // the only reference to it, handed to the store for the rest of the run.
+    let store_memory: &'static mut [u8] =
+        unsafe { core::slice::from_raw_parts_mut(STORE_BASE as *mut u8, STORE_LEN) };
+    // Erased, as a new flash part would be.
+    store_memory.fill(0xff);
+    let Some(mut store) = Store::new(
+        RamFlash::new(store_memory),
+        0..STORE_LEN as u32,
+        STORE_BUFFER.init([0; STORE_BUFFER_LEN]),
+        provisioned.region_crc,
+    ) else {
+        fail("write-back store layout");
+    };
+
+    let engine = match gatehouse_firmware::boot::make_engine(
+        provisioned,
+        &mut store,
+        test_only_seed(),
+        None,
+    )
+    .await
+    {
+        Ok(engine) => engine,
+        Err(e) => {
+            defmt::error!("cannot start the gateway: {}; not serving", e);
+            return;
+        }
+    };
 
     let device = match lan9118::Lan9118::new(LAN9118_BASE) {
         Ok(device) => device,
@@ -76,27 +135,32 @@ fn boot(spawner: &Spawner) {
     // unmask (see lan9118::IRQ_CFG_ENABLE_HIGH_PUSH_PULL); its handler is `DefaultHandler`.
     unsafe { cortex_m::peripheral::NVIC::unmask(Irq(LAN9118_IRQ)) };
 
+    let settings = &provisioned.settings;
+    let address = settings.address.unwrap_or(DEFAULT_ADDRESS);
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
-        address: Ipv4Cidr::new(ADDRESS, PREFIX_LEN),
-        gateway: Some(GATEWAY),
+        address,
+        gateway: Some(settings.gateway.unwrap_or(DEFAULT_GATEWAY)),
         dns_servers: heapless::Vec::new(),
     });
+    let mut net_seed = [0u8; 8];
+    net_seed.copy_from_slice(&test_only_seed()[..8]);
     let (stack, runner) = embassy_net::new(
         device,
         config,
         RESOURCES.init(StackResources::new()),
-        test_only_seed(),
+        u64::from_le_bytes(net_seed),
     );
     spawner.spawn(unwrap_spawn(net_task(runner)));
-
-    let gateway = GATEWAY_STATE.init(Gateway::new(Settings {
-        listen_port: LISTEN_PORT,
-        timeouts: Timeouts::default(),
-    }));
-    if gatehouse_firmware::spawn(spawner, stack, gateway).is_err() {
+    spawner.spawn(unwrap_spawn(store_task(store, engine)));
+    if gatehouse_firmware::spawn(&spawner, stack, engine).is_err() {
         fail("connection tasks could not be spawned");
     }
-    spawner.spawn(unwrap_spawn(report_ready(stack)));
+    defmt::info!(
+        "serving on {}:{}, app at {}",
+        address.address(),
+        engine.listen_port,
+        engine.upstream
+    );
 }
 
 fn unwrap_spawn<T>(token: Result<T, embassy_executor::SpawnError>) -> T {
@@ -112,18 +176,23 @@ async fn net_task(mut runner: embassy_net::Runner<'static, lan9118::Lan9118>) ->
 }
 
 #[embassy_executor::task]
-async fn report_ready(stack: Stack<'static>) {
-    stack.wait_config_up().await;
-    defmt::info!("listening on {}:{}", ADDRESS, LISTEN_PORT);
+async fn store_task(store: Store<RamFlash<'static>>, engine: &'static Engine) -> ! {
+    store.run(engine).await
 }
 
-/// A seed mixed from the LAN9118's free-running counter (25 MHz since QEMU started). Predictable
-/// by design of this machine, which has no entropy source: for tests only.
-fn test_only_seed() -> u64 {
+/// 32 bytes mixed from the LAN9118's free-running counter (25 MHz since QEMU started).
+/// Predictable by design of this machine, which has no entropy source: for tests only.
+fn test_only_seed() -> [u8; 32] {
     const FREE_RUN: usize = LAN9118_BASE + 0x9c;
-    // SAFETY: FREE_RUN is a read-only counter register of the LAN9118 brought up above.
+    // SAFETY: FREE_RUN is a read-only counter register of the LAN9118.
     let counter = unsafe { core::ptr::read_volatile(FREE_RUN as *const u32) };
-    splitmix64(0x6761_7465_686f_7573 ^ u64::from(counter))
+    let mut state = 0x6761_7465_686f_7573 ^ u64::from(counter);
+    let mut seed = [0u8; 32];
+    for chunk in seed.chunks_mut(8) {
+        state = splitmix64(state);
+        chunk.copy_from_slice(&state.to_le_bytes());
+    }
+    seed
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -156,7 +225,11 @@ fn fail(why: &'static str) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    defmt::error!("panic: {}", defmt::Display2Format(info));
+    // The location only: formatting the message would link all of core::fmt.
+    match info.location() {
+        Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
+        None => defmt::error!("panic"),
+    }
     exit_failure()
 }
 

@@ -1,0 +1,93 @@
+//! Turning a provisioned configuration into a running engine: the same steps on every board.
+
+use embedded_storage_async::nor_flash::NorFlash;
+use gatehouse_core::session::{SessionKey, SessionKeys};
+use gatehouse_core::users::UserTable;
+use static_cell::StaticCell;
+
+use crate::config::Provisioned;
+use crate::random::Drbg;
+use crate::state::{Engine, EngineParts, Trusted};
+use crate::store::{Store, StoreError};
+
+/// Why the board cannot serve. It logs the reason and stays down: it never serves with a
+/// half-read configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BootError {
+    /// `trusted_sources` does not parse (the log names the entry).
+    TrustedSources,
+    /// The provisioned users JSON is not a users table (the log says why).
+    Users,
+    /// The write-back store failed.
+    Store(StoreError),
+    /// Called twice.
+    AlreadyStarted,
+}
+
+/// Makes the engine from a checked configuration region, the write-back store and the board's
+/// random seed: parses the trusted sources, loads the users (the store's write-back when it
+/// belongs to this region, else the region's), and reads or creates the session key.
+/// `clock_base_unix` overrides the configuration's `clock_unix` on boards with a real clock.
+pub async fn make_engine<F: NorFlash>(
+    provisioned: &'static Provisioned<'static>,
+    store: &mut Store<F>,
+    seed: [u8; 32],
+    clock_base_unix: Option<u64>,
+) -> Result<&'static Engine, BootError> {
+    static TRUSTED: StaticCell<Trusted> = StaticCell::new();
+    static KEYS: StaticCell<SessionKeys> = StaticCell::new();
+    static ENGINE: StaticCell<Engine> = StaticCell::new();
+
+    let settings = &provisioned.settings;
+    let trusted = Trusted::parse(settings.trusted_sources).map_err(|e| {
+        error!("trusted_sources: {}", display!(e));
+        BootError::TrustedSources
+    })?;
+    if trusted.is_empty() {
+        info!("trusted_sources is empty: no identity header is believed");
+    }
+    let users = match store.load_users().await.map_err(BootError::Store)? {
+        Some(users) => {
+            info!("users: {} from the write-back store", users.len());
+            users
+        }
+        None => {
+            let users = UserTable::from_json(provisioned.users_json).map_err(|e| {
+                error!("users JSON in the configuration region: {}", display!(e));
+                BootError::Users
+            })?;
+            info!("users: {} from the configuration region", users.len());
+            users
+        }
+    };
+    let mut drbg = Drbg::new(&seed);
+    let key = store
+        .session_key(|| {
+            let mut key = [0u8; 32];
+            drbg.fill(&mut key);
+            key
+        })
+        .await
+        .map_err(BootError::Store)?;
+    let mut engine_seed = [0u8; 32];
+    drbg.fill(&mut engine_seed);
+
+    let trusted = TRUSTED.try_init(trusted).ok_or(BootError::AlreadyStarted)?;
+    let keys = KEYS
+        .try_init(SessionKeys::new(SessionKey::from_bytes(key)))
+        .ok_or(BootError::AlreadyStarted)?;
+    let engine = Engine::new(EngineParts {
+        config: settings.gateway_config(),
+        trusted,
+        keys,
+        users,
+        seed: engine_seed,
+        clock_base_unix: clock_base_unix.unwrap_or(settings.clock_unix),
+        upstream: settings.upstream,
+        listen_port: settings.listen_port,
+        timeouts: settings.timeouts,
+    });
+    let engine: &'static Engine = ENGINE.try_init(engine).ok_or(BootError::AlreadyStarted)?;
+    Ok(engine)
+}

@@ -1,0 +1,152 @@
+//! What all connection tasks share: the core engine with its configuration, and the mutable
+//! state its decisions read and update (users, login throttle, credential cache), behind one
+//! lock. Capacities are fixed here, at compile time.
+
+use core::cell::RefCell;
+
+use embassy_net::IpEndpoint;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::signal::Signal;
+use embassy_time::Instant;
+use gatehouse_core::credential_cache::CredentialCache;
+use gatehouse_core::gateway::{
+    Decision, Exchange, Gateway, GatewayConfig, PasswordCheck, RANDOM_LEN, Shared,
+};
+use gatehouse_core::session::SessionKeys;
+use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
+use gatehouse_core::trusted::TrustedSources;
+use gatehouse_core::users::UserTable;
+
+use crate::connection::Timeouts;
+use crate::random::Drbg;
+
+/// Users the board holds.
+pub const MAX_USERS: usize = 16;
+/// Entries of the trusted-sources list.
+pub const MAX_TRUSTED_SOURCES: usize = 8;
+/// Clients (networks and usernames) the login throttle remembers.
+pub const THROTTLE_SLOTS: usize = 32;
+/// Recently verified HTTP Basic credentials remembered.
+pub const CREDENTIAL_CACHE_SLOTS: usize = 8;
+/// How long a verified Basic credential is trusted without hashing again.
+pub const CREDENTIAL_CACHE_TTL_SECS: u64 = 300;
+
+/// The users table of a board.
+pub type Users = UserTable<MAX_USERS>;
+/// The trusted-sources list of a board.
+pub type Trusted = TrustedSources<MAX_TRUSTED_SOURCES>;
+
+/// The state decisions update.
+pub struct MutableState {
+    pub users: Users,
+    pub throttle: Throttle<THROTTLE_SLOTS>,
+    pub credentials: CredentialCache<CREDENTIAL_CACHE_SLOTS>,
+}
+
+/// Everything the connection tasks share. Made once at boot, then lives forever.
+pub struct Engine {
+    gateway: Gateway<'static, MAX_TRUSTED_SOURCES>,
+    state: Mutex<CriticalSectionRawMutex, RefCell<MutableState>>,
+    random: Mutex<CriticalSectionRawMutex, RefCell<Drbg>>,
+    /// UNIX time at boot: boards without a real-time clock count from the time the
+    /// configuration gives (sessions issued before a reboot then look foreign and a user logs
+    /// in again, which is the safe direction).
+    clock_base_unix: u64,
+    /// The app behind the gateway.
+    pub upstream: IpEndpoint,
+    /// TCP port gatehouse listens on.
+    pub listen_port: u16,
+    pub timeouts: Timeouts,
+    /// Raised when the users table changed and must be written back to flash.
+    pub users_changed: Signal<CriticalSectionRawMutex, ()>,
+}
+
+/// What a board hands to [`Engine::new`].
+pub struct EngineParts {
+    pub config: GatewayConfig<'static>,
+    pub trusted: &'static Trusted,
+    pub keys: &'static SessionKeys,
+    pub users: Users,
+    /// Random bytes for the DRBG (at least [`crate::random::SEED_LEN`]).
+    pub seed: [u8; 32],
+    pub clock_base_unix: u64,
+    pub upstream: IpEndpoint,
+    pub listen_port: u16,
+    pub timeouts: Timeouts,
+}
+
+impl Engine {
+    pub fn new(parts: EngineParts) -> Self {
+        let mut drbg = Drbg::new(&parts.seed);
+        let mut cache_key = [0u8; 32];
+        drbg.fill(&mut cache_key);
+        Self {
+            gateway: Gateway {
+                config: parts.config,
+                trusted: parts.trusted,
+                keys: parts.keys,
+            },
+            state: Mutex::new(RefCell::new(MutableState {
+                users: parts.users,
+                throttle: Throttle::new(ThrottlePolicy::DEFAULT),
+                credentials: CredentialCache::new(&cache_key, CREDENTIAL_CACHE_TTL_SECS),
+            })),
+            random: Mutex::new(RefCell::new(drbg)),
+            clock_base_unix: parts.clock_base_unix,
+            upstream: parts.upstream,
+            listen_port: parts.listen_port,
+            timeouts: parts.timeouts,
+            users_changed: Signal::new(),
+        }
+    }
+
+    /// Now, in UNIX seconds, as the engine counts it.
+    pub fn now_unix(&self) -> u64 {
+        self.clock_base_unix + Instant::now().as_secs()
+    }
+
+    /// Fresh random bytes for one request.
+    pub fn random(&self) -> [u8; RANDOM_LEN] {
+        let mut bytes = [0u8; RANDOM_LEN];
+        self.random.lock(|drbg| drbg.borrow_mut().fill(&mut bytes));
+        bytes
+    }
+
+    /// Asks the engine about the request at the start of `ex.bytes`.
+    pub fn decide(&self, ex: &Exchange<'_>, out: &mut [u8]) -> Decision {
+        self.state.lock(|state| {
+            let state = &mut *state.borrow_mut();
+            let mut shared = Shared {
+                users: &mut state.users,
+                throttle: &mut state.throttle,
+                credentials: &mut state.credentials,
+            };
+            self.gateway.decide(ex, &mut shared, out)
+        })
+    }
+
+    /// Completes a password check made outside the lock.
+    pub fn finish(
+        &self,
+        ex: &Exchange<'_>,
+        check: &PasswordCheck,
+        verified: bool,
+        out: &mut [u8],
+    ) -> Decision {
+        self.state.lock(|state| {
+            let state = &mut *state.borrow_mut();
+            let mut shared = Shared {
+                users: &mut state.users,
+                throttle: &mut state.throttle,
+                credentials: &mut state.credentials,
+            };
+            self.gateway.finish(ex, &mut shared, check, verified, out)
+        })
+    }
+
+    /// Runs `f` on the users table (for writing it back).
+    pub fn with_users<R>(&self, f: impl FnOnce(&Users) -> R) -> R {
+        self.state.lock(|state| f(&state.borrow().users))
+    }
+}
