@@ -619,16 +619,75 @@ fn spawn_logged(
     })
 }
 
-/// The firmware boards read their configuration from a provisioned blob; until the boards take
-/// one, only the default setup can run on them.
+/// The firmware boards read their configuration and users from a provisioned region; the
+/// harness writes one per case (`boards/provision.py`). Settings beyond users and trust, and
+/// UNIX sockets, are the daemon's alone for now.
 fn firmware_setup_supported(kind: Kind, setup: &Setup) -> Result<(), Unavailable> {
-    if *setup == Setup::default() {
+    if setup.settings.is_empty() && !setup.unix_listener {
         Ok(())
     } else {
         Err(Unavailable(format!(
-            "{kind}: the board cannot be provisioned with users, trusted sources or settings yet"
+            "{kind}: the board's configuration region takes users and trusted sources only"
         )))
     }
+}
+
+/// Writes the configuration region a firmware board boots from: `network` is the board's
+/// address and the app's (`"upstream"`, `"address"`, `"gateway"` keys), `proxy` the address the
+/// harness's trusted proxy connects from on this board, if it has one.
+fn firmware_region(
+    dir: &Path,
+    kind: Kind,
+    setup: &Setup,
+    network: &[(&str, &str)],
+    proxy: Option<IpAddr>,
+) -> Result<Result<PathBuf, String>, Unavailable> {
+    need_tool("python3")?;
+    let trusted = match &setup.trust {
+        Trust::Nobody => String::new(),
+        Trust::Proxy => match proxy {
+            Some(ip) => format!("{ip}/32"),
+            None => {
+                return Err(Unavailable(format!(
+                    "{kind}: every client reaches this board from one address, so no proxy \
+                     can be told apart"
+                )));
+            }
+        },
+        Trust::List(list) => list.clone(),
+    };
+    let mut config = String::from("{");
+    for (key, value) in network {
+        config.push_str(&format!("\"{key}\":\"{value}\","));
+    }
+    config.push_str(&format!(
+        "\"trusted_sources\":\"{trusted}\",\"password_iterations\":{TEST_ITERATIONS}}}"
+    ));
+    let config_path = dir.join("config.json");
+    let region = dir.join("region.bin");
+    if let Err(e) = std::fs::write(&config_path, config) {
+        return Ok(Err(format!("{}: {e}", config_path.display())));
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace_dir().join("boards/provision.py"))
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--iterations", TEST_ITERATIONS])
+        .arg("-o")
+        .arg(&region);
+    for user in &setup.users {
+        let admin = if user.admin { ":admin" } else { "" };
+        cmd.arg("--user")
+            .arg(format!("{}:{}{admin}", user.name, user.password));
+    }
+    Ok(match cmd.output() {
+        Ok(out) if out.status.success() => Ok(region),
+        Ok(out) => Err(format!(
+            "provision.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => Err(format!("cannot run provision.py: {e}")),
+    })
 }
 
 fn need_tool(tool: &str) -> Result<(), Unavailable> {
@@ -668,8 +727,22 @@ fn start_qemu(setup: &Setup) -> Result<Result<Gateway, String>, Unavailable> {
         "build it with `cd boards/qemu-mps2-an386 && CARGO_TARGET_DIR=../../target/boards cargo \
          build --release`, or set GATEHOUSE_QEMU_ELF",
     )?;
+    let dir = new_dir();
+    let region = match firmware_region(
+        dir.path(),
+        Kind::Qemu,
+        setup,
+        &[
+            ("upstream", "192.0.2.100:8080"),
+            ("address", "192.0.2.15/24"),
+            ("gateway", "192.0.2.2"),
+        ],
+        None,
+    )? {
+        Ok(region) => region,
+        Err(e) => return Ok(Err(e)),
+    };
     Ok((|| {
-        let dir = new_dir();
         let port = free_port(&Net::Host, LOOPBACK).map_err(|e| e.to_string())?;
         let upstream = Upstream::start(Net::Host, SocketAddr::new(LOOPBACK, 0))
             .map_err(|e| format!("upstream: {e}"))?;
@@ -681,7 +754,8 @@ fn start_qemu(setup: &Setup) -> Result<Result<Gateway, String>, Unavailable> {
             .arg(board.join("qemu-args.sh"))
             .env("elf", &elf)
             .env("port", port.to_string())
-            .env("upstream_port", upstream.addr().port().to_string());
+            .env("upstream_port", upstream.addr().port().to_string())
+            .env("GATEHOUSE_CONFIG_BLOB", &region);
         let log = dir.path().join("defmt.raw");
         let process = spawn_logged(cmd, &log, Some(elf.clone()), None)?;
         let mut gateway = Gateway {
@@ -721,8 +795,22 @@ fn start_host_tap(setup: &Setup) -> Result<Result<Gateway, String>, Unavailable>
         "build it with `cd boards/host-tap && CARGO_TARGET_DIR=../../target/boards cargo build \
          --release`, or set GATEHOUSE_HOST_TAP_BIN",
     )?;
+    let dir = new_dir();
+    let region = match firmware_region(
+        dir.path(),
+        Kind::HostTap,
+        setup,
+        &[
+            ("upstream", "192.0.2.1:8080"),
+            ("address", "192.0.2.15/24"),
+            ("gateway", "192.0.2.1"),
+        ],
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))),
+    )? {
+        Ok(region) => region,
+        Err(e) => return Ok(Err(e)),
+    };
     Ok((|| {
-        let dir = new_dir();
         let ns = Arc::new(NetNs::create().map_err(|e| e.to_string())?);
         let tap = "ghtap0";
         ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])
@@ -742,15 +830,10 @@ fn start_host_tap(setup: &Setup) -> Result<Result<Gateway, String>, Unavailable>
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name()])
             .arg(&bin)
-            .args([
-                "--tap",
-                tap,
-                "--address",
-                "192.0.2.15/24",
-                "--gateway",
-                "192.0.2.1",
-            ])
-            .args(["--port", "80"]);
+            .args(["--tap", tap, "--config"])
+            .arg(&region)
+            .arg("--state")
+            .arg(dir.path().join("store.bin"));
         let log = dir.path().join("gateway.log");
         let process = spawn_logged(cmd, &log, None, Some(ns))?;
         let mut gateway = Gateway {
