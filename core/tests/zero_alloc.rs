@@ -253,3 +253,147 @@ mod subsonic {
         assert_eq!(n, 0);
     }
 }
+
+/// The HTTP engine and the gateway decision, across whole requests.
+mod engine {
+    use super::count_allocations;
+    use gatehouse_core::credential_cache::CredentialCache;
+    use gatehouse_core::gateway::{
+        Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, RANDOM_LEN, Shared,
+    };
+    use gatehouse_core::http::{
+        BodyRelay, Parse, ResponseHead, Version, write_client_response_head,
+    };
+    use gatehouse_core::password::{self, MIN_ITERATIONS, SALT_LEN};
+    use gatehouse_core::peer::Peer;
+    use gatehouse_core::session::{SessionKey, SessionKeys};
+    use gatehouse_core::throttle::Throttle;
+    use gatehouse_core::trusted::TrustedSources;
+    use gatehouse_core::users::UserTable;
+
+    #[test]
+    fn a_full_request_and_response_allocate_nothing() {
+        let mut users = UserTable::<8>::new();
+        let hash = password::hash_password(b"pw", &[3; SALT_LEN], MIN_ITERATIONS).unwrap();
+        users.add("alice", true, hash).unwrap();
+        let keys = SessionKeys::new(SessionKey::from_bytes([1; 32]));
+        let trusted = TrustedSources::<4>::parse("10.0.0.0/8").unwrap();
+        let mut throttle = Throttle::<16>::default();
+        let mut cache = CredentialCache::<4>::new(&[2; 32], 300);
+        let now = 1_790_000_000;
+        let generation = users.find("alice").unwrap().generation;
+        let token = keys.issue("alice", generation, now - 5, 3600).unwrap();
+        let request = format!(
+            "POST /app/upload HTTP/1.1\r\nHost: music\r\nCookie: gatehouse_session={token}\r\n\
+             Remote-User: admin\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\nRemote-User: admin\r\n\r\n"
+        );
+        let basic = b"GET /rest/ping.view HTTP/1.1\r\nHost: music\r\nAuthorization: Basic YWxpY2U6cHc=\r\n\r\n";
+        let response: &[u8] =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let random = [7u8; RANDOM_LEN];
+        let mut out = vec![0u8; OUT_LEN];
+        let mut body_out = [0u8; 64];
+
+        let (ok, n) = count_allocations(|| {
+            let gateway = Gateway {
+                config: GatewayConfig {
+                    password_iterations: MIN_ITERATIONS,
+                    ..GatewayConfig::DEFAULT
+                },
+                trusted: &trusted,
+                keys: &keys,
+            };
+            let mut shared = Shared {
+                users: &mut users,
+                throttle: &mut throttle,
+                credentials: &mut cache,
+            };
+            let peer = Peer::parse("192.0.2.1:4000").ok()?;
+            let ex = Exchange {
+                peer,
+                tls: true,
+                bytes: request.as_bytes(),
+                now,
+                random: &random,
+            };
+            let Decision::Forward(forward) = gateway.decide(&ex, &mut shared, &mut out) else {
+                return None;
+            };
+            let mut relay = BodyRelay::new(forward.body);
+            let step = relay
+                .relay(&request.as_bytes()[forward.consumed..], &mut body_out)
+                .ok()?;
+            let body_ok =
+                relay.is_done() && &body_out[..step.produced] == b"5\r\nhello\r\n0\r\n\r\n";
+
+            let Ok(Parse::Complete(resp)) = ResponseHead::parse(response, false, false) else {
+                return None;
+            };
+            let plan =
+                write_client_response_head(&resp, Version::Http11, true, &[], &mut out).ok()?;
+
+            // HTTP Basic: a password check outside the lock, then the cached path.
+            let ex = Exchange { bytes: basic, ..ex };
+            let Decision::VerifyPassword(check) = gateway.decide(&ex, &mut shared, &mut out) else {
+                return None;
+            };
+            let verified = check.verify();
+            let first = gateway.finish(&ex, &mut shared, &check, verified, &mut out);
+            let cached = gateway.decide(&ex, &mut shared, &mut out);
+            Some(
+                body_ok
+                    && plan.head_len > 0
+                    && matches!(first, Decision::Forward(_))
+                    && matches!(cached, Decision::Forward(_)),
+            )
+        });
+        assert_eq!(ok, Some(true));
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn the_login_page_and_refusals_allocate_nothing() {
+        let mut users = UserTable::<2>::new();
+        let keys = SessionKeys::new(SessionKey::from_bytes([1; 32]));
+        let trusted = TrustedSources::<1>::new();
+        let mut throttle = Throttle::<4>::default();
+        let mut cache = CredentialCache::<2>::new(&[2; 32], 300);
+        let random = [7u8; RANDOM_LEN];
+        let mut out = vec![0u8; OUT_LEN];
+        let (ok, n) = count_allocations(|| {
+            let gateway = Gateway {
+                config: GatewayConfig::DEFAULT,
+                trusted: &trusted,
+                keys: &keys,
+            };
+            let mut shared = Shared {
+                users: &mut users,
+                throttle: &mut throttle,
+                credentials: &mut cache,
+            };
+            let mut all = true;
+            for bytes in [
+                &b"GET /_gatehouse/login HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+                b"GET /app HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\n\r\n",
+                b"GET /a%2Fb HTTP/1.1\r\nHost: a\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            ] {
+                let ex = Exchange {
+                    peer: Peer::Unix,
+                    tls: false,
+                    bytes,
+                    now: 1,
+                    random: &random,
+                };
+                all &= matches!(
+                    gateway.decide(&ex, &mut shared, &mut out),
+                    Decision::Respond(_)
+                );
+            }
+            all
+        });
+        assert!(ok);
+        assert_eq!(n, 0);
+    }
+}

@@ -1,0 +1,174 @@
+//! The whole gateway decision for a realistic browser request with a session cookie, beside
+//! `httparse` alone parsing the same head (the floor).
+//!
+//! Run: `cargo bench -p gatehouse-core --bench decision`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gatehouse_core::credential_cache::CredentialCache;
+use gatehouse_core::gateway::{
+    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, RANDOM_LEN, Shared,
+};
+use gatehouse_core::http::{
+    ForwardOptions, Identity, Parse, RequestHead, canonicalize, write_forward_head,
+};
+use gatehouse_core::password::{MIN_ITERATIONS, hash_password};
+use gatehouse_core::peer::Peer;
+use gatehouse_core::session::{SessionKey, SessionKeys};
+use gatehouse_core::throttle::Throttle;
+use gatehouse_core::trusted::TrustedSources;
+use gatehouse_core::users::UserTable;
+
+const NOW: u64 = 1_800_000_000;
+
+fn browser_request(token: &str) -> Vec<u8> {
+    format!(
+        "GET /app/albums?_sort=name&_order=ASC HTTP/1.1\r\n\
+         Host: music.example.org\r\n\
+         User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n\
+         Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
+         Accept-Language: en-US,en;q=0.9\r\n\
+         Accept-Encoding: gzip, deflate, br, zstd\r\n\
+         Referer: https://music.example.org/app/\r\n\
+         Sec-Fetch-Dest: document\r\n\
+         Sec-Fetch-Mode: navigate\r\n\
+         Sec-Fetch-Site: same-origin\r\n\
+         Upgrade-Insecure-Requests: 1\r\n\
+         Cookie: theme=dark; gatehouse_session={token}\r\n\
+         Connection: keep-alive\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut users = UserTable::<16>::new();
+    for (i, name) in ["alice", "bob", "carol", "dave"].iter().enumerate() {
+        let hash = hash_password(b"pw", &[i as u8; 16], MIN_ITERATIONS).unwrap();
+        users.add(name, i == 0, hash).unwrap();
+    }
+    let keys = SessionKeys::new(SessionKey::from_bytes([1; 32]));
+    let trusted = TrustedSources::<8>::parse("10.0.0.0/8, fd00::/8, @").unwrap();
+    let mut throttle = Throttle::<64>::default();
+    let mut cache = CredentialCache::<16>::new(&[2; 32], 300);
+    let carol = users.find("carol").unwrap().generation;
+    let token = keys
+        .issue("carol", carol, NOW - 60, 30 * 24 * 3600)
+        .unwrap();
+    let request = browser_request(&token);
+    eprintln!("request head: {} bytes", request.len());
+
+    let gateway = Gateway {
+        config: GatewayConfig::DEFAULT,
+        trusted: &trusted,
+        keys: &keys,
+    };
+    let random = [7u8; RANDOM_LEN];
+    let peer = Peer::Ip("192.0.2.10".parse().unwrap());
+    let mut out = vec![0u8; OUT_LEN];
+
+    // Sanity: the benchmarked path is the forward of an authenticated request.
+    {
+        let mut shared = Shared {
+            users: &mut users,
+            throttle: &mut throttle,
+            credentials: &mut cache,
+        };
+        let ex = Exchange {
+            peer,
+            tls: true,
+            bytes: &request,
+            now: NOW,
+            random: &random,
+        };
+        match gateway.decide(&ex, &mut shared, &mut out) {
+            Decision::Forward(f) => assert_eq!(f.user.as_deref(), Some("carol")),
+            other => panic!("expected a forward, got {other:?}"),
+        }
+    }
+
+    let mut group = c.benchmark_group("browser_request_with_session_cookie");
+    group.bench_function("httparse_alone", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            black_box(req.parse(black_box(&request)).ok());
+            black_box(req.headers.len())
+        })
+    });
+    group.bench_function("gatehouse_decision", |b| {
+        b.iter(|| {
+            let mut shared = Shared {
+                users: &mut users,
+                throttle: &mut throttle,
+                credentials: &mut cache,
+            };
+            let ex = Exchange {
+                peer,
+                tls: true,
+                bytes: black_box(&request),
+                now: NOW,
+                random: &random,
+            };
+            match gateway.decide(&ex, &mut shared, &mut out) {
+                Decision::Forward(f) => black_box(f.head_len),
+                _ => 0,
+            }
+        })
+    });
+    group.finish();
+
+    // The parts of the decision, to see where its time goes.
+    let mut parts = c.benchmark_group("decision_parts");
+    parts.bench_function("request_head_parse", |b| {
+        b.iter(|| match RequestHead::parse(black_box(&request)) {
+            Ok(Parse::Complete(h)) => h.head_len(),
+            _ => 0,
+        })
+    });
+    let cookie_value = format!("{token}");
+    parts.bench_function("session_verify", |b| {
+        b.iter(|| {
+            keys.verify_user(black_box(cookie_value.as_bytes()), NOW, &users)
+                .is_ok()
+        })
+    });
+    let Ok(Parse::Complete(head)) = RequestHead::parse(&request) else {
+        panic!("head")
+    };
+    let mut target = [0u8; 256];
+    parts.bench_function("canonicalize", |b| {
+        b.iter(|| {
+            canonicalize(black_box(head.path_and_query()), &mut target).map(|t| t.path().len())
+        })
+    });
+    let options = ForwardOptions {
+        user_header: "Remote-User",
+        peer,
+        peer_trusted: false,
+        tls: true,
+        strip_authorization: false,
+        session_cookie: "gatehouse_session",
+        identity: Some(Identity {
+            user: "carol",
+            name: None,
+            email: None,
+            groups: None,
+        }),
+        tunnel: false,
+    };
+    parts.bench_function("write_forward_head", |b| {
+        b.iter(|| {
+            write_forward_head(
+                black_box(&head),
+                "/app/albums?_sort=name&_order=ASC",
+                &options,
+                &mut out,
+            )
+        })
+    });
+    parts.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
