@@ -94,7 +94,11 @@ impl Connection {
         shutdown: &mut broadcast::Receiver<()>,
     ) -> Wait {
         if !self.buf.is_empty() {
-            return Wait::Ready;
+            // Pipelined requests already read; but once shutting down, none is started.
+            return match shutdown.try_recv() {
+                Err(broadcast::error::TryRecvError::Empty) => Wait::Ready,
+                _ => Wait::Closed,
+            };
         }
         let limit = if self.first {
             self.shared.config.head_read_timeout

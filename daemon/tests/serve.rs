@@ -188,3 +188,160 @@ fn health_and_metrics_answer() {
         "health and metrics never reach the app"
     );
 }
+
+/// An app that accepts one WebSocket-style upgrade and then echoes what it receives.
+fn upgrade_app() -> (
+    std::net::SocketAddr,
+    std::thread::JoinHandle<Option<String>>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().ok()?;
+        s.set_read_timeout(Some(support::PATIENCE)).ok()?;
+        let mut buf = Vec::new();
+        let req = support::read_request(&mut s, &mut buf)?;
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .ok()?;
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = if buf.is_empty() {
+                s.read(&mut chunk).ok()?
+            } else {
+                let n = buf.len();
+                chunk[..n].copy_from_slice(&buf);
+                buf.clear();
+                n
+            };
+            if n == 0 {
+                break;
+            }
+            s.write_all(&chunk[..n]).ok()?;
+        }
+        Some(format!(
+            "{} upgrade={:?} remote-user={:?}",
+            req.request_line,
+            req.header("upgrade"),
+            req.lookalikes("remote-user")
+        ))
+    });
+    (addr, handle)
+}
+
+#[test]
+fn an_upgrade_becomes_a_tunnel_both_ways() {
+    use std::io::{Read, Write};
+    let (app_addr, app) = upgrade_app();
+    let gw = Gateway::start(&format!("http://{app_addr}"), &[]);
+    let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
+    s.set_read_timeout(Some(support::PATIENCE))
+        .expect("timeout");
+    s.write_all(
+        b"GET /share/socket HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Remote-User: admin\r\n\r\n",
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    let r = support::read_response(&mut s, &mut buf, true).expect("101");
+    assert_eq!(r.status, 101);
+    s.write_all(b"ping through the tunnel").expect("write");
+    let mut got = buf;
+    while got.len() < b"ping through the tunnel".len() {
+        let mut chunk = [0u8; 64];
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "tunnel closed early");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(got, b"ping through the tunnel");
+    drop(s);
+    let seen = app
+        .join()
+        .expect("app thread")
+        .expect("the app saw the upgrade");
+    assert!(seen.contains("upgrade=Some(\"websocket\")"), "{seen}");
+    assert!(seen.contains("remote-user=[]"), "{seen}");
+}
+
+#[test]
+fn a_client_too_slow_to_send_its_head_is_cut_off_while_others_are_served() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &["--head-read-timeout", "1s"]);
+    let mut slow = Client::tcp(gw.addr());
+    slow.send(b"GET /share/slow HTTP/1.1\r\nHost: gw");
+    let r = get(gw.addr(), "/share/fast", "");
+    assert_eq!(r.status, 200);
+    assert!(slow.is_closed(), "the slow client's connection is closed");
+    assert_eq!(app.requests().len(), 1);
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &[]);
+    let mut c = Client::tcp(gw.addr());
+    c.send(
+        b"POST /share/form HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let interim = c.read().expect("100 Continue");
+    assert_eq!(interim.status, 100);
+    c.send(b"hello");
+    let r = c.read().expect("final response");
+    assert_eq!(r.status, 200);
+    let seen = app.requests();
+    assert_eq!(seen[0].body, b"hello");
+    assert!(seen[0].header("Expect").is_none());
+}
+
+#[test]
+fn check_probes_a_running_setup_and_fails_when_the_app_is_down() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{}\"\nupstream = \"{}\"\nstate_dir = {:?}\n",
+            gw.addr(),
+            app.upstream(),
+            gw.state.to_string_lossy()
+        ),
+    )
+    .expect("write config");
+    let run = || {
+        let out = std::process::Command::new(support::BIN)
+            .arg("check")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .expect("run check");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok    the app at"), "{out}");
+    assert!(out.contains("spoofed `Remote-User` is refused"), "{out}");
+    assert!(
+        out.contains("public path /share/ answers without login"),
+        "{out}"
+    );
+    let spoof_seen = app
+        .requests()
+        .iter()
+        .any(|r| !r.lookalikes("Remote-User").is_empty());
+    assert!(
+        !spoof_seen,
+        "the probe's spoofed header never reached the app"
+    );
+    drop(app);
+    let (code, out) = run();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL  the app at"), "{out}");
+}

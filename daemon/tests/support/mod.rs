@@ -351,7 +351,11 @@ impl Gateway {
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let rest = line
+                        .split("listening on http://")
+                        .nth(1)
+                        .or_else(|| line.split("listening on https://").nth(1));
+                    if let Some(rest) = rest {
                         let addr = rest.split_whitespace().next().unwrap_or_default();
                         if first_tcp.is_none() {
                             first_tcp = addr.parse().ok();
