@@ -306,6 +306,60 @@ def sessions():
         write("session", name, bytes([hours]) + header)
 
 
+# --- the gateway decision ------------------------------------------------------------------
+
+
+def csrf(nonce):
+    tag = hmac.new(CURRENT, b"gatehouse csrf v1\0" + nonce, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(nonce + tag).rstrip(b"=")
+
+
+def gateway():
+    day = 86400
+    alice = b"gatehouse_session=" + token(CURRENT, "alice", 0, ISSUED_AT, day)
+    bob_old = b"gatehouse_session=" + token(PREVIOUS, "bob", 1, ISSUED_AT - day + 3600, day)
+    basic = lambda creds: b"Basic " + base64.b64encode(creds)
+    c = csrf(b"0123456789abcdef")
+    form = b"csrf=" + c + b"&username=alice&password=wonderland&return=%2Fapp%2F"
+    wrong = b"csrf=" + c + b"&username=bob&password=nope&return=//evil.example/"
+    host = b"Host: music.example.org\r\n"
+    cases = [
+        # (name, peer and TLS bits, hours after ISSUED_AT, bytes)
+        ("browser-anonymous", 0, 1, FIREFOX),
+        ("api-anonymous", 0, 1, CURL_BASIC.replace(b"Authorization: Basic YWxpY2U6c2VjcmV0\r\n", b"")),
+        ("basic-right", 4, 1, b"GET /rest/ping.view HTTP/1.1\r\n" + host + b"Authorization: " + basic(b"alice:wonderland") + b"\r\n\r\nGET /rest/x HTTP/1.1\r\n" + host + b"Authorization: " + basic(b"alice:wonderland") + b"\r\n\r\n"),
+        ("basic-wrong", 0, 1, b"GET /app/ HTTP/1.1\r\n" + host + b"Authorization: " + basic(b"bob:wonderland") + b"\r\n\r\n"),
+        ("basic-unknown", 0, 1, b"GET /app/ HTTP/1.1\r\n" + host + b"Authorization: " + basic(b"mallory:x") + b"\r\n\r\n"),
+        ("session", 0, 1, b"GET /app/ HTTP/1.1\r\n" + host + b"Cookie: theme=dark; " + alice + b"\r\nRemote-User: bob\r\n\r\n"),
+        ("session-renew", 0, 0, b"GET /app/ HTTP/1.1\r\n" + host + b"Cookie: " + bob_old + b"\r\n\r\n"),
+        ("trusted-header", 1, 1, b"GET /app/ HTTP/1.1\r\n" + host + b"Remote-User: alice\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\n\r\n"),
+        ("trusted-provision", 2, 1, b"GET /app/ HTTP/1.1\r\n" + host + b"Remote-User: carol\r\n\r\n"),
+        ("trusted-repeated", 3, 1, b"GET /app/ HTTP/1.1\r\n" + host + b"Remote-User: alice\r\nremote_user: admin\r\n\r\n"),
+        ("untrusted-header", 0, 1, SPOOF),
+        ("public-spoof", 1, 1, b"GET /share/abc HTTP/1.1\r\n" + host + b"Remote-User: alice\r\n\r\n"),
+        ("traversal", 0, 1, b"GET /share/%2e%2e/app/ HTTP/1.1\r\n" + host + b"\r\n"),
+        ("login-page", 0, 1, b"GET /_gatehouse/login?return=%2Fapp%2F HTTP/1.1\r\n" + host + b"Accept: text/html\r\n\r\n"),
+        ("login-head", 0, 1, b"HEAD /_gatehouse/login HTTP/1.1\r\n" + host + b"\r\n"),
+        ("login-post", 4, 1, b"POST /_gatehouse/login HTTP/1.1\r\n" + host + b"Origin: https://music.example.org\r\nSec-Fetch-Site: same-origin\r\nContent-Type: application/x-www-form-urlencoded\r\nCookie: gatehouse_csrf=" + c + b"\r\nContent-Length: %d\r\n\r\n" % len(form) + form),
+        ("login-post-wrong", 0, 1, b"POST /_gatehouse/login HTTP/1.1\r\n" + host + b"Cookie: gatehouse_csrf=" + c + b"\r\nContent-Length: %d\r\n\r\n" % len(wrong) + wrong),
+        ("login-post-csrf", 0, 1, b"POST /_gatehouse/login HTTP/1.1\r\n" + host + b"Origin: https://evil.example\r\nContent-Length: 33\r\n\r\nusername=alice&password=wonderland"),
+        ("login-post-continue", 0, 1, b"POST /_gatehouse/login HTTP/1.1\r\n" + host + b"Expect: 100-continue\r\nContent-Length: 100\r\n\r\n"),
+        ("login-post-chunked", 0, 1, b"POST /_gatehouse/login HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("logout", 0, 1, b"POST /_gatehouse/logout HTTP/1.1\r\n" + host + b"Cookie: " + alice + b"\r\n\r\n"),
+        ("health", 0, 1, b"GET /_gatehouse/health HTTP/1.1\r\n" + host + b"\r\nHEAD /_gatehouse/health HTTP/1.0\r\n\r\n"),
+        ("not-found", 0, 1, b"DELETE /_gatehouse/nothing HTTP/1.1\r\n" + host + b"\r\n"),
+        ("forward-auth-nginx", 1, 1, b"GET /_gatehouse/auth HTTP/1.1\r\n" + host + b"X-Original-URI: /app/x?y=1\r\nX-Original-Method: GET\r\nRemote-User: alice\r\nCookie: " + alice + b"\r\n\r\n"),
+        ("forward-auth-traefik", 1, 1, b"GET /_gatehouse/auth HTTP/1.1\r\n" + host + b"X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /rest/ping.view\r\nX-Forwarded-Host: music\r\nAuthorization: " + basic(b"bob:builder") + b"\r\n\r\n"),
+        ("forward-auth-caddy-header", 1, 1, b"GET /_gatehouse/auth HTTP/1.1\r\n" + host + b"X-Forwarded-Uri: /app/\r\nAccept: text/html\r\nRemote-User: alice\r\n\r\n"),
+        ("forward-auth-public", 0, 1, b"GET /_gatehouse/auth HTTP/1.1\r\n" + host + b"X-Forwarded-Uri: /share/x\r\n\r\n"),
+        ("websocket", 0, 1, WEBSOCKET.replace(b"Origin:", b"Cookie: " + alice + b"\r\nOrigin:")),
+        ("upload", 0, 1, CHUNKED_UPLOAD.replace(b"Expect:", b"Authorization: " + basic(b"bob:builder") + b"\r\nExpect:")),
+        ("hostile", 0, 1, SMUGGLING[0]),
+    ]
+    for name, flags, hours, data in cases:
+        write("gateway", name, bytes([flags, hours]) + data)
+
+
 # --- users and password hashes --------------------------------------------------------------
 
 
@@ -371,4 +425,5 @@ if __name__ == "__main__":
     paths()
     trusted()
     sessions()
+    gateway()
     users()

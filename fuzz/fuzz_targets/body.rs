@@ -60,7 +60,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(whole.output, input);
             assert_eq!(whole.consumed, input.len());
         }
-        BodyFraming::Chunked => check_chunked(input, output, &whole.output, whole.consumed, whole.result),
+        BodyFraming::Chunked => {
+            check_chunked(input, output, &whole.output, whole.consumed, whole.result)
+        }
         BodyFraming::None => unreachable!(),
     }
 });
@@ -76,11 +78,24 @@ fn check_chunked(
         return;
     }
     let body = &input[..consumed];
-    assert!(body.ends_with(b"\r\n"), "a chunked body ends with a blank line");
-    let data = relay_in_pieces(BodyFraming::Chunked, ChunkedOutput::DataOnly, body, &[], 1 << 16);
+    assert!(
+        body.ends_with(b"\r\n"),
+        "a chunked body ends with a blank line"
+    );
+    let data = relay_in_pieces(
+        BodyFraming::Chunked,
+        ChunkedOutput::DataOnly,
+        body,
+        &[],
+        1 << 16,
+    );
     assert_eq!(data.result, Ok(()));
     assert!(data.done);
-    assert_eq!(data.consumed, body.len(), "the body ends where it ended before");
+    assert_eq!(
+        data.consumed,
+        body.len(),
+        "the body ends where it ended before"
+    );
     let normal = match output {
         ChunkedOutput::DataOnly => {
             assert_eq!(produced, data.output);
@@ -97,7 +112,13 @@ fn check_chunked(
         ChunkedOutput::Reencode => produced.to_vec(),
     };
     assert!(normal.ends_with(b"0\r\n\r\n"));
-    let fixed = relay_in_pieces(BodyFraming::Chunked, ChunkedOutput::Reencode, &normal, &[], 1 << 16);
+    let fixed = relay_in_pieces(
+        BodyFraming::Chunked,
+        ChunkedOutput::Reencode,
+        &normal,
+        &[],
+        1 << 16,
+    );
     assert_eq!(fixed.result, Ok(()));
     assert!(fixed.done);
     assert_eq!(fixed.consumed, normal.len());
@@ -109,7 +130,10 @@ fn check_chunked(
         &[],
         1 << 16,
     );
-    assert_eq!(normal_data.output, data.output, "re-encoding keeps the data");
+    assert_eq!(
+        normal_data.output, data.output,
+        "re-encoding keeps the data"
+    );
     // The normal form is plain: upper-case sizes without leading zeros, no extensions, no
     // trailers.
     assert_eq!(normal, encode(&data.output, &normal), "normal form");
@@ -122,8 +146,8 @@ fn encode(data: &[u8], normal: &[u8]) -> Vec<u8> {
     let mut offset = 0;
     loop {
         let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(core::str::from_utf8(&rest[..line_end]).unwrap(), 16)
-            .unwrap();
+        let size =
+            usize::from_str_radix(core::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
         out.extend(format!("{size:X}\r\n").bytes());
         if size == 0 {
             out.extend(b"\r\n");

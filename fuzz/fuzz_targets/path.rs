@@ -47,11 +47,15 @@ fuzz_target!(|data: &[u8]| {
     for (i, _) in path.match_indices('%') {
         let hex = &bytes[i + 1..i + 3];
         assert!(
-            hex.iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
+            hex.iter()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
             "{path:?}"
         );
         let value = u8::from_str_radix(core::str::from_utf8(hex).unwrap(), 16).unwrap();
-        assert!(!is_unreserved(value) && value > 0x1f && value != 0x7f, "{path:?}");
+        assert!(
+            !is_unreserved(value) && value > 0x1f && value != 0x7f,
+            "{path:?}"
+        );
         assert!(value != b'/' && value != b'\\', "{path:?}");
     }
 

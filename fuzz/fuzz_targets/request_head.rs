@@ -86,8 +86,16 @@ fn check_head(head: &RequestHead<'_>, request: &[u8]) {
     if head.body() == BodyFraming::Chunked {
         assert_eq!(head.version(), Version::Http11);
     }
-    assert_ne!(head.body(), BodyFraming::UntilClose, "requests are never close-delimited");
-    assert_ne!(head.body(), BodyFraming::Length(0), "an empty body is no body");
+    assert_ne!(
+        head.body(),
+        BodyFraming::UntilClose,
+        "requests are never close-delimited"
+    );
+    assert_ne!(
+        head.body(),
+        BodyFraming::Length(0),
+        "an empty body is no body"
+    );
     if head.upgrade().is_some() {
         assert!(head.connection().upgrade && head.version() == Version::Http11);
     }
@@ -100,7 +108,10 @@ fn forward(head: &RequestHead<'_>, flags: u8) {
     let user_header = USER_HEADERS[usize::from(flags >> 6)];
     // Reading the identity never panics, and a name it gives is a storable username.
     if let Ok(Some(name)) = read_identity_httparse(user_header, head.headers()) {
-        assert!(gatehouse_core::users::parse_username(&name).is_ok(), "{name:?}");
+        assert!(
+            gatehouse_core::users::parse_username(&name).is_ok(),
+            "{name:?}"
+        );
     }
 
     let mut target_buf = vec![0u8; 3 * head.path_and_query().len() + 16];
@@ -156,7 +167,11 @@ fn forward(head: &RequestHead<'_>, flags: u8) {
     assert_eq!(sent.version(), head.version());
     assert_eq!(sent.target(), target.as_str());
     assert_eq!(sent.host(), head.host());
-    assert_eq!(sent.body(), head.body(), "the app must frame the body as gatehouse does");
+    assert_eq!(
+        sent.body(),
+        head.body(),
+        "the app must frame the body as gatehouse does"
+    );
     assert!(!sent.expect_continue());
 
     // Identity: exactly the headers gatehouse added, last, with its values.
@@ -210,7 +225,13 @@ fn forward(head: &RequestHead<'_>, flags: u8) {
     if options.strip_authorization {
         assert_eq!(sent.header_values("authorization").count(), 0);
     }
-    for name in ["te", "trailer", "keep-alive", "expect", "proxy-authorization"] {
+    for name in [
+        "te",
+        "trailer",
+        "keep-alive",
+        "expect",
+        "proxy-authorization",
+    ] {
         assert_eq!(sent.header_values(name).count(), 0, "{name}");
     }
     assert_eq!(sent.header_values("x-forwarded-proto").count(), 1);
@@ -232,10 +253,7 @@ fn forward(head: &RequestHead<'_>, flags: u8) {
         }
         let proto: &[u8] = if options.tls { b"https" } else { b"http" };
         assert_eq!(sent.header_values("x-forwarded-proto").next(), Some(proto));
-        assert_eq!(
-            sent.header_values("x-forwarded-host").next(),
-            head.host()
-        );
+        assert_eq!(sent.header_values("x-forwarded-host").next(), head.host());
     }
     // Nothing the client listed in Connection reaches the app (bar what gatehouse re-adds).
     for token in head.header_values("connection").flat_map(list_tokens) {

@@ -138,7 +138,11 @@ fuzz_target!(|data: &[u8]| {
         };
         assert_eq!(sent.connection().close, plan.close_client);
         if !plan.close_client {
-            assert_ne!(client_framing, BodyFraming::UntilClose, "keep-alive needs a length");
+            assert_ne!(
+                client_framing,
+                BodyFraming::UntilClose,
+                "keep-alive needs a length"
+            );
         }
         if client_version == Version::Http10 {
             assert_ne!(client_framing, BodyFraming::Chunked);

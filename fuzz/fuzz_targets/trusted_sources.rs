@@ -55,7 +55,12 @@ fn check_list(text: &str) -> Option<List> {
                 .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}: {e}"));
             assert_eq!(again, list, "{text:?} printed as {printed:?}");
             assert_eq!(again.to_string(), printed);
-            assert_eq!(list.len(), text.split(',').filter(|e| !e.trim_ascii().is_empty()).count());
+            assert_eq!(
+                list.len(),
+                text.split(',')
+                    .filter(|e| !e.trim_ascii().is_empty())
+                    .count()
+            );
             for entry in list.entries() {
                 let shown = entry.to_string();
                 assert_eq!(TrustedSource::parse(&shown), Ok(*entry), "{shown:?}");
@@ -95,7 +100,11 @@ fn check_list(text: &str) -> Option<List> {
 fn check_peer(text: &str) -> Option<Peer> {
     let peer = Peer::parse(text).ok()?;
     let printed = peer.to_string();
-    assert_eq!(Peer::parse(&printed), Ok(peer), "{text:?} printed as {printed:?}");
+    assert_eq!(
+        Peer::parse(&printed),
+        Ok(peer),
+        "{text:?} printed as {printed:?}"
+    );
     assert_eq!(peer.is_ipv4() || peer.is_ipv6(), peer != Peer::Unix);
     assert!(!(peer.is_ipv4() && peer.is_ipv6()));
     Some(peer)

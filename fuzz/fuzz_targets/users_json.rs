@@ -27,14 +27,22 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(users.len(), table.len());
     assert!(table.len() <= 4);
     for (i, user) in users.iter().enumerate() {
-        assert_eq!(parse_username(&user.name).as_deref(), Ok(user.name.as_str()));
+        assert_eq!(
+            parse_username(&user.name).as_deref(),
+            Ok(user.name.as_str())
+        );
         assert!(
-            users[..i].iter().all(|u| !same_username(&u.name, &user.name)),
+            users[..i]
+                .iter()
+                .all(|u| !same_username(&u.name, &user.name)),
             "{:?} twice",
             user.name
         );
         assert_eq!(table.find(&user.name.to_ascii_uppercase()), Some(*user));
-        assert_eq!(PasswordHash::parse(user.password.as_str()).as_ref(), Ok(&user.password));
+        assert_eq!(
+            PasswordHash::parse(user.password.as_str()).as_ref(),
+            Ok(&user.password)
+        );
         if user.generation < u32::MAX {
             assert!(table.next_generation() > user.generation);
         }
@@ -47,7 +55,9 @@ fuzz_target!(|data: &[u8]| {
     if let Some(first) = users.first() {
         let mut bumped = table.clone();
         let old = first.generation;
-        let new = bumped.bump_generation(&first.name).expect("the user exists");
+        let new = bumped
+            .bump_generation(&first.name)
+            .expect("the user exists");
         assert_ne!(new, old);
         assert_eq!(bumped.generation_of(&first.name), Some(new));
         round_trip(&bumped);
@@ -56,7 +66,9 @@ fuzz_target!(|data: &[u8]| {
 
 fn round_trip(table: &Table) {
     let mut out = vec![0u8; Table::JSON_CAPACITY];
-    let n = table.to_json(&mut out).expect("JSON_CAPACITY always suffices");
+    let n = table
+        .to_json(&mut out)
+        .expect("JSON_CAPACITY always suffices");
     let saved = &out[..n];
     let loaded = Table::from_json(saved).unwrap_or_else(|e| {
         panic!("{e}: {}", String::from_utf8_lossy(saved));

@@ -30,7 +30,12 @@ pub fn relay_in_pieces(
     ends: &[usize],
     out_cap: usize,
 ) -> Relay {
-    relay_with(BodyRelay::with_output(framing, output), input, ends, out_cap)
+    relay_with(
+        BodyRelay::with_output(framing, output),
+        input,
+        ends,
+        out_cap,
+    )
 }
 
 /// [`relay_in_pieces`] with a relay made elsewhere (e.g. the one a response plan holds).
@@ -100,7 +105,9 @@ pub fn relay_with(mut relay: BodyRelay, input: &[u8], ends: &[usize], out_cap: u
 pub fn cuts(seed: &[u8], len: usize) -> Vec<usize> {
     seed.chunks(2)
         .map(|pair| {
-            let v = pair.iter().fold(0usize, |acc, &b| acc << 8 | usize::from(b));
+            let v = pair
+                .iter()
+                .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
             if len == 0 { 0 } else { v % (len + 1) }
         })
         .collect()

@@ -1,0 +1,359 @@
+//! The gateway decision, end to end: (peer, request bytes, now, random bytes) → action.
+//!
+//! Input: 2 option bytes, then the bytes a client sent on one connection (possibly several
+//! pipelined requests, judged one after another against the same state).
+//! - byte 0, bits 0–1: the peer (0 an untrusted client, 1 a trusted proxy, 2 a UNIX-socket
+//!   peer, trusted, 3 a trusted proxy's IPv4-mapped IPv6 address); bit 2: TLS;
+//! - byte 1: the clock, in hours after the seed corpus's session tokens were issued.
+//!
+//! The world: users `alice` (admin, password `wonderland`) and `bob` (`builder`), trusted
+//! sources `10.0.0.0/8, @`, the session keys of the seed corpus.
+//!
+//! Asserts, for every decision (and after every password check, as a shell would run it):
+//! - no panic; "need more bytes" only for an incomplete head; what is consumed is there;
+//! - a forwarded head is a valid head with a canonical target, never for a reserved path,
+//!   and it carries an identity **only** for a user the request proves: the identity header
+//!   from a trusted peer, a session cookie that verifies, or the right Basic password — never
+//!   a public path, never a client's own identity header from an untrusted peer;
+//! - forward-auth allows a user only on a cookie or Basic password, never on a header;
+//! - a session cookie is set only for the right password (login form) or a valid session;
+//! - gatehouse's own answers are valid responses, and refusals close the connection.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use base64ct::{Base64, Encoding};
+use gatehouse_core::credential_cache::CredentialCache;
+use gatehouse_core::gateway::{
+    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, Outcome, RANDOM_LEN, Shared, form_field,
+};
+use gatehouse_core::http::{
+    MAX_HEAD_LEN, MAX_HEADERS, Parse, PathClass, RequestError, RequestHead, ResponseHead,
+    canonicalize,
+};
+use gatehouse_core::identity::{DEFAULT_USER_HEADER, is_identity_header, read_identity_httparse};
+use gatehouse_core::password::{MIN_ITERATIONS, PasswordHash};
+use gatehouse_core::peer::Peer;
+use gatehouse_core::session::{COOKIE_NAME, SessionKey, SessionKeys, session_cookies};
+use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
+use gatehouse_core::trusted::TrustedSources;
+use gatehouse_core::users::{UserTable, same_username};
+use gatehouse_fuzz::take;
+use libfuzzer_sys::fuzz_target;
+
+/// When the seed corpus's session tokens were issued.
+const ISSUED_AT: u64 = 1_700_000_000;
+
+/// Users and the passwords that are theirs (PBKDF2 with the lowest count, made once).
+const PASSWORDS: [(&str, &str); 2] = [("alice", "wonderland"), ("bob", "builder")];
+
+type Users = UserTable<4>;
+
+fn users() -> &'static Users {
+    static USERS: OnceLock<Users> = OnceLock::new();
+    USERS.get_or_init(|| {
+        let mut users = Users::new();
+        for (i, (name, password)) in PASSWORDS.iter().enumerate() {
+            let salt = [i as u8 + 1; 16];
+            let hash =
+                gatehouse_core::password::hash_password(password.as_bytes(), &salt, MIN_ITERATIONS)
+                    .unwrap();
+            let hash = PasswordHash::parse(hash.as_str()).unwrap();
+            users.add(name, i == 0, hash).unwrap();
+        }
+        users
+    })
+}
+
+fn keys() -> SessionKeys {
+    let mut keys = SessionKeys::new(SessionKey::from_bytes([0x11; 32]));
+    keys.rotate(SessionKey::from_bytes([0x22; 32]));
+    keys
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (opts, mut bytes) = take::<2>(data);
+    let peer = match opts[0] & 3 {
+        0 => Peer::Ip("203.0.113.9".parse().unwrap()),
+        1 => Peer::Ip("10.1.2.3".parse().unwrap()),
+        2 => Peer::Unix,
+        _ => Peer::Ip("::ffff:10.0.0.5".parse().unwrap()),
+    };
+    let tls = opts[0] & 4 != 0;
+    let now = ISSUED_AT + u64::from(opts[1]) * 3600;
+
+    let trusted: TrustedSources<4> = TrustedSources::parse("10.0.0.0/8, @").unwrap();
+    let keys = keys();
+    let gateway = Gateway {
+        config: GatewayConfig {
+            password_iterations: MIN_ITERATIONS,
+            ..GatewayConfig::DEFAULT
+        },
+        trusted: &trusted,
+        keys: &keys,
+    };
+    let mut users = users().clone();
+    let mut throttle: Throttle<8> = Throttle::new(ThrottlePolicy::DEFAULT);
+    let mut credentials: CredentialCache<4> = CredentialCache::new(&[9; 32], 300);
+    let random = [42u8; RANDOM_LEN];
+    let mut out = vec![0u8; OUT_LEN];
+
+    for _ in 0..4 {
+        let ex = Exchange {
+            peer,
+            tls,
+            bytes,
+            now,
+            random: &random,
+        };
+        let mut shared = Shared {
+            users: &mut users,
+            throttle: &mut throttle,
+            credentials: &mut credentials,
+        };
+        let decision = match gateway.decide(&ex, &mut shared, &mut out) {
+            Decision::VerifyPassword(check) => {
+                let ok = check.verify();
+                let again = gateway.finish(&ex, &mut shared, &check, ok, &mut out);
+                assert!(
+                    !matches!(again, Decision::VerifyPassword(_)),
+                    "the same password check again"
+                );
+                again
+            }
+            other => other,
+        };
+        let judge = Judge {
+            bytes,
+            peer_trusted: trusted.trusts(&peer),
+            now,
+            keys: &keys,
+            users: &users,
+        };
+        let consumed = match decision {
+            Decision::NeedMoreBytes => {
+                assert!(matches!(RequestHead::parse(bytes), Ok(Parse::Incomplete)));
+                return;
+            }
+            Decision::ReadBody { total, .. } => {
+                assert!(total > bytes.len());
+                return;
+            }
+            Decision::VerifyPassword(_) => unreachable!(),
+            Decision::Forward(f) => {
+                judge.forward(&f, &out[..f.head_len]);
+                if f.body != gatehouse_core::http::BodyFraming::None || f.upgrade {
+                    // The body (or tunnel) follows: the next request is not simply next.
+                    return;
+                }
+                if !f.keep_alive {
+                    return;
+                }
+                f.consumed
+            }
+            Decision::Respond(r) => {
+                assert!(r.len <= out.len());
+                judge.respond(&r, &out[..r.len]);
+                if r.close {
+                    return;
+                }
+                r.consumed
+            }
+        };
+        assert!(consumed > 0 && consumed <= bytes.len());
+        bytes = &bytes[consumed..];
+    }
+});
+
+struct Judge<'a> {
+    bytes: &'a [u8],
+    peer_trusted: bool,
+    now: u64,
+    keys: &'a SessionKeys,
+    users: &'a Users,
+}
+
+impl Judge<'_> {
+    fn head(&self) -> RequestHead<'_> {
+        match RequestHead::parse(self.bytes) {
+            Ok(Parse::Complete(h)) => h,
+            other => panic!(
+                "decided on a head that does not parse: {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+
+    /// Whether the request proves it is `user`: by the identity header from a trusted peer
+    /// (when `header` counts), a session cookie, or the right Basic password.
+    fn proves(&self, user: &str, header: bool) -> bool {
+        let head = self.head();
+        let by_header = header
+            && self.peer_trusted
+            && matches!(
+                read_identity_httparse(DEFAULT_USER_HEADER, head.headers()),
+                Ok(Some(n)) if same_username(&n, user)
+            );
+        let by_cookie = head
+            .header_values("cookie")
+            .flat_map(session_cookies)
+            .filter_map(|t| self.keys.verify_user(t, self.now, self.users).ok())
+            .any(|(s, _)| same_username(&s.username, user));
+        let by_basic = match head.single_header("authorization") {
+            Ok(Some(value)) => basic(value).is_some_and(|(name, password)| {
+                same_username(&name, user) && right_password(&name, &password)
+            }),
+            _ => false,
+        };
+        by_header || by_cookie || by_basic
+    }
+
+    fn forward(&self, f: &gatehouse_core::gateway::Forward, sent: &[u8]) {
+        let head = self.head();
+        assert_eq!(f.consumed, head.head_len());
+        assert_ne!(
+            f.class,
+            PathClass::Reserved,
+            "a reserved path was forwarded"
+        );
+        if f.class == PathClass::Public {
+            assert!(f.user.is_none(), "an identity on a public path");
+        }
+        if let Some(user) = &f.user {
+            assert!(
+                self.proves(user, true),
+                "forwarded as {user:?} without proof: {:?}",
+                String::from_utf8_lossy(self.bytes)
+            );
+        }
+        let forwarded = match RequestHead::parse(sent) {
+            Ok(Parse::Complete(h)) => h,
+            Err(RequestError::HeadTooLarge | RequestError::TooManyHeaders)
+                if sent.len() > MAX_HEAD_LEN - 1024 || head.headers().len() > MAX_HEADERS - 12 =>
+            {
+                return;
+            }
+            other => panic!(
+                "forwarded head does not parse: {:?}: {:?}",
+                other.map(|_| ()),
+                String::from_utf8_lossy(sent)
+            ),
+        };
+        assert_eq!(forwarded.head_len(), sent.len());
+        assert_eq!(forwarded.body(), f.body);
+        let mut again = vec![0u8; forwarded.target().len() + 1];
+        assert_eq!(
+            canonicalize(forwarded.target(), &mut again).map(|t| t.as_str()),
+            Ok(forwarded.target()),
+            "the app gets the canonical target"
+        );
+        let identity: Vec<(&str, &[u8])> = forwarded
+            .headers()
+            .iter()
+            .filter(|h| is_identity_header(h.name.as_bytes(), DEFAULT_USER_HEADER))
+            .map(|h| (h.name, h.value))
+            .collect();
+        match &f.user {
+            None => assert!(identity.is_empty(), "{identity:?} reached the app"),
+            Some(user) => {
+                let admin = self.users.find(user).is_some_and(|u| u.admin);
+                let mut expected: Vec<(&str, &[u8])> = vec![(DEFAULT_USER_HEADER, user.as_bytes())];
+                if admin {
+                    expected.push(("Remote-Groups", b"admins"));
+                }
+                assert_eq!(identity, expected);
+            }
+        }
+        if let Some(cookie) = &f.set_cookie {
+            let user = f.user.as_deref().expect("a cookie for someone");
+            assert!(cookie.starts_with(COOKIE_NAME.as_bytes()));
+            assert!(
+                self.proves(user, false),
+                "a renewed session without a session"
+            );
+        }
+    }
+
+    fn respond(&self, r: &gatehouse_core::gateway::Respond, written: &[u8]) {
+        assert!(r.consumed <= self.bytes.len());
+        if let Outcome::Refused(_) = r.outcome {
+            assert!(r.close, "a refusal keeps the connection");
+        }
+        if r.len == 0 {
+            assert_eq!(
+                r.outcome,
+                Outcome::Refused(gatehouse_core::gateway::Refusal::OutputTooSmall)
+            );
+            return;
+        }
+        let head_request = RequestHead::parse(self.bytes)
+            .ok()
+            .and_then(|p| match p {
+                Parse::Complete(h) => Some(h.is_head()),
+                Parse::Incomplete => None,
+            })
+            .unwrap_or(false);
+        let response = match ResponseHead::parse(written, head_request, false) {
+            Ok(Parse::Complete(response)) => response,
+            other => panic!(
+                "gatehouse wrote an invalid response: {:?}: {:?}",
+                other.map(|_| ()),
+                String::from_utf8_lossy(written)
+            ),
+        };
+        let session_set = response.headers().iter().any(|h| {
+            h.name.eq_ignore_ascii_case("set-cookie")
+                && h.value.starts_with(COOKIE_NAME.as_bytes())
+                && h.value
+                    .get(COOKIE_NAME.len() + 1)
+                    .is_some_and(|&b| b != b';')
+        });
+        if session_set {
+            assert_eq!(r.outcome, Outcome::LoggedIn);
+            let head = self.head();
+            let body = &self.bytes[head.head_len()..r.consumed];
+            let mut name = [0u8; 256];
+            let mut password = [0u8; 256];
+            let name = form_field(body, "username", &mut name).unwrap().unwrap();
+            let password = form_field(body, "password", &mut password)
+                .unwrap()
+                .unwrap();
+            let name = core::str::from_utf8(name).unwrap();
+            assert!(
+                right_password(name, password),
+                "logged in without the password"
+            );
+        }
+        if r.outcome == Outcome::ForwardAuthAllowed {
+            let user = response
+                .headers()
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(DEFAULT_USER_HEADER))
+                .map(|h| core::str::from_utf8(h.value).unwrap());
+            if let Some(user) = user {
+                assert!(
+                    self.proves(user, false),
+                    "forward-auth allowed {user:?} without proof: {:?}",
+                    String::from_utf8_lossy(self.bytes)
+                );
+            }
+        }
+    }
+}
+
+fn basic(value: &[u8]) -> Option<(String, Vec<u8>)> {
+    let (scheme, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    let raw = Base64::decode_vec(core::str::from_utf8(rest.trim_ascii()).ok()?).ok()?;
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let name = String::from_utf8(raw[..colon].to_vec()).ok()?;
+    Some((name, raw[colon + 1..].to_vec()))
+}
+
+fn right_password(name: &str, password: &[u8]) -> bool {
+    PASSWORDS
+        .iter()
+        .any(|(n, p)| same_username(n, name) && p.as_bytes() == password)
+}
