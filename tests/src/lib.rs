@@ -18,6 +18,7 @@
 pub mod client;
 pub mod flows;
 pub mod net;
+pub mod peers;
 pub mod target;
 pub mod upstream;
 
