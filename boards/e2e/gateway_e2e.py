@@ -22,6 +22,8 @@ import time
 import urllib.parse
 
 CONNECT_RETRIES = 100
+# The firmware's connection tasks (gatehouse_firmware::MAX_CONNECTIONS).
+MAX_CONNECTIONS = 4
 RETRY_PAUSE = 0.1
 IO_TIMEOUT = 10.0
 
@@ -473,6 +475,35 @@ def main():
         expect(resp.status == 401, f"from an untrusted peer: {resp!r}")
         expect(not seen_since(mark), "an untrusted peer's header reached the app")
 
+    def clients_beyond_the_limit_get_503_then_service_resumes():
+        held = [Client(gw) for _ in range(MAX_CONNECTIONS)]
+        try:
+            # Each held connection occupies a connection task (they wait for a request).
+            time.sleep(0.5)
+            last = None
+            for _ in range(CONNECT_RETRIES):
+                try:
+                    last = request(gw, HEALTH)
+                    if last.status == 503:
+                        break
+                except OSError as e:
+                    last = e
+                time.sleep(RETRY_PAUSE)
+            expect(isinstance(last, Response) and last.status == 503, f"over the limit: {last!r}")
+        finally:
+            for c in held:
+                c.close()
+        last = None
+        for _ in range(CONNECT_RETRIES):
+            try:
+                last = request(gw, HEALTH)
+                if last.status == 200:
+                    break
+            except OSError as e:
+                last = e
+            time.sleep(RETRY_PAUSE)
+        expect(isinstance(last, Response) and last.status == 200, f"after the limit: {last!r}")
+
     checks.run("health answers", health_answers)
     checks.run("keep-alive serves several requests", keep_alive_serves_several_requests)
     checks.run("head split across writes", head_split_across_writes)
@@ -487,6 +518,10 @@ def main():
     checks.run("pipelined second request is judged", pipelined_second_request_is_judged)
     checks.run("request body reaches the app", request_body_reaches_the_app)
     checks.run("app down gives 502, then recovers", upstream_down_gives_502_then_recovers)
+    checks.run(
+        "clients beyond the limit get 503, then service resumes",
+        clients_beyond_the_limit_get_503_then_service_resumes,
+    )
     if args.trusted_peer:
         checks.run(
             "trusted proxy's header believed only from the trusted peer",

@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-cargo build --release --locked
+cargo build --release
 bin=${CARGO_TARGET_DIR:-$here/target}/release/gatehouse-host-tap
 
 ns=gatehouse-e2e-$$

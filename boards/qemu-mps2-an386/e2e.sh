@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-cargo build --release --locked
+cargo build --release
 elf=${CARGO_TARGET_DIR:-$here/target}/thumbv7em-none-eabihf/release/gatehouse-qemu
 
 free_port() {

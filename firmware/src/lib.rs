@@ -29,10 +29,10 @@ pub use connection::{ConnectionBuffers, Timeouts};
 pub use server::spawn;
 pub use state::{Engine, EngineParts};
 
-/// Connection tasks, and so the number of clients served at once. A client beyond it is refused
-/// by the TCP stack (no listening socket is free) until a task is done.
+/// Connection tasks, and so the number of clients served at once. A client beyond it gets a
+/// 503 from the overflow task until a task is free.
 pub const MAX_CONNECTIONS: usize = 4;
 
 /// Sockets the board must give `embassy_net::StackResources`: per connection one towards the
-/// client and one towards the app.
-pub const SOCKETS_NEEDED: usize = 2 * MAX_CONNECTIONS;
+/// client and one towards the app, and the overflow socket.
+pub const SOCKETS_NEEDED: usize = 2 * MAX_CONNECTIONS + 1;

@@ -4,9 +4,11 @@
 use core::net::IpAddr;
 
 use embassy_executor::{SpawnError, Spawner};
+use embassy_futures::select::{Either, select};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, with_timeout};
+use gatehouse_core::http::{Status, write_error};
 use gatehouse_core::peer::Peer;
 
 use crate::MAX_CONNECTIONS;
@@ -16,7 +18,11 @@ use crate::state::Engine;
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
-/// Spawns the [`MAX_CONNECTIONS`] connection tasks.
+/// Buffers of the overflow socket: enough for a request line and a 503.
+const OVERFLOW_BUFFER_LEN: usize = 256;
+
+/// Spawns the [`MAX_CONNECTIONS`] connection tasks, and the overflow task that answers 503
+/// while they are all busy.
 pub fn spawn(
     spawner: &Spawner,
     stack: Stack<'static>,
@@ -25,6 +31,7 @@ pub fn spawn(
     for slot in 0..MAX_CONNECTIONS {
         spawner.spawn(connection_task(stack, engine, slot)?);
     }
+    spawner.spawn(overflow_task(stack, engine)?);
     info!(
         "gateway: {} connection tasks on port {}",
         MAX_CONNECTIONS, engine.listen_port
@@ -54,6 +61,7 @@ async fn connection_task(stack: Stack<'static>, engine: &'static Engine, slot: u
             continue;
         };
         let peer = Peer::Ip(IpAddr::from(remote.addr));
+        engine.set_busy(|busy| busy + 1);
         let mut upstream = TcpUpstream {
             stack,
             endpoint: engine.upstream,
@@ -73,6 +81,42 @@ async fn connection_task(stack: Stack<'static>, engine: &'static Engine, slot: u
         debug!("slot {}: connection ended: {:?}", slot, end);
         socket.close();
         let _ = with_timeout(CLOSE_FLUSH, socket.flush()).await;
+        socket.abort();
+        engine.set_busy(|busy| busy.saturating_sub(1));
+    }
+}
+
+/// While every connection task is busy, listens in their place and answers 503 (then closes),
+/// so that a client beyond the limit gets an answer rather than a reset. It stops listening as
+/// soon as a task is free again, so it never takes a client a task could serve.
+#[embassy_executor::task]
+async fn overflow_task(stack: Stack<'static>, engine: &'static Engine) -> ! {
+    let mut rx = [0u8; OVERFLOW_BUFFER_LEN];
+    let mut tx = [0u8; OVERFLOW_BUFFER_LEN];
+    let mut out = [0u8; OVERFLOW_BUFFER_LEN];
+    loop {
+        while engine.busy() < MAX_CONNECTIONS {
+            engine.busy_changed.wait().await;
+        }
+        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+        let accepted = select(socket.accept(engine.listen_port), async {
+            while engine.busy() >= MAX_CONNECTIONS {
+                engine.busy_changed.wait().await;
+            }
+        })
+        .await;
+        if let Either::First(Ok(())) = accepted {
+            warn!("all {} connection tasks busy: 503", MAX_CONNECTIONS);
+            // Take what the client sent first, so that closing does not reset the
+            // connection before it reads the answer.
+            let mut scratch = [0u8; 64];
+            let _ = with_timeout(CLOSE_FLUSH, socket.read(&mut scratch)).await;
+            if let Ok(len) = write_error(Status::ServiceUnavailable, true, &mut out) {
+                let _ = with_timeout(CLOSE_FLUSH, socket.write(&out[..len])).await;
+            }
+            socket.close();
+            let _ = with_timeout(CLOSE_FLUSH, socket.flush()).await;
+        }
         socket.abort();
     }
 }

@@ -2,7 +2,7 @@
 //! state its decisions read and update (users, login throttle, credential cache), behind one
 //! lock. Capacities are fixed here, at compile time.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 
 use embassy_net::IpEndpoint;
 use embassy_sync::blocking_mutex::Mutex;
@@ -60,6 +60,10 @@ pub struct Engine {
     pub timeouts: Timeouts,
     /// Raised when the users table changed and must be written back to flash.
     pub users_changed: Signal<CriticalSectionRawMutex, ()>,
+    /// Connection tasks serving a client right now.
+    busy: Mutex<CriticalSectionRawMutex, Cell<usize>>,
+    /// Raised when `busy` changes (the overflow task listens only while all tasks are busy).
+    pub(crate) busy_changed: Signal<CriticalSectionRawMutex, ()>,
 }
 
 /// What a board hands to [`Engine::new`].
@@ -98,6 +102,8 @@ impl Engine {
             listen_port: parts.listen_port,
             timeouts: parts.timeouts,
             users_changed: Signal::new(),
+            busy: Mutex::new(Cell::new(0)),
+            busy_changed: Signal::new(),
         }
     }
 
@@ -143,6 +149,16 @@ impl Engine {
             };
             self.gateway.finish(ex, &mut shared, check, verified, out)
         })
+    }
+
+    /// Connection tasks serving a client right now.
+    pub fn busy(&self) -> usize {
+        self.busy.lock(Cell::get)
+    }
+
+    pub(crate) fn set_busy(&self, change: impl FnOnce(usize) -> usize) {
+        self.busy.lock(|busy| busy.set(change(busy.get())));
+        self.busy_changed.signal(());
     }
 
     /// Runs `f` on the users table (for writing it back).
