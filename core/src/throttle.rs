@@ -56,11 +56,15 @@
 //!
 //! # Use
 //!
-//! Before verifying a password, [`Throttle::check`]; on [`Verdict::RetryAfter`], answer 429
-//! with `Retry-After` and do not verify. After verifying, [`Throttle::record_failure`] or
-//! [`Throttle::record_success`]. Pass the peer that identifies the client: the socket peer, or
-//! the client a trusted proxy reported (otherwise every client behind a local proxy on the
-//! UNIX socket shares one network bucket).
+//! Before verifying a password, [`Throttle::attempt`]: it checks and, when the attempt is
+//! allowed, charges it as a failure *before* the password is verified. On
+//! [`Verdict::RetryAfter`], answer 429 with `Retry-After` and do not verify. When the password
+//! turns out right, [`Throttle::refund`] the network's charge and [`Throttle::record_success`].
+//! Charging up front is what bounds guesses that are verified concurrently: were failures
+//! recorded only when a verification ends, a client with many requests in flight would have
+//! every one of them checked against an empty bucket. Pass the peer that identifies the
+//! client: the socket peer, or the client a trusted proxy reported (otherwise every client
+//! behind a local proxy on the UNIX socket shares one network bucket).
 
 use core::net::IpAddr;
 
@@ -206,6 +210,26 @@ impl<const N: usize> Throttle<N> {
         Verdict::Allowed
     }
 
+    /// [`Throttle::check`], and when the attempt is allowed, charge it as a failure at once
+    /// ([`Throttle::record_failure`]); a right password is then [`Throttle::refund`]ed.
+    pub fn attempt(&mut self, peer: &Peer, user: impl AsRef<[u8]>, now: u64) -> Verdict {
+        let verdict = self.check(peer, user.as_ref(), now);
+        if verdict == Verdict::Allowed {
+            self.record_failure(peer, user, now);
+        }
+        verdict
+    }
+
+    /// Pays back the one failure [`Throttle::attempt`] charged to the client's network for an
+    /// attempt whose password was right.
+    pub fn refund(&mut self, peer: &Peer, now: u64) {
+        let key = network_key(peer);
+        let interval = self.policy.network_interval;
+        if let Some(slot) = self.slots.iter_mut().find(|slot| slot.key == key) {
+            slot.empty_at = slot.empty_at.saturating_sub(interval).max(now);
+        }
+    }
+
     /// Records a failed password verification for this client and username.
     pub fn record_failure(&mut self, peer: &Peer, user: impl AsRef<[u8]>, now: u64) {
         let policy = self.policy;
@@ -332,11 +356,31 @@ mod tests {
 
     /// What the engine does for one login attempt with a wrong password.
     fn attempt<const N: usize>(t: &mut Throttle<N>, who: &Peer, user: &str, now: u64) -> Verdict {
-        let verdict = t.check(who, user, now);
-        if verdict == Verdict::Allowed {
-            t.record_failure(who, user, now);
+        t.attempt(who, user, now)
+    }
+
+    #[test]
+    fn attempts_in_flight_are_charged_before_they_are_verified() {
+        let mut t = Throttle::<16>::default();
+        let a = peer("192.0.2.1");
+        // Nothing has been verified yet, yet only the burst is let through (a different
+        // name each time, so that no name is guarded).
+        let allowed = (0..100)
+            .filter(|i| t.attempt(&a, format!("name{i}"), 100) == Verdict::Allowed)
+            .count();
+        assert_eq!(allowed, P.network_burst as usize);
+    }
+
+    #[test]
+    fn a_right_password_costs_the_network_nothing() {
+        let mut t = Throttle::<16>::default();
+        let a = peer("192.0.2.1");
+        for _ in 0..100 {
+            assert_eq!(t.attempt(&a, "alice", 100), Verdict::Allowed);
+            t.refund(&a, 100);
+            t.record_success(&a, "alice", 100);
         }
-        verdict
+        assert_eq!(t.check(&a, "alice", 100), Verdict::Allowed);
     }
 
     #[test]

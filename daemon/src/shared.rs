@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use anyhow::Result;
 use gatehouse_core::credential_cache::{self, CredentialCache};
-use gatehouse_core::gateway::{self, Gateway, GatewayConfig};
+use gatehouse_core::gateway::{self, Gateway, GatewayConfig, PendingChecks};
 use gatehouse_core::session::{SessionKey, SessionKeys as CoreKeys};
 use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
 
@@ -35,6 +35,8 @@ pub struct GateState {
     pub keys: CoreKeys,
     pub throttle: Box<Throttle<THROTTLE_CAPACITY>>,
     pub credentials: Box<CredentialCache<CREDENTIAL_CACHE_CAPACITY>>,
+    /// Password checks core handed out that are still running.
+    pub pending: PendingChecks,
     pub trusted: TrustedList,
     /// The users file as last read or written, to notice someone else's change.
     users_stamp: Option<FileStamp>,
@@ -73,6 +75,7 @@ impl Shared {
             keys: core_keys(&keys),
             throttle: Box::new(Throttle::new(ThrottlePolicy::DEFAULT)),
             credentials: Box::new(CredentialCache::new(&cache_key, CREDENTIAL_CACHE_TTL_SECS)),
+            pending: PendingChecks::new(),
             trusted,
             users_stamp: loaded.stamp,
             users_file_ok: true,
@@ -115,6 +118,7 @@ impl Shared {
             users: &mut state.users,
             throttle: &mut state.throttle,
             credentials: &mut state.credentials,
+            pending: &mut state.pending,
         };
         f(&gw, &mut shared)
     }

@@ -26,6 +26,12 @@
 //! lock again and calls [`Gateway::finish`] with the same bytes and the result; that records
 //! the attempt (throttle, credential cache) and returns the final decision.
 //!
+//! The attempt is charged to the login throttle when the check is handed out (and refunded
+//! when the password is right), so checks running side by side are limited exactly like
+//! checks one after the other; at most [`MAX_PENDING_CHECKS`] run at once for the whole
+//! gateway ([`PendingChecks`]). A result is believed only if the user's record (password
+//! hash and generation) is still the one the check was made against.
+//!
 //! # Buffers
 //!
 //! The shell reads requests into a buffer of at least [`READ_BUFFER_LEN`] bytes (a head plus a
@@ -33,12 +39,14 @@
 
 mod form;
 mod page;
+mod pending;
 
 pub use form::{
     CSRF_COOKIE_NAME, CSRF_TOKEN_LEN, CSRF_TTL_SECS, CsrfToken, FormError, cookie_value,
     csrf_tokens_match, form_field, issue_csrf_token, url_decode,
 };
 pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
+pub use pending::{MAX_PENDING_CHECKS, PENDING_CHECK_EXPIRY_SECS, PendingChecks};
 
 use base64ct::{Base64, Encoding};
 use core::net::IpAddr;
@@ -146,6 +154,8 @@ pub struct Shared<'s, const U: usize, const T: usize, const C: usize> {
     pub throttle: &'s mut Throttle<T>,
     /// Recently verified Basic credentials.
     pub credentials: &'s mut CredentialCache<C>,
+    /// Password checks handed out and not finished yet.
+    pub pending: &'s mut PendingChecks,
 }
 
 /// One request as the shell sees it.
@@ -260,6 +270,8 @@ pub enum Outcome {
     BadForm,
     /// Too many failures from this client or on this name.
     Throttled,
+    /// [`MAX_PENDING_CHECKS`] password checks are already running: answered 503, try later.
+    PasswordChecksBusy,
     /// Logged out.
     LoggedOut,
     /// An anonymous browser was sent to the login page.
@@ -295,8 +307,12 @@ pub struct PasswordCheck {
     username: Username,
     password: heapless::Vec<u8, MAX_PASSWORD_LEN>,
     hash: Option<PasswordHash>,
+    /// The user's generation when the check was handed out (`None`: unknown user).
+    generation: Option<u32>,
     dummy_iterations: u32,
     client: Peer,
+    /// Its place among the [`PendingChecks`].
+    ticket: u64,
 }
 
 impl core::fmt::Debug for PasswordCheck {
@@ -330,6 +346,31 @@ impl PasswordCheck {
     fn is_for(&self, purpose: Purpose, username: &str, password: &[u8]) -> bool {
         self.purpose == purpose && self.username == username && self.password == password
     }
+
+    /// The user record the check was made against is still the user's: same password hash,
+    /// same generation. A password changed (or a user removed and added again) while the
+    /// check ran makes its result say nothing about the user as they are now.
+    fn still_current<const U: usize>(&self, users: &UserTable<U>) -> bool {
+        match (users.find(&self.username), &self.hash) {
+            (Some(user), Some(hash)) => {
+                user.password == *hash && Some(user.generation) == self.generation
+            }
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What handing out a password check came to.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "core has no allocator to box the check in; it is moved once"
+)]
+enum Handout {
+    Check(PasswordCheck),
+    Throttled(u64),
+    Busy,
+    Failed,
 }
 
 /// The result of authenticating a request.
@@ -343,6 +384,7 @@ enum Auth {
     },
     Verify(PasswordCheck),
     Throttled(u64),
+    Busy,
     BasicFailed,
     Anonymous,
     ProvisionFailed(UserError),
@@ -362,6 +404,10 @@ impl<const S: usize> Gateway<'_, S> {
 
     /// Completes a [`Decision::VerifyPassword`]: records the result (throttle, credential
     /// cache) and decides again on the same `ex` (same bytes, time and random bytes).
+    ///
+    /// The attempt was charged to the throttle when the check was handed out; a right
+    /// password is refunded here. A result is only believed if the user's record is still
+    /// the one the check was made against.
     pub fn finish<const U: usize, const T: usize, const C: usize>(
         &self,
         ex: &Exchange<'_>,
@@ -370,7 +416,10 @@ impl<const S: usize> Gateway<'_, S> {
         verified: bool,
         out: &mut [u8],
     ) -> Decision {
+        shared.pending.release(check.ticket);
+        let verified = verified && check.still_current(shared.users);
         if verified {
+            shared.throttle.refund(&check.client, ex.now);
             shared
                 .throttle
                 .record_success(&check.client, check.username.as_bytes(), ex.now);
@@ -385,10 +434,6 @@ impl<const S: usize> Gateway<'_, S> {
                     ex.now,
                 );
             }
-        } else {
-            shared
-                .throttle
-                .record_failure(&check.client, check.username.as_bytes(), ex.now);
         }
         self.run(ex, shared, Some((check, verified)), out)
     }
@@ -447,6 +492,7 @@ impl<const S: usize> Gateway<'_, S> {
                     }
                     Auth::Verify(check) => Decision::VerifyPassword(check),
                     Auth::Throttled(secs) => respond_too_many(&ctx, secs, front),
+                    Auth::Busy => respond_busy(&ctx, front),
                     Auth::BasicFailed => {
                         respond_error(&ctx, Status::Unauthorized, Outcome::BasicFailed, front)
                     }
@@ -567,36 +613,52 @@ impl<const S: usize> Gateway<'_, S> {
                 _ => Auth::BasicFailed,
             };
         }
-        if let Verdict::RetryAfter { seconds, .. } =
-            shared.throttle.check(&ctx.client, name.as_bytes(), ex.now)
-        {
-            return Auth::Throttled(seconds);
-        }
-        match self.password_check(Purpose::Basic, &name, password, ctx.client, shared.users) {
-            Some(check) => Auth::Verify(check),
-            None => Auth::BasicFailed,
+        match self.password_check(Purpose::Basic, &name, password, ctx, shared) {
+            Handout::Check(check) => Auth::Verify(check),
+            Handout::Throttled(seconds) => Auth::Throttled(seconds),
+            Handout::Busy => Auth::Busy,
+            Handout::Failed => Auth::BasicFailed,
         }
     }
 
-    fn password_check<const U: usize>(
+    /// Hands out a password check, if the throttle and the cap on checks in flight allow it;
+    /// the attempt is charged to the throttle now, before the password is verified, so that
+    /// checks running concurrently are bounded by the same limits as checks in a row.
+    fn password_check<const U: usize, const T: usize, const C: usize>(
         &self,
         purpose: Purpose,
         name: &str,
         password: &[u8],
-        client: Peer,
-        users: &UserTable<U>,
-    ) -> Option<PasswordCheck> {
+        ctx: &Ctx<'_, '_>,
+        shared: &mut Shared<'_, U, T, C>,
+    ) -> Handout {
+        let now = ctx.ex.now;
+        if let Verdict::RetryAfter { seconds, .. } =
+            shared.throttle.check(&ctx.client, name.as_bytes(), now)
+        {
+            return Handout::Throttled(seconds);
+        }
         let mut username = Username::new();
-        username.push_str(name).ok()?;
         let mut pw = heapless::Vec::new();
-        pw.extend_from_slice(password).ok()?;
-        Some(PasswordCheck {
+        if username.push_str(name).is_err() || pw.extend_from_slice(password).is_err() {
+            return Handout::Failed;
+        }
+        let Some(ticket) = shared.pending.claim(now) else {
+            return Handout::Busy;
+        };
+        shared
+            .throttle
+            .record_failure(&ctx.client, name.as_bytes(), now);
+        let user = shared.users.find(name);
+        Handout::Check(PasswordCheck {
             purpose,
             username,
             password: pw,
-            hash: users.find(name).map(|u| u.password.clone()),
+            hash: user.map(|u| u.password.clone()),
+            generation: user.map(|u| u.generation),
             dummy_iterations: self.config.password_iterations,
-            client,
+            client: ctx.client,
+            ticket,
         })
     }
 
@@ -905,11 +967,8 @@ impl<const S: usize> Gateway<'_, S> {
         let ok = match verified {
             Some((check, ok)) if check.is_for(Purpose::LoginForm, &name, password) => ok,
             _ => {
-                if let Verdict::RetryAfter { seconds, .. } =
-                    shared
-                        .throttle
-                        .check(&ctx.client, name.as_bytes(), ctx.ex.now)
-                {
+                let handout = self.password_check(Purpose::LoginForm, &name, password, ctx, shared);
+                if let Handout::Throttled(seconds) = handout {
                     let mut msg = [0u8; 96];
                     let mut c = crate::http::Cursor::new(&mut msg);
                     c.put(b"Too many failed attempts. Please try again in ")
@@ -926,15 +985,17 @@ impl<const S: usize> Gateway<'_, S> {
                         out,
                     );
                 }
-                return match self.password_check(
-                    Purpose::LoginForm,
-                    &name,
-                    password,
-                    ctx.client,
-                    shared.users,
-                ) {
-                    Some(check) => Decision::VerifyPassword(check),
-                    None => self.login_page(
+                return match handout {
+                    Handout::Check(check) => Decision::VerifyPassword(check),
+                    Handout::Busy => self.login_page(
+                        ctx,
+                        Status::ServiceUnavailable,
+                        return_target,
+                        Some("The server is busy. Please try again in a moment."),
+                        Outcome::PasswordChecksBusy,
+                        out,
+                    ),
+                    Handout::Throttled(_) | Handout::Failed => self.login_page(
                         ctx,
                         Status::Ok,
                         return_target,
@@ -1071,6 +1132,7 @@ impl<const S: usize> Gateway<'_, S> {
             }
             Auth::Verify(check) => Decision::VerifyPassword(check),
             Auth::Throttled(secs) => respond_too_many(ctx, secs, out),
+            Auth::Busy => respond_busy(ctx, out),
             Auth::ProvisionFailed(e) => respond_error(
                 ctx,
                 Status::ServiceUnavailable,
@@ -1272,6 +1334,21 @@ fn respond_too_many(ctx: &Ctx<'_, '_>, seconds: u64, out: &mut [u8]) -> Decision
         close,
     );
     finish(ctx, written, close, Outcome::Throttled)
+}
+
+/// Every password check allowed at once is running: come back in a second.
+fn respond_busy(ctx: &Ctx<'_, '_>, out: &mut [u8]) -> Decision {
+    let close = close_after(ctx.head, false);
+    let mut w = ResponseWriter::new(out, Status::ServiceUnavailable);
+    w.header_u64("Retry-After", 1);
+    let written = w
+        .finish(
+            "text/plain; charset=utf-8",
+            b"503 Service Unavailable\n",
+            close,
+        )
+        .map(|n| head_only(ctx.head, out, n));
+    finish(ctx, written, close, Outcome::PasswordChecksBusy)
 }
 
 /// A refusal before (or instead of) judging: the error page, then close.

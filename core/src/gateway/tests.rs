@@ -8,6 +8,7 @@ use crate::session::{SessionKey, SessionKeys};
 use crate::throttle::{Throttle, ThrottlePolicy};
 use crate::trusted::TrustedSources;
 use crate::users::UserTable;
+use base64ct::Encoding;
 
 const ITER: u32 = crate::password::MIN_ITERATIONS;
 const NOW: u64 = 1_800_000_000;
@@ -16,6 +17,7 @@ struct World {
     users: UserTable<8>,
     throttle: Throttle<16>,
     cache: CredentialCache<4>,
+    pending: PendingChecks,
     trusted: TrustedSources<4>,
     keys: SessionKeys,
 }
@@ -41,6 +43,7 @@ impl World {
             users,
             throttle: Throttle::new(ThrottlePolicy::DEFAULT),
             cache: CredentialCache::new(&[9; 32], 300),
+            pending: PendingChecks::new(),
             trusted: TrustedSources::parse("10.0.0.0/8, @").unwrap(),
             keys: SessionKeys::new(SessionKey::from_bytes([5; 32])),
         }
@@ -81,6 +84,7 @@ impl World {
             users: &mut self.users,
             throttle: &mut self.throttle,
             credentials: &mut self.cache,
+            pending: &mut self.pending,
         };
         match gw.decide(&ex, &mut shared, out) {
             Decision::VerifyPassword(check) => {
@@ -93,6 +97,45 @@ impl World {
                 again
             }
             other => other,
+        }
+    }
+
+    /// One step as a shell takes it: `decide`, or with `finished` the `finish` of a check
+    /// (whose verification the shell ran in between, outside the lock).
+    fn step(
+        &mut self,
+        peer: &str,
+        bytes: &[u8],
+        finished: Option<(&PasswordCheck, bool)>,
+        out: &mut [u8],
+    ) -> Decision {
+        let keys = self.keys.clone();
+        let trusted = self.trusted.clone();
+        let gw = Gateway {
+            config: GatewayConfig {
+                password_iterations: ITER,
+                ..GatewayConfig::DEFAULT
+            },
+            trusted: &trusted,
+            keys: &keys,
+        };
+        let random = [42u8; RANDOM_LEN];
+        let ex = Exchange {
+            peer: peer.parse().unwrap(),
+            tls: false,
+            bytes,
+            now: NOW,
+            random: &random,
+        };
+        let mut shared = Shared {
+            users: &mut self.users,
+            throttle: &mut self.throttle,
+            credentials: &mut self.cache,
+            pending: &mut self.pending,
+        };
+        match finished {
+            None => gw.decide(&ex, &mut shared, out),
+            Some((check, ok)) => gw.finish(&ex, &mut shared, check, ok, out),
         }
     }
 
@@ -365,6 +408,7 @@ fn basic_credentials_are_checked_once_then_cached() {
         users: &mut w.users,
         throttle: &mut w.throttle,
         credentials: &mut w.cache,
+        pending: &mut w.pending,
     };
     let d = gw.decide(&ex, &mut shared, &mut out);
     assert!(matches!(d, Decision::Forward(_)), "{d:?}");
@@ -391,6 +435,104 @@ fn wrong_basic_credentials_fail_then_throttle() {
     let good = b"GET /app HTTP/1.1\r\nHost: music\r\nAuthorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n\r\n";
     let d = w.decide("198.51.100.1:1", good, &mut out);
     assert!(forwarded(&d, &out).contains("Remote-User: alice"));
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let mut b = [0u8; 256];
+    let cred = base64ct::Base64::encode(format!("{user}:{password}").as_bytes(), &mut b).unwrap();
+    format!("GET /app/ HTTP/1.1\r\nHost: music\r\nAuthorization: Basic {cred}\r\n\r\n")
+}
+
+#[test]
+fn concurrent_guesses_are_bounded_by_the_throttle() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    // A client with many requests in flight: every check is handed out before any result
+    // comes back, and none is ever finished.
+    let mut in_flight = Vec::new();
+    let mut throttled = 0;
+    for i in 0..200 {
+        let req = basic("alice", &format!("guess{i}"));
+        match w.step(CLIENT, req.as_bytes(), None, &mut out) {
+            Decision::VerifyPassword(c) => in_flight.push(c),
+            d => {
+                assert_eq!(responded(&d, &out).1, Outcome::Throttled);
+                throttled += 1;
+            }
+        }
+        // Checks that finish keep the cap free: only the throttle limits this client.
+        if in_flight.len() == MAX_PENDING_CHECKS {
+            for c in in_flight.drain(..) {
+                let d = w.step(CLIENT, req.as_bytes(), Some((&c, false)), &mut out);
+                assert_eq!(responded(&d, &out).1, Outcome::BasicFailed);
+            }
+        }
+    }
+    // The guesses let through are those a client gets one after the other: the name is
+    // guarded after its burst of failures.
+    let checked = 200 - throttled;
+    assert_eq!(checked, ThrottlePolicy::DEFAULT.user_burst as usize);
+}
+
+#[test]
+fn password_checks_in_flight_are_capped_for_the_whole_gateway() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let req = basic("alice", "guess");
+    let mut in_flight = Vec::new();
+    // Clients from many networks, each well within its own throttle burst.
+    for i in 0..MAX_PENDING_CHECKS {
+        let peer = format!("198.51.100.{i}:1");
+        match w.step(&peer, req.as_bytes(), None, &mut out) {
+            Decision::VerifyPassword(c) => in_flight.push(c),
+            other => panic!("{other:?}"),
+        }
+    }
+    let d = w.step("203.0.113.1:1", req.as_bytes(), None, &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::PasswordChecksBusy);
+    assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+    assert_eq!(header(&resp, "Retry-After"), Some("1"));
+    // A finished check gives its place back.
+    let c = in_flight.pop().unwrap();
+    let ok = c.verify();
+    w.step("198.51.100.0:1", req.as_bytes(), Some((&c, ok)), &mut out);
+    let d = w.step("203.0.113.1:1", req.as_bytes(), None, &mut out);
+    assert!(matches!(d, Decision::VerifyPassword(_)), "{d:?}");
+}
+
+#[test]
+fn a_right_password_does_not_use_up_the_throttle() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let good = basic("alice", "wonderland");
+    for _ in 0..30 {
+        // Cleared each time so that every request is verified again.
+        w.cache = CredentialCache::new(&[9; 32], 300);
+        let d = w.decide(CLIENT, good.as_bytes(), &mut out);
+        assert!(forwarded(&d, &out).contains("Remote-User: alice"));
+    }
+}
+
+#[test]
+fn password_change_during_basic_check_does_not_let_old_password_in() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let req = basic("alice", "wonderland");
+    let Decision::VerifyPassword(check) = w.step(CLIENT, req.as_bytes(), None, &mut out) else {
+        panic!("expected a password check");
+    };
+    // While the check runs outside the lock, the password is changed.
+    w.users
+        .set_password("alice", hash_password(b"new", &[3; 16], ITER).unwrap())
+        .unwrap();
+    let ok = check.verify();
+    assert!(ok, "the old hash still matches the old password");
+    let d = w.step(CLIENT, req.as_bytes(), Some((&check, ok)), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::BasicFailed);
+    // Nor was it cached for the next request: that one is checked against the new hash.
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::BasicFailed);
 }
 
 fn csrf_from(resp: &str) -> (String, String) {
@@ -465,6 +607,30 @@ fn the_login_form_issues_a_session() {
         format!("GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: gatehouse_session={session}\r\n\r\n");
     let d = w.decide(CLIENT, req.as_bytes(), &mut out);
     assert!(forwarded(&d, &out).contains("Remote-User: alice\r\n"));
+}
+
+#[test]
+fn password_change_during_login_form_check_issues_no_session() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (token, field) = csrf_from(&responded(&d, &out).0);
+    let post = login_post(&token, &field, "alice", "wonderland", "");
+    let Decision::VerifyPassword(check) = w.step(CLIENT, post.as_bytes(), None, &mut out) else {
+        panic!("expected a password check");
+    };
+    w.users
+        .set_password("alice", hash_password(b"new", &[3; 16], ITER).unwrap())
+        .unwrap();
+    let ok = check.verify();
+    let d = w.step(CLIENT, post.as_bytes(), Some((&check, ok)), &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoginFailed);
+    assert!(!resp.contains("gatehouse_session="), "{resp}");
 }
 
 #[test]
