@@ -293,6 +293,7 @@ impl Prepared {
                 tracing::info!("{note}");
             }
         }
+        raise_file_limit(self.config.max_connections);
         let listeners = server::bind_all(&self.config).await?;
         let shared = Arc::new(Shared::new(
             self.config.clone(),
@@ -340,6 +341,33 @@ impl Prepared {
         }
         tracing::info!("gatehouse stopped");
         Ok(())
+    }
+}
+
+/// Each client connection can hold two descriptors (its socket and one to the app); the
+/// usual soft limit of 1024 would stop a gateway at about 500 clients. Raise the soft limit
+/// toward the hard one, as far as `max_connections` needs.
+fn raise_file_limit(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let wanted = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(256);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= wanted {
+        return;
+    }
+    let target = limit.maximum.map_or(wanted, |max| max.min(wanted));
+    if target <= current {
+        tracing::warn!(
+            "open files are limited to {current}; max_connections = {max_connections} needs \
+             about {wanted} (raise LimitNOFILE)"
+        );
+        return;
+    }
+    limit.current = Some(target);
+    if let Err(e) = setrlimit(Resource::Nofile, limit) {
+        tracing::warn!("cannot raise the open files limit to {target}: {e}");
     }
 }
 

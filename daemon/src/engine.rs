@@ -19,8 +19,11 @@ use gatehouse_core::http::{
 use crate::client::PeerAddr;
 use crate::keys::RandomPool;
 use crate::metrics::{LoginResult, Outcome};
+use crate::pool::{BUF_LEN, PooledBuf};
 use crate::pump;
 use crate::shared::Shared;
+
+const _: () = assert!(OUT_LEN <= BUF_LEN && MAX_HEAD_LEN <= BUF_LEN);
 
 /// What the connection loop does next.
 pub enum Judged {
@@ -46,7 +49,9 @@ pub struct Respond {
 
 pub struct Fwd {
     pub consumed: usize,
-    pub head: Vec<u8>,
+    /// The head core wrote for the app: `head_buf[..head_len]`.
+    pub head_buf: PooledBuf,
+    pub head_len: usize,
     pub body: BodyFraming,
     pub expect_continue: bool,
     pub is_head: bool,
@@ -60,7 +65,7 @@ pub struct Fwd {
 impl Fwd {
     pub fn plan(&self) -> pump::Forward<'_> {
         pump::Forward {
-            head: &self.head,
+            head: &self.head_buf[..self.head_len],
             body: self.body,
             expect_continue: self.expect_continue,
             is_head: self.is_head,
@@ -162,8 +167,8 @@ pub async fn judge(
         now,
         random: &random,
     };
-    let mut out = vec![0u8; OUT_LEN];
-    let mut decision = shared.with_gateway(|gw, state| gw.decide(&ex, state, &mut out));
+    let mut out = PooledBuf::take();
+    let mut decision = shared.with_gateway(|gw, state| gw.decide(&ex, state, &mut out[..OUT_LEN]));
     if let Decision::VerifyPassword(check) = decision {
         let (check, verified) = match tokio::task::spawn_blocking(move || {
             let ok = check.verify();
@@ -174,8 +179,8 @@ pub async fn judge(
             Ok(r) => r,
             Err(_) => return internal_error(peer, bytes.len()),
         };
-        decision =
-            shared.with_gateway(|gw, state| gw.finish(&ex, state, &check, verified, &mut out));
+        decision = shared
+            .with_gateway(|gw, state| gw.finish(&ex, state, &check, verified, &mut out[..OUT_LEN]));
         drop::<PasswordCheck>(check);
     }
     translate(shared, peer, bytes, decision, out)
@@ -186,7 +191,7 @@ fn translate(
     peer: PeerAddr,
     bytes: &[u8],
     decision: Decision,
-    mut out: Vec<u8>,
+    out: PooledBuf,
 ) -> Judged {
     let mut log = RequestLog {
         peer,
@@ -222,11 +227,11 @@ fn translate(
             if r.outcome == CoreOutcome::NotFound && is_metrics_request(bytes) {
                 return metrics_response(shared, r.consumed, log);
             }
-            out.truncate(r.len);
-            let status = status_of(&out);
+            let bytes = out.get(..r.len).unwrap_or_default().to_vec();
+            let status = status_of(&bytes);
             Judged::Respond(Respond {
                 consumed: r.consumed,
-                bytes: out,
+                bytes,
                 close: r.close,
                 status,
                 log,
@@ -241,14 +246,14 @@ fn translate(
             {
                 persist_provisioned(shared, name.as_str());
             }
-            out.truncate(f.head_len);
             let mut extra = Vec::new();
             if let Some(cookie) = &f.set_cookie {
                 extra.push(("Set-Cookie", cookie.to_vec()));
             }
             Judged::Forward(Fwd {
                 consumed: f.consumed,
-                head: out,
+                head_buf: out,
+                head_len: f.head_len,
                 body: f.body,
                 expect_continue: f.send_continue,
                 is_head: f.request_was_head,
@@ -289,7 +294,7 @@ fn path_class(shared: &Shared, bytes: &[u8]) -> &'static str {
     let Ok(Parse::Complete(head)) = RequestHead::parse(bytes) else {
         return "-";
     };
-    let mut target = vec![0u8; MAX_HEAD_LEN];
+    let mut target = PooledBuf::take();
     match canonicalize(head.path_and_query(), &mut target) {
         Ok(c) => class_name(shared.gateway_config.paths.classify(c.path())),
         Err(_) => "-",
@@ -300,7 +305,7 @@ fn is_metrics_request(bytes: &[u8]) -> bool {
     let Ok(Parse::Complete(head)) = RequestHead::parse(bytes) else {
         return false;
     };
-    let mut target = vec![0u8; MAX_HEAD_LEN];
+    let mut target = PooledBuf::take();
     matches!(head.method(), "GET" | "HEAD")
         && canonicalize(head.path_and_query(), &mut target)
             .is_ok_and(|c| c.path() == "/_gatehouse/metrics")

@@ -21,6 +21,7 @@ mod engine;
 mod files;
 mod keys;
 mod metrics;
+mod pool;
 mod probe;
 mod pump;
 mod server;

@@ -15,18 +15,22 @@ use gatehouse_core::http::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::pool::{BUF_LEN, PooledBuf};
 use crate::upstream::{ConnectError, Stream, Upstream};
 
+// The client's response head (at most a head plus what core adds) and a chunk of body fit
+// one pooled buffer.
+const _: () = assert!(MAX_HEAD_LEN + 1024 + READ_CHUNK <= BUF_LEN);
+
 /// Bytes read from a socket and not used yet. Bytes after one message (a pipelined request,
-/// the start of the next response) stay here for the next parse.
+/// the start of the next response) stay here for the next parse. The memory is a pooled
+/// buffer, taken on the first read and given back when the connection goes idle.
 #[derive(Debug, Default)]
 pub struct Buf {
-    data: Vec<u8>,
+    mem: Option<PooledBuf>,
     start: usize,
+    end: usize,
 }
-
-/// Most bytes read from a socket at once.
-pub const READ_CHUNK: usize = 16 * 1024;
 
 impl Buf {
     pub fn new() -> Buf {
@@ -34,11 +38,14 @@ impl Buf {
     }
 
     pub fn data(&self) -> &[u8] {
-        &self.data[self.start..]
+        match &self.mem {
+            Some(m) => &m[self.start..self.end],
+            None => &[],
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.data.len() - self.start
+        self.end - self.start
     }
 
     pub fn is_empty(&self) -> bool {
@@ -46,10 +53,10 @@ impl Buf {
     }
 
     pub fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.data.len());
-        if self.start == self.data.len() {
-            self.data.clear();
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
             self.start = 0;
+            self.end = 0;
         }
     }
 
@@ -57,23 +64,31 @@ impl Buf {
     /// costs only its socket.
     pub fn release_if_empty(&mut self) {
         if self.is_empty() {
-            self.data = Vec::new();
-            self.start = 0;
+            self.mem = None;
         }
     }
 
     /// Reads once from `src`, appending; returns the number of bytes read (0 at end of stream).
     pub async fn read_from<R: AsyncRead + Unpin>(&mut self, src: &mut R) -> io::Result<usize> {
-        if self.start > 0 && self.start >= self.data.len() / 2 {
-            self.data.drain(..self.start);
+        let mem = self.mem.get_or_insert_with(PooledBuf::take);
+        if self.start > 0 && (self.end == mem.len() || self.start >= mem.len() / 2) {
+            mem.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        if self.data.capacity() - self.data.len() < READ_CHUNK / 4 {
-            self.data.reserve(READ_CHUNK);
+        if self.end == mem.len() {
+            // Callers consume what they parse before reading more; a full buffer means a
+            // message part larger than any limit core enforces.
+            return Err(io::Error::other("read buffer full"));
         }
-        src.read_buf(&mut self.data).await
+        let n = src.read(&mut mem[self.end..]).await?;
+        self.end += n;
+        Ok(n)
     }
 }
+
+/// Most bytes of body copied per write.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a forwarded exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +195,7 @@ where
 
     // Room for the client's response head and, when it is already here, the start of the
     // body: a small response then goes out in one write.
-    let mut out = vec![0u8; MAX_HEAD_LEN + 1024 + READ_CHUNK];
+    let mut out = PooledBuf::take();
     let extra: Vec<(&str, &[u8])> = plan
         .extra_response_headers
         .iter()
@@ -409,7 +424,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut scratch: Vec<u8> = Vec::new();
+    let mut scratch: Option<PooledBuf> = None;
     loop {
         if relay.is_done() {
             break;
@@ -432,11 +447,9 @@ where
             src_buf.consume(n);
             continue;
         }
-        if scratch.is_empty() {
-            scratch = vec![0u8; READ_CHUNK + 64];
-        }
+        let scratch = scratch.get_or_insert_with(PooledBuf::take);
         let step = relay
-            .relay(src_buf.data(), &mut scratch)
+            .relay(src_buf.data(), scratch)
             .map_err(|error| RelayError::Framing { who, error })?;
         if step.produced > 0 {
             io_timeout(
