@@ -54,6 +54,12 @@ const FRAGMENTS: &[&str] = &[
     ":",
     "0\r\n",
     "5\r\nhello\r\n",
+    "X: a \t\n",
+    "Y:\n",
+    "Z: \r\n",
+    "\n\r\n",
+    "Host: a\r\n",
+    "Host: a\n",
 ];
 
 fn fragments() -> impl Strategy<Value = Vec<u8>> {
@@ -175,6 +181,51 @@ proptest! {
                 let id = Identity { user: "alice", name: None, email: None, groups: Some("admins") };
                 let _ = write_forward_head(&h, t.as_str(), &options(Some(id), "Remote-User"), &mut out);
             }
+        }
+    }
+
+    #[test]
+    fn accepted_heads_have_only_crlf_line_ends(bytes in hostile_bytes()) {
+        if let Ok(Parse::Complete(h)) = RequestHead::parse(&bytes) {
+            let head = &bytes[..h.head_len()];
+            for (i, &b) in head.iter().enumerate() {
+                if b == b'\n' {
+                    prop_assert!(i > 0 && head[i - 1] == b'\r', "bare LF at {} in {:?}", i, String::from_utf8_lossy(head));
+                }
+                if b == b'\r' {
+                    prop_assert_eq!(head.get(i + 1), Some(&b'\n'));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bare_lf_on_any_line_is_refused(
+        lines in prop::collection::vec(("[A-Za-z-]{1,10}", "[ -~]{0,12}", "[ \t]{0,2}", any::<bool>()), 0..8),
+        leading in prop::collection::vec(any::<bool>(), 0..2),
+        request_line_bare in any::<bool>(),
+        last_bare in any::<bool>(),
+    ) {
+        let eol = |bare: bool| if bare { "\n" } else { "\r\n" };
+        let mut req = String::new();
+        for &bare in &leading {
+            req.push_str(eol(bare));
+        }
+        req.push_str("GET / HTTP/1.1");
+        req.push_str(eol(request_line_bare));
+        req.push_str("Host: a\r\n");
+        for (name, value, ws, bare) in &lines {
+            req.push_str(&format!("X-{name}: {value}{ws}{}", eol(*bare)));
+        }
+        req.push_str(eol(last_bare));
+        let any_bare = leading.iter().any(|&b| b)
+            || request_line_bare
+            || last_bare
+            || lines.iter().any(|l| l.3);
+        match RequestHead::parse(req.as_bytes()) {
+            Ok(Parse::Complete(_)) => prop_assert!(!any_bare, "accepted {:?}", req),
+            Err(RequestError::BareLf) => prop_assert!(any_bare),
+            other => prop_assert!(false, "{:?} for {:?}", other, req),
         }
     }
 

@@ -193,20 +193,47 @@ impl<'b> RequestHead<'b> {
     /// [`MAX_HEAD_LEN`]; the shell reads more and calls again with all the bytes. The same
     /// bytes give the same answer however they were split across reads.
     pub fn parse(bytes: &'b [u8]) -> Result<Parse<Self>, RequestError> {
+        let mut head = RequestHead::empty();
+        Ok(match head.parse_in_place(bytes)? {
+            Parse::Complete(()) => Parse::Complete(head),
+            Parse::Incomplete => Parse::Incomplete,
+        })
+    }
+
+    /// A head with no fields, to parse into with [`RequestHead::parse_in_place`].
+    pub fn empty() -> Self {
+        RequestHead {
+            method: "",
+            target: "",
+            path_and_query: "",
+            version: Version::Http11,
+            headers: [httparse::EMPTY_HEADER; MAX_HEADERS],
+            header_count: 0,
+            head_len: 0,
+            host: None,
+            body: BodyFraming::None,
+            expect_continue: false,
+            connection: ConnectionOptions::default(),
+            upgrade: None,
+        }
+    }
+
+    /// [`RequestHead::parse`] into `self`, which holds the result on
+    /// `Ok(Parse::Complete(()))` (a head is a few KiB; this spares moving it).
+    pub fn parse_in_place(&mut self, bytes: &'b [u8]) -> Result<Parse<()>, RequestError> {
         // Only the first MAX_HEAD_LEN bytes can hold a head; judging nothing past them keeps
         // the answer independent of how much more the client already sent.
         let window = &bytes[..bytes.len().min(MAX_HEAD_LEN)];
-        // Known as soon as the LF arrives: the prefix length at which it is decided.
-        let bare_lf_at = first_bare_lf(window).map(|i| i + 1);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
+        let head = self;
+        head.header_count = 0;
+        let mut req = httparse::Request::new(&mut head.headers);
         let status = req.parse(window);
         let (method, target, version, header_count) =
             (req.method, req.path, req.version, req.headers.len());
         let head_len = match status {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                return if bare_lf_at.is_some() {
+                return if first_bare_lf(window).is_some() {
                     Err(RequestError::BareLf)
                 } else if bytes.len() >= MAX_HEAD_LEN {
                     Err(RequestError::HeadTooLarge)
@@ -218,13 +245,16 @@ impl<'b> RequestHead<'b> {
                 // Name the refusal from the bytes up to where httparse failed, so that the
                 // same stream gets the same reason however it was split into reads.
                 let end = httparse_error_end(window);
-                return Err(match bare_lf_at {
-                    Some(lf) if lf <= end => RequestError::BareLf,
+                return Err(match first_bare_lf(window) {
+                    Some(lf) if lf < end => RequestError::BareLf,
                     _ => classify_httparse_error(&window[..end], e),
                 });
             }
         };
-        if bare_lf_at.is_some_and(|lf| lf <= head_len) {
+        let (Some(m), Some(t)) = (method, target) else {
+            return Err(RequestError::InvalidRequestLine);
+        };
+        if !lines_end_in_crlf(&window[..head_len], m, t, &head.headers[..header_count]) {
             return Err(RequestError::BareLf);
         }
         let (Some(method), Some(target), Some(version)) = (method, target, version) else {
@@ -235,22 +265,22 @@ impl<'b> RequestHead<'b> {
             1 => Version::Http11,
             _ => return Err(RequestError::UnsupportedVersion),
         };
-        RequestHead::check(method, target, version, headers, header_count, head_len)
-            .map(Parse::Complete)
+        head.method = method;
+        head.target = target;
+        head.version = version;
+        head.header_count = header_count;
+        head.head_len = head_len;
+        head.check()?;
+        Ok(Parse::Complete(()))
     }
 
-    fn check(
-        method: &'b str,
-        target: &'b str,
-        version: Version,
-        headers: [httparse::Header<'b>; MAX_HEADERS],
-        header_count: usize,
-        head_len: usize,
-    ) -> Result<Self, RequestError> {
+    /// Applies the framing, host and target rules to a head httparse accepted.
+    fn check(&mut self) -> Result<(), RequestError> {
+        let (method, target, version) = (self.method, self.target, self.version);
         if method == "CONNECT" {
             return Err(RequestError::ConnectMethod);
         }
-        let fields = &headers[..header_count];
+        let fields = &self.headers[..self.header_count];
 
         let mut host: Option<&'b [u8]> = None;
         let mut content_length: Option<u64> = None;
@@ -347,20 +377,13 @@ impl<'b> RequestHead<'b> {
             _ => None,
         };
 
-        Ok(RequestHead {
-            method,
-            target,
-            path_and_query,
-            version,
-            headers,
-            header_count,
-            head_len,
-            host,
-            body,
-            expect_continue,
-            connection,
-            upgrade,
-        })
+        self.path_and_query = path_and_query;
+        self.host = host;
+        self.body = body;
+        self.expect_continue = expect_continue;
+        self.connection = connection;
+        self.upgrade = upgrade;
+        Ok(())
     }
 
     /// The method, as sent (methods are case-sensitive).
@@ -557,15 +580,60 @@ fn check_host_bytes(host: &[u8]) -> Result<(), RequestError> {
     Ok(())
 }
 
+/// Whether every line of a complete head ends in CRLF. httparse accepts a bare LF as a line
+/// end but no LF anywhere else, so only the line ends need looking at: any empty lines
+/// httparse skipped before the request line, the end of the request line, the end of each
+/// field (after its trailing whitespace) and the blank line.
+fn lines_end_in_crlf(
+    head: &[u8],
+    method: &str,
+    target: &str,
+    fields: &[httparse::Header<'_>],
+) -> bool {
+    let base = head.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
+    let crlf_at = |i: usize| head.get(i..i.wrapping_add(2)) == Some(&b"\r\n"[..]);
+    let skipped = head.get(..offset(method.as_bytes())).unwrap_or(head);
+    if first_bare_lf(skipped).is_some() {
+        return false;
+    }
+    // `target SP HTTP/1.x CRLF`
+    if !crlf_at(offset(target.as_bytes()) + target.len() + 9) {
+        return false;
+    }
+    for h in fields {
+        let mut i = offset(h.value) + h.value.len();
+        while matches!(head.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        if !crlf_at(i) {
+            return false;
+        }
+    }
+    crlf_at(head.len().wrapping_sub(2))
+}
+
+/// Position of the first LF not preceded by CR. Scans eight bytes at a time (a head is
+/// mostly long lines), looking closer only at words that hold a LF.
 fn first_bare_lf(bytes: &[u8]) -> Option<usize> {
-    let mut prev = 0u8;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'\n' && prev != b'\r' {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LFS: u64 = ONES * b'\n' as u64;
+    let is_bare = |i: usize| bytes[i] == b'\n' && (i == 0 || bytes[i - 1] != b'\r');
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ LFS;
+        if (x.wrapping_sub(ONES) & !x & HIGHS) != 0
+            && let Some(i) = (base..base + 8).find(|&i| is_bare(i))
+        {
             return Some(i);
         }
-        prev = b;
+        base += 8;
     }
-    None
+    (base..bytes.len()).find(|&i| is_bare(i))
 }
 
 /// The shortest prefix of `bytes` on which httparse already fails (httparse scans left to

@@ -122,6 +122,52 @@ pub fn is_dropped_request_header(
     name: &str,
     options: &ForwardOptions<'_>,
 ) -> bool {
+    is_dropped(head, name, options, &Nominated::of(head))
+}
+
+/// The field names a client listed in `Connection` (collected once per head).
+struct Nominated<'b> {
+    names: [&'b [u8]; 16],
+    len: usize,
+    /// More names than fit: look them up in the head instead.
+    overflow: bool,
+}
+
+impl<'b> Nominated<'b> {
+    fn of(head: &RequestHead<'b>) -> Self {
+        let mut n = Nominated {
+            names: [&[]; 16],
+            len: 0,
+            overflow: false,
+        };
+        for token in head.header_values("connection").flat_map(list_tokens) {
+            match n.names.get_mut(n.len) {
+                Some(slot) => {
+                    *slot = token;
+                    n.len += 1;
+                }
+                None => n.overflow = true,
+            }
+        }
+        n
+    }
+
+    fn contains(&self, head: &RequestHead<'_>, name: &[u8]) -> bool {
+        if self.overflow {
+            return named_in_connection(head, name);
+        }
+        self.names[..self.len]
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+fn is_dropped(
+    head: &RequestHead<'_>,
+    name: &str,
+    options: &ForwardOptions<'_>,
+    nominated: &Nominated<'_>,
+) -> bool {
     let n = name.as_bytes();
     is_identity_header(n, options.user_header)
         || DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d))
@@ -131,7 +177,7 @@ pub fn is_dropped_request_header(
         || (!options.peer_trusted
             && (PROXY_CLAIMS.iter().any(|d| name.eq_ignore_ascii_case(d))
                 || starts_with_ignore_case(n, b"x-forwarded-")))
-        || named_in_connection(head, n)
+        || nominated.contains(head, n)
 }
 
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
@@ -169,8 +215,9 @@ pub fn write_forward_head(
     if let Some(host) = head.host() {
         c.header("Host", host);
     }
+    let nominated = Nominated::of(head);
     for h in head.headers() {
-        if is_dropped_request_header(head, h.name, options) {
+        if is_dropped(head, h.name, options, &nominated) {
             continue;
         }
         if h.name.eq_ignore_ascii_case("cookie") {
@@ -257,8 +304,22 @@ pub fn write_forward_head(
 }
 
 fn put_ip(c: &mut Cursor<'_>, ip: IpAddr) {
-    // A failed write leaves the cursor marked full, which `finish` reports.
-    let _ = write!(c, "{ip}");
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, cc, d] = v4.octets();
+            c.put_u64(a.into())
+                .put(b".")
+                .put_u64(b.into())
+                .put(b".")
+                .put_u64(cc.into())
+                .put(b".")
+                .put_u64(d.into());
+        }
+        // A failed write leaves the cursor marked full, which `finish` reports.
+        IpAddr::V6(_) => {
+            let _ = write!(c, "{ip}");
+        }
+    }
 }
 
 fn check_identity_value(v: &str) -> Result<(), RewriteError> {
