@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse_core::credential_cache::CredentialCache;
 use gatehouse_core::gateway::{
-    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, RANDOM_LEN, Shared,
+    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, PendingChecks, RANDOM_LEN, Shared,
 };
 use gatehouse_core::http::{
     ForwardOptions, Identity, Parse, RequestHead, canonicalize, write_forward_head,
@@ -51,6 +51,7 @@ fn bench(c: &mut Criterion) {
     let trusted = TrustedSources::<8>::parse("10.0.0.0/8, fd00::/8, @").unwrap();
     let mut throttle = Throttle::<64>::default();
     let mut cache = CredentialCache::<16>::new(&[2; 32], 300);
+    let mut pending = PendingChecks::new();
     let carol = users.find("carol").unwrap().generation;
     let token = keys
         .issue("carol", carol, NOW - 60, 30 * 24 * 3600)
@@ -73,6 +74,7 @@ fn bench(c: &mut Criterion) {
             users: &mut users,
             throttle: &mut throttle,
             credentials: &mut cache,
+            pending: &mut pending,
         };
         let ex = Exchange {
             peer,
@@ -102,6 +104,7 @@ fn bench(c: &mut Criterion) {
                 users: &mut users,
                 throttle: &mut throttle,
                 credentials: &mut cache,
+                pending: &mut pending,
             };
             let ex = Exchange {
                 peer,

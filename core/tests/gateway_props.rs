@@ -3,7 +3,7 @@
 
 use gatehouse_core::credential_cache::CredentialCache;
 use gatehouse_core::gateway::{
-    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, RANDOM_LEN, Shared,
+    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, PendingChecks, RANDOM_LEN, Shared,
 };
 use gatehouse_core::password::{MIN_ITERATIONS, hash_password};
 use gatehouse_core::peer::Peer;
@@ -19,6 +19,7 @@ struct World {
     users: UserTable<4>,
     throttle: Throttle<8>,
     cache: CredentialCache<4>,
+    pending: PendingChecks,
     trusted: TrustedSources<2>,
     keys: SessionKeys,
 }
@@ -37,6 +38,7 @@ impl World {
             users,
             throttle: Throttle::default(),
             cache: CredentialCache::new(&[3; 32], 60),
+            pending: PendingChecks::new(),
             trusted: TrustedSources::parse("10.0.0.0/8").unwrap(),
             keys: SessionKeys::new(SessionKey::from_bytes([4; 32])),
         }
@@ -56,6 +58,7 @@ impl World {
             users: &mut self.users,
             throttle: &mut self.throttle,
             credentials: &mut self.cache,
+            pending: &mut self.pending,
         };
         let random = [9u8; RANDOM_LEN];
         let ex = Exchange {

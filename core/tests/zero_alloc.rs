@@ -259,7 +259,7 @@ mod engine {
     use super::count_allocations;
     use gatehouse_core::credential_cache::CredentialCache;
     use gatehouse_core::gateway::{
-        Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, RANDOM_LEN, Shared,
+        Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, PendingChecks, RANDOM_LEN, Shared,
     };
     use gatehouse_core::http::{
         BodyRelay, Parse, ResponseHead, Version, write_client_response_head,
@@ -280,6 +280,7 @@ mod engine {
         let trusted = TrustedSources::<4>::parse("10.0.0.0/8").unwrap();
         let mut throttle = Throttle::<16>::default();
         let mut cache = CredentialCache::<4>::new(&[2; 32], 300);
+        let mut pending = PendingChecks::new();
         let now = 1_790_000_000;
         let generation = users.find("alice").unwrap().generation;
         let token = keys.issue("alice", generation, now - 5, 3600).unwrap();
@@ -308,6 +309,7 @@ mod engine {
                 users: &mut users,
                 throttle: &mut throttle,
                 credentials: &mut cache,
+                pending: &mut pending,
             };
             let peer = Peer::parse("192.0.2.1:4000").ok()?;
             let ex = Exchange {
@@ -359,6 +361,7 @@ mod engine {
         let trusted = TrustedSources::<1>::new();
         let mut throttle = Throttle::<4>::default();
         let mut cache = CredentialCache::<2>::new(&[2; 32], 300);
+        let mut pending = PendingChecks::new();
         let random = [7u8; RANDOM_LEN];
         let mut out = vec![0u8; OUT_LEN];
         let (ok, n) = count_allocations(|| {
@@ -371,6 +374,7 @@ mod engine {
                 users: &mut users,
                 throttle: &mut throttle,
                 credentials: &mut cache,
+                pending: &mut pending,
             };
             let mut all = true;
             for bytes in [
