@@ -28,28 +28,81 @@
 //!   version, invalid or duplicate names, unparsable hashes and more users than fit, each with
 //!   its own [`LoadError`]; it never truncates or guesses.
 //!
-//! The JSON document, shared by the daemon's users file and the firmware's flash:
+//!
+//! # App passwords
+//!
+//! A user may have up to [`MAX_APP_PASSWORDS`] app passwords: random secrets with a label
+//! ("phone", "car"), made by gatehouse from random bytes the caller passes, shown once, each
+//! revocable on its own, each with the time it was created and last used. Music apps and
+//! other non-interactive clients use them instead of the login password: as the Subsonic
+//! secret (`u` + `p`, or `u` + `t` + `s`), as the OpenSubsonic `apiKey`, and as the password
+//! of HTTP Basic. Changing the login password or logging out everywhere does not revoke them;
+//! revoking one (or deleting the user) does.
+//!
+//! **How they are stored, and what a reader of the users file learns.** Subsonic token
+//! authentication sends `t = md5(secret + salt)` with a fresh salt: to check it, the server
+//! must know the secret itself, not a hash of it. So app passwords are stored *as they are*,
+//! in the users file (daemon) or the users record in flash (firmware). Whoever can read that
+//! file learns every app password, and can use each one (Subsonic, `apiKey`, HTTP Basic) until
+//! it is revoked; they learn nothing about login passwords, which stay PBKDF2/argon2id hashes.
+//! Encrypting the secrets under a key kept next to the file would not change this for someone
+//! who reads the state directory, so gatehouse does not pretend to: keep the state directory
+//! readable by gatehouse alone (the daemon writes it `0600`), and revoke an app password when
+//! a device is lost. What makes this acceptable: an app password is 144 random bits, so it
+//! reveals nothing about the user's other passwords, and it is limited to what that user can
+//! do, one revocation away from useless.
+//!
+//! Checks are constant-time: a password or token is compared with every one of the user's app
+//! passwords (no early exit), and an `apiKey` with every app password in the table, so the
+//! time taken does not tell which one matched or how much of one did.
+//!
+//! The JSON document, shared by the daemon's users file and the firmware's flash (version 2;
+//! version 1 documents, which have no `app_passwords`, still load):
 //!
 //! ```json
-//! {"version":1,"admin_assigned":true,"next_generation":4,"users":[
-//!   {"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=600000,l=32$…$…","generation":3}
+//! {"version":2,"admin_assigned":true,"next_generation":4,"users":[
+//!   {"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=600000,l=32$…$…","generation":3,
+//!    "app_passwords":[{"label":"phone","secret":"…","created":1790000000,"last_used":null}]}
 //! ]}
 //! ```
 
 use crate::Username;
 use crate::password::{
-    self, GENERATED_PASSWORD_RANDOM_LEN, PASSWORD_HASH_CAPACITY, PasswordHash, PasswordHashError,
-    SALT_LEN,
+    self, GENERATED_PASSWORD_RANDOM_LEN, GeneratedPassword, PASSWORD_HASH_CAPACITY, PasswordHash,
+    PasswordHashError, SALT_LEN,
 };
 use core::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Version number written to, and required in, the users JSON document.
-pub const USERS_FORMAT_VERSION: u32 = 1;
+/// Version number written to the users JSON document.
+pub const USERS_FORMAT_VERSION: u32 = 2;
+
+/// Oldest version of the users JSON document that still loads (it has no app passwords).
+pub const OLDEST_USERS_FORMAT_VERSION: u32 = 1;
+
+/// Most app passwords one user has.
+pub const MAX_APP_PASSWORDS: usize = 8;
+
+/// Longest app password label, in bytes.
+pub const MAX_APP_PASSWORD_LABEL_LEN: usize = 32;
+
+/// Random bytes an app password is made from (144 bits).
+pub const APP_PASSWORD_RANDOM_LEN: usize = GENERATED_PASSWORD_RANDOM_LEN;
+
+/// An app password's last-used time is moved (and reported as a change worth saving) at most
+/// this often, so a busy client does not make the shell write the users file on every request.
+pub const LAST_USED_GRANULARITY_SECS: u64 = 600;
+
+/// Bytes of JSON one app password can take at most (a 32-byte label of quotes escapes to 64).
+pub const JSON_BYTES_PER_APP_PASSWORD: usize =
+    2 * MAX_APP_PASSWORD_LABEL_LEN + password::GENERATED_PASSWORD_LEN + 120;
 
 /// Bytes of JSON one user can take at most (a 64-byte name of quotes escapes to 128 bytes).
-pub const JSON_BYTES_PER_USER: usize = 2 * crate::MAX_USERNAME_LEN + PASSWORD_HASH_CAPACITY + 80;
+pub const JSON_BYTES_PER_USER: usize = 2 * crate::MAX_USERNAME_LEN
+    + PASSWORD_HASH_CAPACITY
+    + 100
+    + MAX_APP_PASSWORDS * JSON_BYTES_PER_APP_PASSWORD;
 
 /// Bytes of JSON around the users list at most.
 pub const JSON_OVERHEAD_BYTES: usize = 64;
@@ -112,6 +165,132 @@ pub struct User {
     pub password: PasswordHash,
     /// Sessions issued under another generation are revoked.
     pub generation: u32,
+    /// The user's app passwords, oldest first.
+    pub app_passwords: heapless::Vec<AppPassword, MAX_APP_PASSWORDS>,
+}
+
+/// An app password's label.
+pub type AppPasswordLabel = heapless::String<MAX_APP_PASSWORD_LABEL_LEN>;
+
+/// A secret for one client: see the module documentation.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct AppPassword {
+    /// What the user calls it ("phone"); unique per user, ignoring ASCII case.
+    pub label: AppPasswordLabel,
+    secret: GeneratedPassword,
+    /// When it was made, in UNIX seconds.
+    pub created: u64,
+    /// When it was last used (to within [`LAST_USED_GRANULARITY_SECS`]), in UNIX seconds.
+    pub last_used: Option<u64>,
+}
+
+impl fmt::Debug for AppPassword {
+    /// Never the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppPassword")
+            .field("label", &self.label)
+            .field("created", &self.created)
+            .field("last_used", &self.last_used)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppPassword {
+    /// Whether `candidate` is this secret, in constant time for a candidate of any content.
+    fn matches(&self, candidate: &[u8]) -> subtle::Choice {
+        use subtle::ConstantTimeEq;
+        self.secret.as_bytes().ct_eq(candidate)
+    }
+
+    /// Whether `token` is md5(secret ‖ salt) (Subsonic token authentication).
+    fn matches_token(
+        &self,
+        token: &[u8; crate::subsonic::TOKEN_LEN],
+        salt: &[u8],
+    ) -> subtle::Choice {
+        use subtle::ConstantTimeEq;
+        crate::subsonic::token(self.secret.as_bytes(), salt).ct_eq(token)
+    }
+}
+
+/// Why a label is not a valid app password label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelError {
+    /// The label is empty.
+    Empty,
+    /// Longer than [`MAX_APP_PASSWORD_LABEL_LEN`] bytes.
+    TooLong,
+    /// Holds a control character (C0, DEL or C1).
+    ControlCharacter,
+    /// Starts or ends with whitespace.
+    SurroundingWhitespace,
+}
+
+impl fmt::Display for LabelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "label is empty",
+            Self::TooLong => "label is too long",
+            Self::ControlCharacter => "label contains a control character",
+            Self::SurroundingWhitespace => "label starts or ends with whitespace",
+        })
+    }
+}
+
+impl core::error::Error for LabelError {}
+
+/// Checks an app password label (the rules of usernames, shorter).
+pub fn parse_label(label: &str) -> Result<AppPasswordLabel, LabelError> {
+    match parse_username(label) {
+        Err(UsernameError::Empty) => Err(LabelError::Empty),
+        Err(UsernameError::ControlCharacter) => Err(LabelError::ControlCharacter),
+        Err(UsernameError::SurroundingWhitespace) => Err(LabelError::SurroundingWhitespace),
+        Err(UsernameError::TooLong) => Err(LabelError::TooLong),
+        Ok(_) => AppPasswordLabel::try_from(label).map_err(|_| LabelError::TooLong),
+    }
+}
+
+/// Why an app password could not be added or revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppPasswordError {
+    /// No user of that name.
+    UnknownUser,
+    /// The label is not valid.
+    InvalidLabel(LabelError),
+    /// The user has an app password with that label (ignoring ASCII case).
+    DuplicateLabel,
+    /// The user has [`MAX_APP_PASSWORDS`] app passwords.
+    Full,
+    /// The user has no app password with that label.
+    UnknownLabel,
+}
+
+impl fmt::Display for AppPasswordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownUser => f.write_str("no such user"),
+            Self::InvalidLabel(e) => write!(f, "invalid app password label: {e}"),
+            Self::DuplicateLabel => f.write_str("an app password with that label already exists"),
+            Self::Full => write!(
+                f,
+                "the user has {MAX_APP_PASSWORDS} app passwords: revoke one first"
+            ),
+            Self::UnknownLabel => f.write_str("no app password with that label"),
+        }
+    }
+}
+
+impl core::error::Error for AppPasswordError {}
+
+/// What a Subsonic token check against a user's app passwords found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The token was made from the app password at this index.
+    Matched(usize),
+    /// The user has app passwords, and the token was made from none of them.
+    NoMatch,
+    /// The user is unknown or has no app password: nothing a token could be made from.
+    NoAppPassword,
 }
 
 impl Serialize for PasswordHash {
@@ -217,6 +396,39 @@ pub enum LoadError {
         /// What is wrong with the hash.
         reason: PasswordHashError,
     },
+    /// The user at `index` has an app password that is not valid.
+    InvalidAppPassword {
+        /// Position in the `users` list.
+        index: usize,
+        /// The user's name.
+        name: Username,
+        /// What is wrong with it.
+        reason: AppPasswordFault,
+    },
+}
+
+/// What is wrong with an app password in a users document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppPasswordFault {
+    /// More than [`MAX_APP_PASSWORDS`].
+    TooMany,
+    /// The label is not valid.
+    InvalidLabel(LabelError),
+    /// A label appears twice (ignoring ASCII case).
+    DuplicateLabel,
+    /// The secret is not a generated one (24 base64url characters).
+    InvalidSecret,
+}
+
+impl fmt::Display for AppPasswordFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooMany => write!(f, "more than {MAX_APP_PASSWORDS} app passwords"),
+            Self::InvalidLabel(e) => write!(f, "app password: {e}"),
+            Self::DuplicateLabel => f.write_str("app password label listed twice"),
+            Self::InvalidSecret => f.write_str("app password secret is malformed"),
+        }
+    }
 }
 
 impl fmt::Display for LoadError {
@@ -226,7 +438,7 @@ impl fmt::Display for LoadError {
             Self::MissingVersion => f.write_str("users document has no version"),
             Self::UnsupportedVersion(v) => write!(
                 f,
-                "users document version {v} is not supported (expected {USERS_FORMAT_VERSION})"
+                "users document version {v} is not supported (expected {OLDEST_USERS_FORMAT_VERSION} to {USERS_FORMAT_VERSION})"
             ),
             Self::TooManyUsers { capacity } => {
                 write!(f, "users document holds more than {capacity} users")
@@ -236,6 +448,11 @@ impl fmt::Display for LoadError {
                 write!(f, "user #{index} ({name}) is listed twice")
             }
             Self::InvalidPasswordHash {
+                index,
+                name,
+                reason,
+            } => write!(f, "user #{index} ({name}): {reason}"),
+            Self::InvalidAppPassword {
                 index,
                 name,
                 reason,
@@ -397,6 +614,7 @@ impl<const N: usize> UserTable<N> {
                 admin,
                 password,
                 generation,
+                app_passwords: heapless::Vec::new(),
             })
             .map_err(|_| UserError::TableFull)?;
         self.admin_assigned = true;
@@ -511,6 +729,118 @@ impl<const N: usize> UserTable<N> {
         }
     }
 
+    /// Makes an app password for `name`, labelled `label`, from `random` (fresh random bytes),
+    /// created `now` (UNIX seconds). Returns the secret: show it to the user once.
+    pub fn add_app_password(
+        &mut self,
+        name: &str,
+        label: &str,
+        random: &[u8; APP_PASSWORD_RANDOM_LEN],
+        now: u64,
+    ) -> Result<GeneratedPassword, AppPasswordError> {
+        let label = parse_label(label).map_err(AppPasswordError::InvalidLabel)?;
+        let user = self
+            .get_mut(name)
+            .map_err(|_| AppPasswordError::UnknownUser)?;
+        if user
+            .app_passwords
+            .iter()
+            .any(|a| a.label.eq_ignore_ascii_case(&label))
+        {
+            return Err(AppPasswordError::DuplicateLabel);
+        }
+        let secret = password::generate_password(random);
+        user.app_passwords
+            .push(AppPassword {
+                label,
+                secret: secret.clone(),
+                created: now,
+                last_used: None,
+            })
+            .map_err(|_| AppPasswordError::Full)?;
+        Ok(secret)
+    }
+
+    /// Revokes `name`'s app password labelled `label` (ignoring ASCII case).
+    pub fn revoke_app_password(&mut self, name: &str, label: &str) -> Result<(), AppPasswordError> {
+        let user = self
+            .get_mut(name)
+            .map_err(|_| AppPasswordError::UnknownUser)?;
+        let index = user
+            .app_passwords
+            .iter()
+            .position(|a| a.label.eq_ignore_ascii_case(label))
+            .ok_or(AppPasswordError::UnknownLabel)?;
+        user.app_passwords.remove(index);
+        Ok(())
+    }
+
+    /// `name`'s app passwords, oldest first; `None` for an unknown user.
+    pub fn app_passwords(&self, name: &str) -> Option<&[AppPassword]> {
+        self.find(name).map(|u| u.app_passwords.as_slice())
+    }
+
+    /// Which of `name`'s app passwords `candidate` is, if any. Every one of the user's app
+    /// passwords is compared, in constant time, whatever matches.
+    pub fn check_app_password(&self, name: &str, candidate: &[u8]) -> Option<usize> {
+        let user = self.find(name)?;
+        first_match(user.app_passwords.iter().map(|a| a.matches(candidate)))
+    }
+
+    /// Which of `name`'s app passwords a Subsonic token (`t` = md5(secret ‖ `salt`)) was made
+    /// from. Every one of the user's app passwords is tried.
+    pub fn check_app_token(
+        &self,
+        name: &str,
+        token: &[u8; crate::subsonic::TOKEN_LEN],
+        salt: &[u8],
+    ) -> TokenCheck {
+        let Some(user) = self.find(name).filter(|u| !u.app_passwords.is_empty()) else {
+            return TokenCheck::NoAppPassword;
+        };
+        match first_match(
+            user.app_passwords
+                .iter()
+                .map(|a| a.matches_token(token, salt)),
+        ) {
+            Some(index) => TokenCheck::Matched(index),
+            None => TokenCheck::NoMatch,
+        }
+    }
+
+    /// The user and app password index an OpenSubsonic `apiKey` is. Every app password in the
+    /// table is compared, in constant time, whatever matches.
+    pub fn find_api_key(&self, key: &[u8]) -> Option<(&User, usize)> {
+        let all = self.users.iter().flat_map(|u| u.app_passwords.iter());
+        let mut at = first_match(all.map(|a| a.matches(key)))?;
+        for user in self.users.iter() {
+            match user.app_passwords.get(at) {
+                Some(_) => return Some((user, at)),
+                None => at -= user.app_passwords.len(),
+            }
+        }
+        None
+    }
+
+    /// Notes that `name`'s app password at `index` was used `now`. Returns whether the stored
+    /// last-used time moved (by [`LAST_USED_GRANULARITY_SECS`] or more, or for the first
+    /// time): then the shell should save the table when convenient.
+    pub fn record_app_password_use(&mut self, name: &str, index: usize, now: u64) -> bool {
+        let Ok(user) = self.get_mut(name) else {
+            return false;
+        };
+        let Some(app) = user.app_passwords.get_mut(index) else {
+            return false;
+        };
+        match app.last_used {
+            Some(last) if now < last.saturating_add(LAST_USED_GRANULARITY_SECS) => false,
+            _ => {
+                app.last_used = Some(now);
+                true
+            }
+        }
+    }
+
     /// Writes the table as the users JSON document into `out`; returns the bytes written.
     pub fn to_json(&self, out: &mut [u8]) -> Result<usize, SaveError> {
         #[derive(Serialize)]
@@ -550,7 +880,7 @@ impl<const N: usize> UserTable<N> {
             serde_json_core::from_slice::<Header>(json).map_err(LoadError::Malformed)?;
         match header.version {
             None => return Err(LoadError::MissingVersion),
-            Some(USERS_FORMAT_VERSION) => {}
+            Some(OLDEST_USERS_FORMAT_VERSION..=USERS_FORMAT_VERSION) => {}
             Some(other) => return Err(LoadError::UnsupportedVersion(other)),
         }
 
@@ -573,6 +903,20 @@ impl<const N: usize> UserTable<N> {
         table.next_generation = above_users.fold(table.next_generation, u32::max);
         Ok(table)
     }
+}
+
+/// The index of the first `true` among `choices`, looking at every one of them in constant
+/// time.
+fn first_match(choices: impl Iterator<Item = subtle::Choice>) -> Option<usize> {
+    use subtle::ConditionallySelectable;
+    let mut found = subtle::Choice::from(0);
+    let mut at = 0u32;
+    for (i, hit) in choices.enumerate() {
+        let first = hit & !found;
+        at = u32::conditional_select(&at, &(i as u32), first);
+        found |= hit;
+    }
+    bool::from(found).then_some(at as usize)
 }
 
 /// Room to unescape one JSON string: the longest field (a password hash) and more.
@@ -612,6 +956,47 @@ struct UserRecord {
     admin: bool,
     password: Bounded<PASSWORD_HASH_CAPACITY>,
     generation: u32,
+    #[serde(default)]
+    app_passwords: AppPasswordRecords,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppPasswordRecord {
+    label: Bounded<MAX_APP_PASSWORD_LABEL_LEN>,
+    secret: Bounded<{ password::GENERATED_PASSWORD_LEN }>,
+    created: u64,
+    last_used: Option<u64>,
+}
+
+/// Up to [`MAX_APP_PASSWORDS`] records, or a note that there were more (reported by name, not
+/// as malformed JSON).
+#[derive(Default)]
+struct AppPasswordRecords {
+    records: heapless::Vec<AppPasswordRecord, MAX_APP_PASSWORDS>,
+    too_many: bool,
+}
+
+impl<'de> Deserialize<'de> for AppPasswordRecords {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RecordsVisitor;
+        impl<'de> Visitor<'de> for RecordsVisitor {
+            type Value = AppPasswordRecords;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of app passwords")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = AppPasswordRecords::default();
+                while let Some(record) = seq.next_element::<AppPasswordRecord>()? {
+                    if out.records.push(record).is_err() {
+                        out.too_many = true;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_seq(RecordsVisitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -738,15 +1123,65 @@ impl<const N: usize> UserTable<N> {
                 });
             }
         };
+        let app_passwords = match load_app_passwords(record.app_passwords) {
+            Ok(list) => list,
+            Err(reason) => {
+                return Err(LoadError::InvalidAppPassword {
+                    index,
+                    name,
+                    reason,
+                });
+            }
+        };
         self.users
             .push(User {
                 name,
                 admin: record.admin,
                 password,
                 generation: record.generation,
+                app_passwords,
             })
             .map_err(|_| LoadError::TooManyUsers { capacity: N })
     }
+}
+
+fn load_app_passwords(
+    records: AppPasswordRecords,
+) -> Result<heapless::Vec<AppPassword, MAX_APP_PASSWORDS>, AppPasswordFault> {
+    if records.too_many {
+        return Err(AppPasswordFault::TooMany);
+    }
+    let mut list: heapless::Vec<AppPassword, MAX_APP_PASSWORDS> = heapless::Vec::new();
+    for record in records.records {
+        let label = match record.label {
+            Bounded::Fits(label) => parse_label(&label),
+            Bounded::TooLong => Err(LabelError::TooLong),
+        }
+        .map_err(AppPasswordFault::InvalidLabel)?;
+        if list.iter().any(|a| a.label.eq_ignore_ascii_case(&label)) {
+            return Err(AppPasswordFault::DuplicateLabel);
+        }
+        let secret = match record.secret {
+            Bounded::Fits(secret) if is_generated_secret(&secret) => secret,
+            _ => return Err(AppPasswordFault::InvalidSecret),
+        };
+        list.push(AppPassword {
+            label,
+            secret,
+            created: record.created,
+            last_used: record.last_used,
+        })
+        .map_err(|_| AppPasswordFault::TooMany)?;
+    }
+    Ok(list)
+}
+
+/// Whether `secret` has the shape [`password::generate_password`] gives.
+fn is_generated_secret(secret: &str) -> bool {
+    secret.len() == password::GENERATED_PASSWORD_LEN
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -1103,13 +1538,16 @@ mod tests {
         let mut buf = [0u8; UserTable::<4>::JSON_CAPACITY];
         let n = t.to_json(&mut buf).unwrap();
         let json = core::str::from_utf8(&buf[..n]).unwrap();
-        assert!(json.starts_with(r#"{"version":1,"admin_assigned":true,"next_generation":4,"users":[{"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=1000,l=32$"#), "{json}");
+        assert!(json.starts_with(r#"{"version":2,"admin_assigned":true,"next_generation":4,"users":[{"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=1000,l=32$"#), "{json}");
         assert!(
             json.contains(r#""name":"Bob \"the\" \\builder\\","admin":false,"#),
             "{json}"
         );
         assert!(json.contains(r#""next_generation":4,"#), "{json}");
-        assert!(json.contains(r#""generation":3}"#), "{json}");
+        assert!(
+            json.contains(r#""generation":3,"app_passwords":[]}"#),
+            "{json}"
+        );
         let back = UserTable::<4>::from_json(json.as_bytes()).unwrap();
         assert_eq!(back, t);
     }
@@ -1123,7 +1561,7 @@ mod tests {
         let n = t.to_json(&mut buf).unwrap();
         assert_eq!(
             &buf[..n],
-            br#"{"version":1,"admin_assigned":true,"next_generation":1,"users":[]}"#
+            br#"{"version":2,"admin_assigned":true,"next_generation":1,"users":[]}"#
         );
         let mut back = UserTable::<2>::from_json(&buf[..n]).unwrap();
         assert!(back.admin_assigned());
@@ -1148,8 +1586,20 @@ mod tests {
             let name = format!("{i}{}", "\"".repeat(63));
             t.add(&name, true, longest_hash.clone()).unwrap();
         }
-        for u in t.users.iter_mut() {
+        for (i, u) in t.users.iter_mut().enumerate() {
             u.generation = u32::MAX;
+            for j in 0..MAX_APP_PASSWORDS {
+                // 32 bytes, 31 of them backslashes that JSON escapes to two bytes each.
+                let label = parse_label(&format!("{j}{}", "\\".repeat(31))).unwrap();
+                u.app_passwords
+                    .push(AppPassword {
+                        label,
+                        secret: password::generate_password(&[i as u8; 18]),
+                        created: u64::MAX,
+                        last_used: Some(u64::MAX),
+                    })
+                    .unwrap();
+            }
         }
         let mut buf = [0u8; UserTable::<3>::JSON_CAPACITY];
         let n = t.to_json(&mut buf).unwrap();
@@ -1224,8 +1674,8 @@ mod tests {
         let load = |json: &str| UserTable::<2>::from_json(json.as_bytes());
         assert_eq!(load(r#"{"users":[]}"#), Err(LoadError::MissingVersion));
         assert_eq!(
-            load(r#"{"version":2,"users":"whatever v2 is"}"#),
-            Err(LoadError::UnsupportedVersion(2))
+            load(r#"{"version":3,"users":"whatever v3 is"}"#),
+            Err(LoadError::UnsupportedVersion(3))
         );
         assert_eq!(
             load(&doc(&[user("a"), user("b"), user("c")])),
@@ -1288,6 +1738,225 @@ mod tests {
                 reason: PasswordHashError::TooLong
             })
         );
+    }
+
+    #[test]
+    fn app_passwords_are_added_listed_and_revoked() {
+        let mut t = UserTable::<2>::new();
+        t.add("alice", false, hash("pw", 1)).unwrap();
+        let phone = t.add_app_password("ALICE", "phone", &pw(7), 100).unwrap();
+        assert_eq!(phone, password::generate_password(&pw(7)));
+        assert_eq!(phone.len(), password::GENERATED_PASSWORD_LEN);
+        let car = t.add_app_password("alice", "car", &pw(8), 200).unwrap();
+        assert_ne!(phone, car);
+        let list = t.app_passwords("alice").unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].label.as_str(), "phone");
+        assert_eq!((list[0].created, list[0].last_used), (100, None));
+        assert!(
+            !format!("{:?}", list[0]).contains(phone.as_str()),
+            "Debug hides the secret"
+        );
+
+        assert_eq!(
+            t.add_app_password("alice", "Phone", &pw(9), 300),
+            Err(AppPasswordError::DuplicateLabel)
+        );
+        assert_eq!(
+            t.add_app_password("bob", "phone", &pw(9), 300),
+            Err(AppPasswordError::UnknownUser)
+        );
+        assert_eq!(
+            t.add_app_password("alice", " x", &pw(9), 300),
+            Err(AppPasswordError::InvalidLabel(
+                LabelError::SurroundingWhitespace
+            ))
+        );
+        assert_eq!(
+            t.add_app_password("alice", &"x".repeat(33), &pw(9), 300),
+            Err(AppPasswordError::InvalidLabel(LabelError::TooLong))
+        );
+        assert_eq!(
+            t.add_app_password("alice", "", &pw(9), 300),
+            Err(AppPasswordError::InvalidLabel(LabelError::Empty))
+        );
+        for i in 2..MAX_APP_PASSWORDS {
+            t.add_app_password("alice", &format!("device {i}"), &pw(i as u8 + 20), 300)
+                .unwrap();
+        }
+        assert_eq!(
+            t.add_app_password("alice", "one more", &pw(99), 300),
+            Err(AppPasswordError::Full)
+        );
+
+        assert_eq!(t.check_app_password("alice", phone.as_bytes()), Some(0));
+        assert_eq!(t.check_app_password("alice", car.as_bytes()), Some(1));
+        t.revoke_app_password("alice", "PHONE").unwrap();
+        assert_eq!(t.check_app_password("alice", phone.as_bytes()), None);
+        assert_eq!(t.check_app_password("alice", car.as_bytes()), Some(0));
+        assert_eq!(
+            t.revoke_app_password("alice", "phone"),
+            Err(AppPasswordError::UnknownLabel)
+        );
+        assert_eq!(
+            t.revoke_app_password("nobody", "car"),
+            Err(AppPasswordError::UnknownUser)
+        );
+    }
+
+    #[test]
+    fn app_passwords_check_passwords_tokens_and_api_keys() {
+        let mut t = UserTable::<3>::new();
+        t.add("alice", false, hash("pw", 1)).unwrap();
+        t.add("bob", true, hash("pw", 2)).unwrap();
+        t.add("carol", false, hash("pw", 3)).unwrap();
+        let a1 = t.add_app_password("alice", "phone", &pw(1), 0).unwrap();
+        let a2 = t.add_app_password("alice", "car", &pw(2), 0).unwrap();
+        let b1 = t.add_app_password("bob", "laptop", &pw(3), 0).unwrap();
+
+        // As a password: only the user's own, never the login password.
+        assert_eq!(t.check_app_password("alice", a2.as_bytes()), Some(1));
+        assert_eq!(t.check_app_password("alice", b1.as_bytes()), None);
+        assert_eq!(t.check_app_password("alice", b"pw"), None);
+        assert_eq!(t.check_app_password("alice", b""), None);
+        assert_eq!(t.check_app_password("ghost", a1.as_bytes()), None);
+
+        // As the Subsonic token secret.
+        let salt = b"c19b2d";
+        let token = crate::subsonic::token(a1.as_bytes(), salt);
+        assert_eq!(
+            t.check_app_token("ALICE", &token, salt),
+            TokenCheck::Matched(0)
+        );
+        assert_eq!(
+            t.check_app_token("alice", &token, b"other"),
+            TokenCheck::NoMatch
+        );
+        assert_eq!(t.check_app_token("bob", &token, salt), TokenCheck::NoMatch);
+        assert_eq!(
+            t.check_app_token("carol", &token, salt),
+            TokenCheck::NoAppPassword
+        );
+        assert_eq!(
+            t.check_app_token("ghost", &token, salt),
+            TokenCheck::NoAppPassword
+        );
+
+        // As an API key, found among every user's.
+        let (user, index) = t.find_api_key(b1.as_bytes()).unwrap();
+        assert_eq!((user.name.as_str(), index), ("bob", 0));
+        let (user, index) = t.find_api_key(a2.as_bytes()).unwrap();
+        assert_eq!((user.name.as_str(), index), ("alice", 1));
+        assert!(t.find_api_key(b"pw").is_none());
+        assert!(t.find_api_key(&a1.as_bytes()[..23]).is_none());
+        assert!(UserTable::<1>::new().find_api_key(a1.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn last_use_is_recorded_coarsely() {
+        let mut t = UserTable::<1>::new();
+        t.add("alice", false, hash("pw", 1)).unwrap();
+        t.add_app_password("alice", "phone", &pw(1), 10).unwrap();
+        assert!(t.record_app_password_use("alice", 0, 1000));
+        assert!(!t.record_app_password_use("alice", 0, 1000 + LAST_USED_GRANULARITY_SECS - 1));
+        assert_eq!(t.app_passwords("alice").unwrap()[0].last_used, Some(1000));
+        assert!(t.record_app_password_use("alice", 0, 1000 + LAST_USED_GRANULARITY_SECS));
+        assert!(
+            !t.record_app_password_use("alice", 1, 5000),
+            "no such index"
+        );
+        assert!(!t.record_app_password_use("bob", 0, 5000), "no such user");
+    }
+
+    #[test]
+    fn app_passwords_survive_the_json_and_version_1_still_loads() {
+        let mut t = UserTable::<2>::new();
+        t.add("alice", false, hash("pw", 1)).unwrap();
+        let secret = t
+            .add_app_password("alice", "phone \"1\"", &pw(5), 100)
+            .unwrap();
+        t.record_app_password_use("alice", 0, 5000);
+        let mut buf = [0u8; UserTable::<2>::JSON_CAPACITY];
+        let n = t.to_json(&mut buf).unwrap();
+        let json = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(
+            json.contains(&format!(
+                r#""app_passwords":[{{"label":"phone \"1\"","secret":"{secret}","created":100,"last_used":5000}}]"#
+            )),
+            "{json}"
+        );
+        let back = UserTable::<2>::from_json(&buf[..n]).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.check_app_password("alice", secret.as_bytes()), Some(0));
+
+        // A version 1 document (no app passwords) loads, and is saved as version 2.
+        let v1 = format!(
+            r#"{{"version":1,"admin_assigned":true,"next_generation":1,"users":[{{"name":"alice","admin":true,"password":"{}","generation":0}}]}}"#,
+            hash("pw", 1).as_str()
+        );
+        let old = UserTable::<2>::from_json(v1.as_bytes()).unwrap();
+        assert_eq!(old.app_passwords("alice"), Some(&[][..]));
+        let n = old.to_json(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(br#"{"version":2,"#));
+        assert!(old.authenticate("alice", b"pw", ITER).is_ok());
+    }
+
+    #[test]
+    fn bad_app_passwords_in_a_document_are_named() {
+        let h = hash("pw", 1);
+        let doc = |apps: &str| {
+            format!(
+                r#"{{"version":2,"users":[{{"name":"a","admin":false,"password":"{}","generation":0,"app_passwords":[{apps}]}}]}}"#,
+                h.as_str()
+            )
+        };
+        let app = |label: &str, secret: &str| {
+            format!(r#"{{"label":"{label}","secret":"{secret}","created":1,"last_used":null}}"#)
+        };
+        let good = "AAAAAAAAAAAAAAAAAAAAAAAA";
+        let fault = |apps: &str| match UserTable::<2>::from_json(doc(apps).as_bytes()) {
+            Err(LoadError::InvalidAppPassword {
+                index: 0, reason, ..
+            }) => Some(reason),
+            other => panic!("{other:?}"),
+        };
+        assert!(UserTable::<2>::from_json(doc(&app("x", good)).as_bytes()).is_ok());
+        assert_eq!(
+            fault(&[app("x", good), app("X", good)].join(",")),
+            Some(AppPasswordFault::DuplicateLabel)
+        );
+        assert_eq!(
+            fault(&app("x", "short")),
+            Some(AppPasswordFault::InvalidSecret)
+        );
+        assert_eq!(
+            fault(&app("x", "AAAAAAAAAAAAAAAAAAAAAAA+")),
+            Some(AppPasswordFault::InvalidSecret)
+        );
+        assert_eq!(
+            fault(&app("x", &"A".repeat(40))),
+            Some(AppPasswordFault::InvalidSecret)
+        );
+        assert_eq!(
+            fault(&app("", good)),
+            Some(AppPasswordFault::InvalidLabel(LabelError::Empty))
+        );
+        assert_eq!(
+            fault(&app(&"x".repeat(40), good)),
+            Some(AppPasswordFault::InvalidLabel(LabelError::TooLong))
+        );
+        let many: Vec<String> = (0..=MAX_APP_PASSWORDS)
+            .map(|i| app(&format!("d{i}"), good))
+            .collect();
+        assert_eq!(fault(&many.join(",")), Some(AppPasswordFault::TooMany));
+        let never_used = doc(r#"{"label":"x","secret":"AAAAAAAAAAAAAAAAAAAAAAAA","created":1}"#);
+        let t = UserTable::<2>::from_json(never_used.as_bytes()).unwrap();
+        assert_eq!(t.app_passwords("a").unwrap()[0].last_used, None);
+        let unknown_field = doc(&app("x", good).replace("\"created\"", "\"role\":1,\"created\""));
+        assert!(matches!(
+            UserTable::<2>::from_json(unknown_field.as_bytes()),
+            Err(LoadError::Malformed(_))
+        ));
     }
 
     mod properties {

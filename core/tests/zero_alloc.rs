@@ -252,6 +252,37 @@ mod subsonic {
         assert!(ok);
         assert_eq!(n, 0);
     }
+
+    #[test]
+    fn app_passwords_add_check_find_and_save_without_allocating() {
+        use gatehouse_core::password::{self, MIN_ITERATIONS, SALT_LEN};
+        use gatehouse_core::users::{TokenCheck, UserTable};
+        let mut users = UserTable::<4>::new();
+        let hash = password::hash_password(b"pw", &[3; SALT_LEN], MIN_ITERATIONS).unwrap();
+        users.add("alice", false, hash).unwrap();
+        let (ok, n) = count_allocations(|| {
+            let Ok(secret) = users.add_app_password("alice", "phone", &[9; 18], 100) else {
+                return false;
+            };
+            let by_password = users.check_app_password("alice", secret.as_bytes()) == Some(0);
+            let token = subsonic::token(secret.as_bytes(), b"c19b2d");
+            let by_token =
+                users.check_app_token("alice", &token, b"c19b2d") == TokenCheck::Matched(0);
+            let by_key = users.find_api_key(secret.as_bytes()).is_some();
+            let used = users.record_app_password_use("alice", 0, 5000);
+            let mut json = [0u8; UserTable::<4>::JSON_CAPACITY];
+            let saved = users
+                .to_json(&mut json)
+                .ok()
+                .and_then(|len| json.get(..len))
+                .and_then(|doc| UserTable::<4>::from_json(doc).ok())
+                .is_some_and(|back| back == users);
+            let revoked = users.revoke_app_password("alice", "phone").is_ok();
+            by_password && by_token && by_key && used && saved && revoked
+        });
+        assert!(ok);
+        assert_eq!(n, 0);
+    }
 }
 
 /// The HTTP engine and the gateway decision, across whole requests.
