@@ -31,7 +31,8 @@
 //!
 //! # App passwords
 //!
-//! A user may have up to [`MAX_APP_PASSWORDS`] app passwords: random secrets with a label
+//! A user may have up to [`MAX_APP_PASSWORDS`] app passwords (and a table up to `A`, default
+//! [`DEFAULT_APP_PASSWORD_CAPACITY`], for all its users together): random secrets with a label
 //! ("phone", "car"), made by gatehouse from random bytes the caller passes, shown once, each
 //! revocable on its own, each with the time it was created and last used. Music apps and
 //! other non-interactive clients use them instead of the login password: as the Subsonic
@@ -74,6 +75,7 @@ use crate::password::{
 use core::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use subtle::ConstantTimeEq as _;
 
 /// Version number written to the users JSON document.
 pub const USERS_FORMAT_VERSION: u32 = 2;
@@ -83,6 +85,11 @@ pub const OLDEST_USERS_FORMAT_VERSION: u32 = 1;
 
 /// Most app passwords one user has.
 pub const MAX_APP_PASSWORDS: usize = 8;
+
+/// Most app passwords a table holds for all its users together, unless its type says
+/// otherwise (`UserTable<N, A>`). App passwords live in one pool per table, so that a table
+/// sized for many users does not reserve room for eight app passwords each.
+pub const DEFAULT_APP_PASSWORD_CAPACITY: usize = 64;
 
 /// Longest app password label, in bytes.
 pub const MAX_APP_PASSWORD_LABEL_LEN: usize = 32;
@@ -98,11 +105,9 @@ pub const LAST_USED_GRANULARITY_SECS: u64 = 600;
 pub const JSON_BYTES_PER_APP_PASSWORD: usize =
     2 * MAX_APP_PASSWORD_LABEL_LEN + password::GENERATED_PASSWORD_LEN + 120;
 
-/// Bytes of JSON one user can take at most (a 64-byte name of quotes escapes to 128 bytes).
-pub const JSON_BYTES_PER_USER: usize = 2 * crate::MAX_USERNAME_LEN
-    + PASSWORD_HASH_CAPACITY
-    + 100
-    + MAX_APP_PASSWORDS * JSON_BYTES_PER_APP_PASSWORD;
+/// Bytes of JSON one user can take at most, without app passwords (a 64-byte name of quotes
+/// escapes to 128 bytes).
+pub const JSON_BYTES_PER_USER: usize = 2 * crate::MAX_USERNAME_LEN + PASSWORD_HASH_CAPACITY + 100;
 
 /// Bytes of JSON around the users list at most.
 pub const JSON_OVERHEAD_BYTES: usize = 64;
@@ -165,8 +170,6 @@ pub struct User {
     pub password: PasswordHash,
     /// Sessions issued under another generation are revoked.
     pub generation: u32,
-    /// The user's app passwords, oldest first.
-    pub app_passwords: heapless::Vec<AppPassword, MAX_APP_PASSWORDS>,
 }
 
 /// An app password's label.
@@ -175,6 +178,9 @@ pub type AppPasswordLabel = heapless::String<MAX_APP_PASSWORD_LABEL_LEN>;
 /// A secret for one client: see the module documentation.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct AppPassword {
+    /// Position of the owner in the table's users (kept right when users are removed).
+    #[serde(skip)]
+    owner: u32,
     /// What the user calls it ("phone"); unique per user, ignoring ASCII case.
     pub label: AppPasswordLabel,
     secret: GeneratedPassword,
@@ -261,6 +267,8 @@ pub enum AppPasswordError {
     DuplicateLabel,
     /// The user has [`MAX_APP_PASSWORDS`] app passwords.
     Full,
+    /// The table holds as many app passwords as it can, for all users together.
+    TableFull,
     /// The user has no app password with that label.
     UnknownLabel,
 }
@@ -275,6 +283,7 @@ impl fmt::Display for AppPasswordError {
                 f,
                 "the user has {MAX_APP_PASSWORDS} app passwords: revoke one first"
             ),
+            Self::TableFull => f.write_str("the users table holds all the app passwords it can"),
             Self::UnknownLabel => f.write_str("no app password with that label"),
         }
     }
@@ -412,6 +421,8 @@ pub enum LoadError {
 pub enum AppPasswordFault {
     /// More than [`MAX_APP_PASSWORDS`].
     TooMany,
+    /// More app passwords in the document than the table holds for all users.
+    TableFull,
     /// The label is not valid.
     InvalidLabel(LabelError),
     /// A label appears twice (ignoring ASCII case).
@@ -424,6 +435,7 @@ impl fmt::Display for AppPasswordFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooMany => write!(f, "more than {MAX_APP_PASSWORDS} app passwords"),
+            Self::TableFull => f.write_str("more app passwords than the table holds"),
             Self::InvalidLabel(e) => write!(f, "app password: {e}"),
             Self::DuplicateLabel => f.write_str("app password label listed twice"),
             Self::InvalidSecret => f.write_str("app password secret is malformed"),
@@ -487,24 +499,28 @@ pub struct Provisioned<'a> {
     pub created: bool,
 }
 
-/// A fixed-capacity table of at most `N` users.
+/// A fixed-capacity table of at most `N` users and `A` app passwords (all users together,
+/// at most [`MAX_APP_PASSWORDS`] each).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserTable<const N: usize> {
+pub struct UserTable<const N: usize, const A: usize = DEFAULT_APP_PASSWORD_CAPACITY> {
     users: heapless::Vec<User, N>,
     admin_assigned: bool,
     next_generation: u32,
+    /// Every user's app passwords, each naming its owner; a user's in the order made.
+    app_passwords: heapless::Vec<AppPassword, A>,
 }
 
-impl<const N: usize> Default for UserTable<N> {
+impl<const N: usize, const A: usize> Default for UserTable<N, A> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const N: usize> UserTable<N> {
+impl<const N: usize, const A: usize> UserTable<N, A> {
     /// Bytes of JSON a table of this capacity can take at most: a buffer of this size always
     /// holds [`UserTable::to_json`]'s output.
-    pub const JSON_CAPACITY: usize = JSON_OVERHEAD_BYTES + N * JSON_BYTES_PER_USER;
+    pub const JSON_CAPACITY: usize =
+        JSON_OVERHEAD_BYTES + N * JSON_BYTES_PER_USER + A * JSON_BYTES_PER_APP_PASSWORD;
 
     /// An empty table on which no user has been created yet.
     pub const fn new() -> Self {
@@ -512,6 +528,7 @@ impl<const N: usize> UserTable<N> {
             users: heapless::Vec::new(),
             admin_assigned: false,
             next_generation: 0,
+            app_passwords: heapless::Vec::new(),
         }
     }
 
@@ -614,7 +631,6 @@ impl<const N: usize> UserTable<N> {
                 admin,
                 password,
                 generation,
-                app_passwords: heapless::Vec::new(),
             })
             .map_err(|_| UserError::TableFull)?;
         self.admin_assigned = true;
@@ -625,6 +641,14 @@ impl<const N: usize> UserTable<N> {
     /// table no longer has.
     pub fn remove(&mut self, name: &str) -> Result<User, UserError> {
         let index = self.position(name).ok_or(UserError::UnknownUser)?;
+        let owner = index as u32;
+        // The user's app passwords go with them; later users move down one place.
+        self.app_passwords.retain(|a| a.owner != owner);
+        for a in self.app_passwords.iter_mut() {
+            if a.owner > owner {
+                a.owner -= 1;
+            }
+        }
         Ok(self.users.remove(index))
     }
 
@@ -739,52 +763,62 @@ impl<const N: usize> UserTable<N> {
         now: u64,
     ) -> Result<GeneratedPassword, AppPasswordError> {
         let label = parse_label(label).map_err(AppPasswordError::InvalidLabel)?;
-        let user = self
-            .get_mut(name)
-            .map_err(|_| AppPasswordError::UnknownUser)?;
-        if user
-            .app_passwords
-            .iter()
-            .any(|a| a.label.eq_ignore_ascii_case(&label))
-        {
+        let owner = self.position(name).ok_or(AppPasswordError::UnknownUser)? as u32;
+        let mut own = self.app_passwords.iter().filter(|a| a.owner == owner);
+        if own.clone().any(|a| a.label.eq_ignore_ascii_case(&label)) {
             return Err(AppPasswordError::DuplicateLabel);
         }
+        if own.nth(MAX_APP_PASSWORDS - 1).is_some() {
+            return Err(AppPasswordError::Full);
+        }
         let secret = password::generate_password(random);
-        user.app_passwords
+        self.app_passwords
             .push(AppPassword {
+                owner,
                 label,
                 secret: secret.clone(),
                 created: now,
                 last_used: None,
             })
-            .map_err(|_| AppPasswordError::Full)?;
+            .map_err(|_| AppPasswordError::TableFull)?;
         Ok(secret)
     }
 
     /// Revokes `name`'s app password labelled `label` (ignoring ASCII case).
     pub fn revoke_app_password(&mut self, name: &str, label: &str) -> Result<(), AppPasswordError> {
-        let user = self
-            .get_mut(name)
-            .map_err(|_| AppPasswordError::UnknownUser)?;
-        let index = user
+        let owner = self.position(name).ok_or(AppPasswordError::UnknownUser)? as u32;
+        let index = self
             .app_passwords
             .iter()
-            .position(|a| a.label.eq_ignore_ascii_case(label))
+            .position(|a| a.owner == owner && a.label.eq_ignore_ascii_case(label))
             .ok_or(AppPasswordError::UnknownLabel)?;
-        user.app_passwords.remove(index);
+        self.app_passwords.remove(index);
         Ok(())
     }
 
-    /// `name`'s app passwords, oldest first; `None` for an unknown user.
-    pub fn app_passwords(&self, name: &str) -> Option<&[AppPassword]> {
-        self.find(name).map(|u| u.app_passwords.as_slice())
+    /// `name`'s app passwords, oldest first (empty for an unknown user).
+    pub fn app_passwords<'t>(&'t self, name: &str) -> impl Iterator<Item = &'t AppPassword> + 't {
+        let owner = self.position(name).map(|i| i as u32);
+        self.app_passwords
+            .iter()
+            .filter(move |a| Some(a.owner) == owner)
     }
 
-    /// Which of `name`'s app passwords `candidate` is, if any. Every one of the user's app
-    /// passwords is compared, in constant time, whatever matches.
+    /// How many app passwords the table holds, for all users.
+    pub fn app_password_count(&self) -> usize {
+        self.app_passwords.len()
+    }
+
+    /// Which app password (an index for [`UserTable::record_app_password_use`]) of `name`'s
+    /// `candidate` is, if any. Every app password in the table is compared, in constant time,
+    /// whatever matches.
     pub fn check_app_password(&self, name: &str, candidate: &[u8]) -> Option<usize> {
-        let user = self.find(name)?;
-        first_match(user.app_passwords.iter().map(|a| a.matches(candidate)))
+        let owner = self.position(name)? as u32;
+        first_match(
+            self.app_passwords
+                .iter()
+                .map(|a| a.matches(candidate) & a.owner.ct_eq(&owner)),
+        )
     }
 
     /// Which of `name`'s app passwords a Subsonic token (`t` = md5(secret ‖ `salt`)) was made
@@ -795,41 +829,38 @@ impl<const N: usize> UserTable<N> {
         token: &[u8; crate::subsonic::TOKEN_LEN],
         salt: &[u8],
     ) -> TokenCheck {
-        let Some(user) = self.find(name).filter(|u| !u.app_passwords.is_empty()) else {
-            return TokenCheck::NoAppPassword;
-        };
-        match first_match(
-            user.app_passwords
-                .iter()
-                .map(|a| a.matches_token(token, salt)),
-        ) {
-            Some(index) => TokenCheck::Matched(index),
-            None => TokenCheck::NoMatch,
-        }
-    }
-
-    /// The user and app password index an OpenSubsonic `apiKey` is. Every app password in the
-    /// table is compared, in constant time, whatever matches.
-    pub fn find_api_key(&self, key: &[u8]) -> Option<(&User, usize)> {
-        let all = self.users.iter().flat_map(|u| u.app_passwords.iter());
-        let mut at = first_match(all.map(|a| a.matches(key)))?;
-        for user in self.users.iter() {
-            match user.app_passwords.get(at) {
-                Some(_) => return Some((user, at)),
-                None => at -= user.app_passwords.len(),
+        let owner = self.position(name).map(|i| i as u32);
+        let mut own = false;
+        let found = first_match(self.app_passwords.iter().map(|a| {
+            let mine = Some(a.owner) == owner;
+            own |= mine;
+            // Only the user's own are hashed: a token costs an MD5 per app password of theirs.
+            if mine {
+                a.matches_token(token, salt)
+            } else {
+                subtle::Choice::from(0)
             }
+        }));
+        match found {
+            Some(index) => TokenCheck::Matched(index),
+            None if own => TokenCheck::NoMatch,
+            None => TokenCheck::NoAppPassword,
         }
-        None
     }
 
-    /// Notes that `name`'s app password at `index` was used `now`. Returns whether the stored
-    /// last-used time moved (by [`LAST_USED_GRANULARITY_SECS`] or more, or for the first
-    /// time): then the shell should save the table when convenient.
-    pub fn record_app_password_use(&mut self, name: &str, index: usize, now: u64) -> bool {
-        let Ok(user) = self.get_mut(name) else {
-            return false;
-        };
-        let Some(app) = user.app_passwords.get_mut(index) else {
+    /// The user an OpenSubsonic `apiKey` belongs to, and the app password's index. Every app
+    /// password in the table is compared, in constant time, whatever matches.
+    pub fn find_api_key(&self, key: &[u8]) -> Option<(&User, usize)> {
+        let index = first_match(self.app_passwords.iter().map(|a| a.matches(key)))?;
+        let owner = self.app_passwords.get(index)?.owner;
+        Some((self.users.get(owner as usize)?, index))
+    }
+
+    /// Notes that the app password at `index` (as a check returned it) was used `now`.
+    /// Returns whether the stored last-used time moved (by [`LAST_USED_GRANULARITY_SECS`] or
+    /// more, or for the first time): then the shell should save the table when convenient.
+    pub fn record_app_password_use(&mut self, index: usize, now: u64) -> bool {
+        let Some(app) = self.app_passwords.get_mut(index) else {
             return false;
         };
         match app.last_used {
@@ -844,18 +875,18 @@ impl<const N: usize> UserTable<N> {
     /// Writes the table as the users JSON document into `out`; returns the bytes written.
     pub fn to_json(&self, out: &mut [u8]) -> Result<usize, SaveError> {
         #[derive(Serialize)]
-        struct Document<'a> {
+        struct Document<'a, const N: usize, const A: usize> {
             version: u32,
             admin_assigned: bool,
             next_generation: u32,
-            users: &'a [User],
+            users: UsersDoc<'a, N, A>,
         }
         serde_json_core::to_slice(
             &Document {
                 version: USERS_FORMAT_VERSION,
                 admin_assigned: self.admin_assigned,
                 next_generation: self.next_generation,
-                users: &self.users,
+                users: UsersDoc(self),
             },
             out,
         )
@@ -902,6 +933,44 @@ impl<const N: usize> UserTable<N> {
         let above_users = table.users.iter().map(|u| u.generation.wrapping_add(1));
         table.next_generation = above_users.fold(table.next_generation, u32::max);
         Ok(table)
+    }
+}
+
+/// The users list of the document, each user with their app passwords.
+struct UsersDoc<'a, const N: usize, const A: usize>(&'a UserTable<N, A>);
+
+impl<const N: usize, const A: usize> Serialize for UsersDoc<'_, N, A> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct UserDoc<'a> {
+            name: &'a Username,
+            admin: bool,
+            password: &'a PasswordHash,
+            generation: u32,
+            app_passwords: AppsDoc<'a>,
+        }
+        let table = self.0;
+        serializer.collect_seq(table.users.iter().enumerate().map(|(i, u)| UserDoc {
+            name: &u.name,
+            admin: u.admin,
+            password: &u.password,
+            generation: u.generation,
+            app_passwords: AppsDoc {
+                all: &table.app_passwords,
+                owner: i as u32,
+            },
+        }))
+    }
+}
+
+struct AppsDoc<'a> {
+    all: &'a [AppPassword],
+    owner: u32,
+}
+
+impl Serialize for AppsDoc<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.all.iter().filter(|a| a.owner == self.owner))
     }
 }
 
@@ -1009,12 +1078,12 @@ enum DocumentField {
 }
 
 /// Fills a table from the document; a fault that serde cannot name is left in `fault`.
-struct DocumentSeed<'t, const N: usize> {
-    table: &'t mut UserTable<N>,
+struct DocumentSeed<'t, const N: usize, const A: usize> {
+    table: &'t mut UserTable<N, A>,
     fault: &'t mut Option<LoadError>,
 }
 
-impl<'de, const N: usize> DeserializeSeed<'de> for DocumentSeed<'_, N> {
+impl<'de, const N: usize, const A: usize> DeserializeSeed<'de> for DocumentSeed<'_, N, A> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_struct(
@@ -1025,14 +1094,14 @@ impl<'de, const N: usize> DeserializeSeed<'de> for DocumentSeed<'_, N> {
     }
 }
 
-impl<'de, const N: usize> Visitor<'de> for DocumentSeed<'_, N> {
+impl<'de, const N: usize, const A: usize> Visitor<'de> for DocumentSeed<'_, N, A> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a users document")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         let (mut version, mut admin_assigned, mut next_generation, mut users) =
             (false, None, None, false);
         while let Some(field) = map.next_key::<DocumentField>()? {
@@ -1067,19 +1136,19 @@ impl<'de, const N: usize> Visitor<'de> for DocumentSeed<'_, N> {
     }
 }
 
-struct UsersSeed<'t, const N: usize> {
-    table: &'t mut UserTable<N>,
+struct UsersSeed<'t, const N: usize, const A: usize> {
+    table: &'t mut UserTable<N, A>,
     fault: &'t mut Option<LoadError>,
 }
 
-impl<'de, const N: usize> DeserializeSeed<'de> for UsersSeed<'_, N> {
+impl<'de, const N: usize, const A: usize> DeserializeSeed<'de> for UsersSeed<'_, N, A> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de, const N: usize> Visitor<'de> for UsersSeed<'_, N> {
+impl<'de, const N: usize, const AP: usize> Visitor<'de> for UsersSeed<'_, N, AP> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1099,7 +1168,7 @@ impl<'de, const N: usize> Visitor<'de> for UsersSeed<'_, N> {
     }
 }
 
-impl<const N: usize> UserTable<N> {
+impl<const N: usize, const A: usize> UserTable<N, A> {
     fn load_record(&mut self, index: usize, record: UserRecord) -> Result<(), LoadError> {
         let name = match record.name {
             Bounded::Fits(name) => parse_username(&name),
@@ -1123,57 +1192,72 @@ impl<const N: usize> UserTable<N> {
                 });
             }
         };
-        let app_passwords = match load_app_passwords(record.app_passwords) {
-            Ok(list) => list,
-            Err(reason) => {
-                return Err(LoadError::InvalidAppPassword {
-                    index,
-                    name,
-                    reason,
-                });
-            }
-        };
+        if self.users.is_full() {
+            return Err(LoadError::TooManyUsers { capacity: N });
+        }
+        let owner = self.users.len() as u32;
+        if let Err(reason) = self.load_app_passwords(owner, record.app_passwords) {
+            return Err(LoadError::InvalidAppPassword {
+                index,
+                name,
+                reason,
+            });
+        }
         self.users
             .push(User {
                 name,
                 admin: record.admin,
                 password,
                 generation: record.generation,
-                app_passwords,
             })
             .map_err(|_| LoadError::TooManyUsers { capacity: N })
     }
+
+    fn load_app_passwords(
+        &mut self,
+        owner: u32,
+        records: AppPasswordRecords,
+    ) -> Result<(), AppPasswordFault> {
+        if records.too_many {
+            return Err(AppPasswordFault::TooMany);
+        }
+        let first = self.app_passwords.len();
+        for record in records.records {
+            let app = app_password_from(owner, record, &self.app_passwords[first..])?;
+            self.app_passwords
+                .push(app)
+                .map_err(|_| AppPasswordFault::TableFull)?;
+        }
+        Ok(())
+    }
 }
 
-fn load_app_passwords(
-    records: AppPasswordRecords,
-) -> Result<heapless::Vec<AppPassword, MAX_APP_PASSWORDS>, AppPasswordFault> {
-    if records.too_many {
-        return Err(AppPasswordFault::TooMany);
-    }
-    let mut list: heapless::Vec<AppPassword, MAX_APP_PASSWORDS> = heapless::Vec::new();
-    for record in records.records {
+fn app_password_from(
+    owner: u32,
+    record: AppPasswordRecord,
+    earlier: &[AppPassword],
+) -> Result<AppPassword, AppPasswordFault> {
+    {
         let label = match record.label {
             Bounded::Fits(label) => parse_label(&label),
             Bounded::TooLong => Err(LabelError::TooLong),
         }
         .map_err(AppPasswordFault::InvalidLabel)?;
-        if list.iter().any(|a| a.label.eq_ignore_ascii_case(&label)) {
+        if earlier.iter().any(|a| a.label.eq_ignore_ascii_case(&label)) {
             return Err(AppPasswordFault::DuplicateLabel);
         }
         let secret = match record.secret {
             Bounded::Fits(secret) if is_generated_secret(&secret) => secret,
             _ => return Err(AppPasswordFault::InvalidSecret),
         };
-        list.push(AppPassword {
+        Ok(AppPassword {
+            owner,
             label,
             secret,
             created: record.created,
             last_used: record.last_used,
         })
-        .map_err(|_| AppPasswordFault::TooMany)?;
     }
-    Ok(list)
 }
 
 /// Whether `secret` has the shape [`password::generate_password`] gives.
@@ -1580,30 +1664,27 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(longest_hash.as_str().len(), PASSWORD_HASH_CAPACITY);
-        let mut t = UserTable::<3>::new();
+        let mut t = UserTable::<3, 24>::new();
         for i in 0..3 {
             // 64 bytes, 63 of which are quotes that JSON escapes to two bytes each.
             let name = format!("{i}{}", "\"".repeat(63));
             t.add(&name, true, longest_hash.clone()).unwrap();
-        }
-        for (i, u) in t.users.iter_mut().enumerate() {
-            u.generation = u32::MAX;
             for j in 0..MAX_APP_PASSWORDS {
                 // 32 bytes, 31 of them backslashes that JSON escapes to two bytes each.
-                let label = parse_label(&format!("{j}{}", "\\".repeat(31))).unwrap();
-                u.app_passwords
-                    .push(AppPassword {
-                        label,
-                        secret: password::generate_password(&[i as u8; 18]),
-                        created: u64::MAX,
-                        last_used: Some(u64::MAX),
-                    })
+                let label = format!("{j}{}", "\\".repeat(31));
+                t.add_app_password(&name, &label, &[i as u8; 18], u64::MAX)
                     .unwrap();
             }
         }
-        let mut buf = [0u8; UserTable::<3>::JSON_CAPACITY];
+        for u in t.users.iter_mut() {
+            u.generation = u32::MAX;
+        }
+        for index in 0..t.app_password_count() {
+            assert!(t.record_app_password_use(index, u64::MAX));
+        }
+        let mut buf = [0u8; UserTable::<3, 24>::JSON_CAPACITY];
         let n = t.to_json(&mut buf).unwrap();
-        assert_eq!(UserTable::<3>::from_json(&buf[..n]).unwrap(), t);
+        assert_eq!(UserTable::<3, 24>::from_json(&buf[..n]).unwrap(), t);
         // One byte short of the document is refused, not truncated.
         let mut short = vec![0u8; n - 1];
         assert_eq!(t.to_json(&mut short), Err(SaveError::BufferTooSmall));
@@ -1749,7 +1830,7 @@ mod tests {
         assert_eq!(phone.len(), password::GENERATED_PASSWORD_LEN);
         let car = t.add_app_password("alice", "car", &pw(8), 200).unwrap();
         assert_ne!(phone, car);
-        let list = t.app_passwords("alice").unwrap();
+        let list: Vec<_> = t.app_passwords("alice").collect();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].label.as_str(), "phone");
         assert_eq!((list[0].created, list[0].last_used), (100, None));
@@ -1844,12 +1925,37 @@ mod tests {
 
         // As an API key, found among every user's.
         let (user, index) = t.find_api_key(b1.as_bytes()).unwrap();
-        assert_eq!((user.name.as_str(), index), ("bob", 0));
+        assert_eq!((user.name.as_str(), index), ("bob", 2));
         let (user, index) = t.find_api_key(a2.as_bytes()).unwrap();
         assert_eq!((user.name.as_str(), index), ("alice", 1));
         assert!(t.find_api_key(b"pw").is_none());
         assert!(t.find_api_key(&a1.as_bytes()[..23]).is_none());
         assert!(UserTable::<1>::new().find_api_key(a1.as_bytes()).is_none());
+
+        // Removing a user takes their app passwords; the others keep their owners.
+        t.remove("alice").unwrap();
+        assert_eq!(t.app_password_count(), 1);
+        assert!(t.find_api_key(a1.as_bytes()).is_none());
+        let (user, index) = t.find_api_key(b1.as_bytes()).unwrap();
+        assert_eq!((user.name.as_str(), index), ("bob", 0));
+        assert_eq!(t.check_app_password("bob", b1.as_bytes()), Some(0));
+        t.add("alice", false, hash("pw", 1)).unwrap();
+        assert_eq!(
+            t.check_app_password("alice", a1.as_bytes()),
+            None,
+            "not revived"
+        );
+        assert_eq!(t.app_passwords("alice").count(), 0);
+        assert_eq!(t.app_passwords("bob").count(), 1);
+
+        // The table-wide capacity is its own limit.
+        let mut small = UserTable::<2, 1>::new();
+        small.add("a", false, hash("pw", 1)).unwrap();
+        small.add_app_password("a", "one", &pw(1), 0).unwrap();
+        assert_eq!(
+            small.add_app_password("a", "two", &pw(2), 0),
+            Err(AppPasswordError::TableFull)
+        );
     }
 
     #[test]
@@ -1857,15 +1963,14 @@ mod tests {
         let mut t = UserTable::<1>::new();
         t.add("alice", false, hash("pw", 1)).unwrap();
         t.add_app_password("alice", "phone", &pw(1), 10).unwrap();
-        assert!(t.record_app_password_use("alice", 0, 1000));
-        assert!(!t.record_app_password_use("alice", 0, 1000 + LAST_USED_GRANULARITY_SECS - 1));
-        assert_eq!(t.app_passwords("alice").unwrap()[0].last_used, Some(1000));
-        assert!(t.record_app_password_use("alice", 0, 1000 + LAST_USED_GRANULARITY_SECS));
-        assert!(
-            !t.record_app_password_use("alice", 1, 5000),
-            "no such index"
+        assert!(t.record_app_password_use(0, 1000));
+        assert!(!t.record_app_password_use(0, 1000 + LAST_USED_GRANULARITY_SECS - 1));
+        assert_eq!(
+            t.app_passwords("alice").next().unwrap().last_used,
+            Some(1000)
         );
-        assert!(!t.record_app_password_use("bob", 0, 5000), "no such user");
+        assert!(t.record_app_password_use(0, 1000 + LAST_USED_GRANULARITY_SECS));
+        assert!(!t.record_app_password_use(1, 5000), "no such index");
     }
 
     #[test]
@@ -1875,7 +1980,7 @@ mod tests {
         let secret = t
             .add_app_password("alice", "phone \"1\"", &pw(5), 100)
             .unwrap();
-        t.record_app_password_use("alice", 0, 5000);
+        t.record_app_password_use(0, 5000);
         let mut buf = [0u8; UserTable::<2>::JSON_CAPACITY];
         let n = t.to_json(&mut buf).unwrap();
         let json = core::str::from_utf8(&buf[..n]).unwrap();
@@ -1895,7 +2000,7 @@ mod tests {
             hash("pw", 1).as_str()
         );
         let old = UserTable::<2>::from_json(v1.as_bytes()).unwrap();
-        assert_eq!(old.app_passwords("alice"), Some(&[][..]));
+        assert_eq!(old.app_passwords("alice").count(), 0);
         let n = old.to_json(&mut buf).unwrap();
         assert!(buf[..n].starts_with(br#"{"version":2,"#));
         assert!(old.authenticate("alice", b"pw", ITER).is_ok());
@@ -1949,9 +2054,18 @@ mod tests {
             .map(|i| app(&format!("d{i}"), good))
             .collect();
         assert_eq!(fault(&many.join(",")), Some(AppPasswordFault::TooMany));
+        assert!(matches!(
+            UserTable::<2, 1>::from_json(
+                doc(&[app("x", good), app("y", good)].join(",")).as_bytes()
+            ),
+            Err(LoadError::InvalidAppPassword {
+                reason: AppPasswordFault::TableFull,
+                ..
+            })
+        ));
         let never_used = doc(r#"{"label":"x","secret":"AAAAAAAAAAAAAAAAAAAAAAAA","created":1}"#);
         let t = UserTable::<2>::from_json(never_used.as_bytes()).unwrap();
-        assert_eq!(t.app_passwords("a").unwrap()[0].last_used, None);
+        assert_eq!(t.app_passwords("a").next().unwrap().last_used, None);
         let unknown_field = doc(&app("x", good).replace("\"created\"", "\"role\":1,\"created\""));
         assert!(matches!(
             UserTable::<2>::from_json(unknown_field.as_bytes()),

@@ -269,7 +269,7 @@ mod subsonic {
             let by_token =
                 users.check_app_token("alice", &token, b"c19b2d") == TokenCheck::Matched(0);
             let by_key = users.find_api_key(secret.as_bytes()).is_some();
-            let used = users.record_app_password_use("alice", 0, 5000);
+            let used = users.record_app_password_use(0, 5000);
             let mut json = [0u8; UserTable::<4>::JSON_CAPACITY];
             let saved = users
                 .to_json(&mut json)
