@@ -412,7 +412,7 @@ fn the_users_file_is_always_whole_while_users_are_provisioned() {
     while !writer.is_finished() {
         if let Ok(text) = std::fs::read_to_string(&path) {
             assert!(
-                text.starts_with("{\"version\":1") && text.ends_with("]}\n"),
+                text.starts_with("{\"version\":2") && text.ends_with("]}\n"),
                 "torn read: {text}"
             );
             reads += 1;
