@@ -11,7 +11,7 @@ use embassy_sync::signal::Signal;
 use embassy_time::Instant;
 use gatehouse_core::credential_cache::CredentialCache;
 use gatehouse_core::gateway::{
-    Decision, Exchange, Gateway, GatewayConfig, PasswordCheck, RANDOM_LEN, Shared,
+    Decision, Exchange, Gateway, GatewayConfig, PasswordCheck, PendingChecks, RANDOM_LEN, Shared,
 };
 use gatehouse_core::session::SessionKeys;
 use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
@@ -42,6 +42,7 @@ pub struct MutableState {
     pub users: Users,
     pub throttle: Throttle<THROTTLE_SLOTS>,
     pub credentials: CredentialCache<CREDENTIAL_CACHE_SLOTS>,
+    pub pending: PendingChecks,
 }
 
 /// Everything the connection tasks share. Made once at boot, then lives forever.
@@ -95,6 +96,7 @@ impl Engine {
                 users: parts.users,
                 throttle: Throttle::new(ThrottlePolicy::DEFAULT),
                 credentials: CredentialCache::new(&cache_key, CREDENTIAL_CACHE_TTL_SECS),
+                pending: PendingChecks::new(),
             })),
             random: Mutex::new(RefCell::new(drbg)),
             clock_base_unix: parts.clock_base_unix,
@@ -127,6 +129,7 @@ impl Engine {
                 users: &mut state.users,
                 throttle: &mut state.throttle,
                 credentials: &mut state.credentials,
+                pending: &mut state.pending,
             };
             self.gateway.decide(ex, &mut shared, out)
         })
@@ -146,6 +149,7 @@ impl Engine {
                 users: &mut state.users,
                 throttle: &mut state.throttle,
                 credentials: &mut state.credentials,
+                pending: &mut state.pending,
             };
             self.gateway.finish(ex, &mut shared, check, verified, out)
         })

@@ -25,7 +25,8 @@ use std::sync::OnceLock;
 use base64ct::{Base64, Encoding};
 use gatehouse_core::credential_cache::CredentialCache;
 use gatehouse_core::gateway::{
-    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, Outcome, RANDOM_LEN, Shared, form_field,
+    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, Outcome, PendingChecks, RANDOM_LEN,
+    Shared, form_field,
 };
 use gatehouse_core::http::{
     MAX_HEAD_LEN, MAX_HEADERS, Parse, PathClass, RequestError, RequestHead, ResponseHead,
@@ -95,6 +96,7 @@ fuzz_target!(|data: &[u8]| {
     let mut users = users().clone();
     let mut throttle: Throttle<8> = Throttle::new(ThrottlePolicy::DEFAULT);
     let mut credentials: CredentialCache<4> = CredentialCache::new(&[9; 32], 300);
+    let mut pending = PendingChecks::new();
     let random = [42u8; RANDOM_LEN];
     let mut out = vec![0u8; OUT_LEN];
 
@@ -110,6 +112,7 @@ fuzz_target!(|data: &[u8]| {
             users: &mut users,
             throttle: &mut throttle,
             credentials: &mut credentials,
+            pending: &mut pending,
         };
         let decision = match gateway.decide(&ex, &mut shared, &mut out) {
             Decision::VerifyPassword(check) => {
