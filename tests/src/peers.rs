@@ -143,8 +143,14 @@ http {{
         }}
         location / {{
             auth_request /_gatehouse/auth;
-            auth_request_set $user $upstream_http_remote_user;
-            proxy_set_header Remote-User $user;
+            auth_request_set $gh_user $upstream_http_remote_user;
+            auth_request_set $gh_name $upstream_http_remote_name;
+            auth_request_set $gh_email $upstream_http_remote_email;
+            auth_request_set $gh_groups $upstream_http_remote_groups;
+            proxy_set_header Remote-User $gh_user;
+            proxy_set_header Remote-Name $gh_name;
+            proxy_set_header Remote-Email $gh_email;
+            proxy_set_header Remote-Groups $gh_groups;
             error_page 401 = @login;
             proxy_pass http://{app};
         }}

@@ -1106,9 +1106,15 @@ impl<const S: usize> Gateway<'_, S> {
             return respond_error(ctx, Status::Forbidden, Outcome::ForwardAuthDenied, out);
         };
         let close = close_after(head, false);
+        // The proxy hands the app the URI as the client wrote it, not gatehouse's canonical
+        // form: `/app/../share/x` is public to gatehouse but may be `/app/…` to the app's
+        // router. Only a URI that is already canonical may open a public door.
+        let raw_path = uri.split(|&b| b == b'?').next().unwrap_or(uri);
+        let canonical = raw_path == original.path().as_bytes();
         match self.config.paths.classify(original.path()) {
-            PathClass::Public | PathClass::Reserved => {
-                let w = ResponseWriter::new(out, Status::Ok);
+            PathClass::Public | PathClass::Reserved if canonical => {
+                let mut w = ResponseWriter::new(out, Status::Ok);
+                self.forward_auth_identity(&mut w, None);
                 return finish(
                     ctx,
                     w.finish_empty(close),
@@ -1116,15 +1122,12 @@ impl<const S: usize> Gateway<'_, S> {
                     Outcome::ForwardAuthAllowed,
                 );
             }
-            PathClass::Subsonic | PathClass::Protected => {}
+            _ => {}
         }
         match self.authenticate(ctx, shared, verified, false) {
             Auth::User { name, admin, .. } => {
                 let mut w = ResponseWriter::new(out, Status::Ok);
-                w.header(self.config.user_header, name.as_bytes());
-                if admin {
-                    w.header("Remote-Groups", b"admins");
-                }
+                self.forward_auth_identity(&mut w, Some((&name, admin)));
                 finish(
                     ctx,
                     w.finish_empty(close),
@@ -1154,6 +1157,27 @@ impl<const S: usize> Gateway<'_, S> {
                 } else {
                     respond_error(ctx, Status::Unauthorized, Outcome::ForwardAuthDenied, out)
                 }
+            }
+        }
+    }
+}
+
+impl<const S: usize> Gateway<'_, S> {
+    /// The identity headers of a forward-auth `200`: every one of them, empty when gatehouse
+    /// vouches for nothing. The proxy copies them onto the client's request; a header left
+    /// out of the answer could leave the client's own copy in place (a proxy configured to
+    /// copy only what the answer has, or an nginx that sets only some of them).
+    fn forward_auth_identity(&self, w: &mut ResponseWriter<'_>, user: Option<(&str, bool)>) {
+        let (name, admin) = user.unwrap_or(("", false));
+        w.header(self.config.user_header, name.as_bytes());
+        let groups: &[u8] = if admin { b"admins" } else { b"" };
+        for (header, value) in [
+            ("Remote-Name", &b""[..]),
+            ("Remote-Email", b""),
+            ("Remote-Groups", groups),
+        ] {
+            if !header.eq_ignore_ascii_case(self.config.user_header) {
+                w.header(header, value);
             }
         }
     }

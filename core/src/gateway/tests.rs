@@ -790,11 +790,65 @@ fn forward_auth_answers_proxies() {
     let d = w.decide(PROXY, req, &mut out);
     let (resp, outcome, _) = responded(&d, &out);
     assert_eq!(outcome, Outcome::ForwardAuthAllowed);
-    assert!(header(&resp, "Remote-User").is_none());
+    assert_eq!(header(&resp, "Remote-User"), Some(""));
 
     // From an untrusted peer the claimed URI is ignored (a public URI does not open the door).
     let d = w.decide(CLIENT, req, &mut out);
     assert_eq!(responded(&d, &out).1, Outcome::ForwardAuthDenied);
+}
+
+#[test]
+fn forward_auth_does_not_grant_public_on_a_non_canonical_uri() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    for uri in [
+        "/app/../share/x",
+        "/api/%2e%2e/share/x",
+        "/admin/../_gatehouse/health",
+        "/admin//..//share/",
+        "/share//x",
+        "/share/./x",
+        "/%73hare/x",
+    ] {
+        for name in ["X-Original-URI", "X-Forwarded-Uri"] {
+            let req =
+                format!("GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\n{name}: {uri}\r\n\r\n");
+            let d = w.decide(PROXY, req.as_bytes(), &mut out);
+            let (resp, outcome, _) = responded(&d, &out);
+            assert_eq!(outcome, Outcome::ForwardAuthDenied, "{uri}: {resp}");
+        }
+    }
+    // The canonical spelling, with a query, is public.
+    let req =
+        b"GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Original-URI: /share/x?a=1\r\n\r\n";
+    let d = w.decide(PROXY, req, &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::ForwardAuthAllowed);
+}
+
+#[test]
+fn forward_auth_200_always_carries_every_identity_header() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let bob = w.session_cookie("bob");
+    let alice = w.session_cookie("alice");
+    let cases = [
+        ("/app/", bob.as_str(), "bob", ""),
+        ("/app/", alice.as_str(), "alice", "admins"),
+        ("/share/x", "", "", ""),
+        ("/_gatehouse/health", "", "", ""),
+    ];
+    for (uri, cookie, user, groups) in cases {
+        let req = format!(
+            "GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Uri: {uri}\r\nCookie: {cookie}\r\nRemote-Groups: admins\r\nRemote-User: admin\r\nRemote-Email: a@evil\r\nRemote-Name: Admin\r\n\r\n"
+        );
+        let d = w.decide(PROXY, req.as_bytes(), &mut out);
+        let (resp, outcome, _) = responded(&d, &out);
+        assert_eq!(outcome, Outcome::ForwardAuthAllowed, "{uri}: {resp}");
+        assert_eq!(header(&resp, "Remote-User"), Some(user), "{resp}");
+        assert_eq!(header(&resp, "Remote-Groups"), Some(groups), "{resp}");
+        assert_eq!(header(&resp, "Remote-Name"), Some(""), "{resp}");
+        assert_eq!(header(&resp, "Remote-Email"), Some(""), "{resp}");
+    }
 }
 
 #[test]
