@@ -531,6 +531,178 @@ pub fn token_matches(secret: &[u8], salt: &[u8], token: &[u8; TOKEN_LEN]) -> boo
 }
 
 // ---------------------------------------------------------------------------------------
+// The decision: who is this, or which error
+// ---------------------------------------------------------------------------------------
+
+/// Which Subsonic mechanisms a deployment accepts. Turning one off answers it with error 42.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubsonicPolicy {
+    /// `u` + `p` (clear or `enc:`).
+    pub password: bool,
+    /// `u` + `p` may be the user's login password, not only an app password. Each such request
+    /// costs a password hash unless the credential cache remembers it.
+    pub login_password: bool,
+    /// `u` + `t` + `s` (against app passwords only).
+    pub token: bool,
+    /// OpenSubsonic `apiKey` (an app password).
+    pub api_key: bool,
+}
+
+impl SubsonicPolicy {
+    /// Everything on: what clients expect.
+    pub const DEFAULT: Self = SubsonicPolicy {
+        password: true,
+        login_password: true,
+        token: true,
+        api_key: true,
+    };
+}
+
+impl Default for SubsonicPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why Subsonic credentials were refused, for logs. The client sees [`ErrorCode`] only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubsonicRefusal {
+    /// The parameters themselves ([`CredentialError`]).
+    Credential(CredentialError),
+    /// The mechanism is turned off by the [`SubsonicPolicy`].
+    MechanismDisabled,
+    /// `u` + `p` matches no app password, and the login password is not accepted here (or
+    /// was wrong).
+    WrongPassword,
+    /// `u` + `t` + `s` matches none of the user's app passwords.
+    WrongToken,
+    /// Token authentication for a user without app passwords (or an unknown user).
+    TokenWithoutAppPassword,
+    /// The `apiKey` is no app password.
+    UnknownApiKey,
+}
+
+impl SubsonicRefusal {
+    /// The Subsonic error to answer.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            SubsonicRefusal::Credential(e) => e.code(),
+            SubsonicRefusal::MechanismDisabled => ErrorCode::MechanismNotSupported,
+            SubsonicRefusal::WrongPassword | SubsonicRefusal::WrongToken => {
+                ErrorCode::WrongCredentials
+            }
+            SubsonicRefusal::TokenWithoutAppPassword => ErrorCode::TokenNotSupported,
+            SubsonicRefusal::UnknownApiKey => ErrorCode::InvalidApiKey,
+        }
+    }
+}
+
+/// What [`authenticate`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubsonicAuth {
+    /// An app password matched.
+    Authenticated {
+        /// The user, as stored.
+        user: Username,
+        /// Whether the user is an admin.
+        admin: bool,
+        /// The app password used (its index for [`crate::users::UserTable`]).
+        app_password: usize,
+    },
+    /// `u` + `p` is none of the user's app passwords: check it as the login password, the way
+    /// HTTP Basic is checked (credential cache, then a password hash through the throttle).
+    CheckLoginPassword,
+    /// Refused: answer [`SubsonicRefusal::code`].
+    Refused(SubsonicRefusal),
+    /// Too many failures from this client (or on this name): answer error 0 with
+    /// `Retry-After`.
+    Throttled {
+        /// Seconds to wait.
+        seconds: u64,
+    },
+}
+
+/// The throttle's name for attempts with an `apiKey` (no username is given): not a valid
+/// username, so it never shares a bucket with a user.
+pub const API_KEY_THROTTLE_NAME: &[u8] = b"\0apiKey";
+
+/// Decides who a Subsonic request's credentials name, against the users' app passwords and
+/// through the login throttle: a failure is charged to the client's network and the name, a
+/// success forgives the name's failures. An app password that matches has its last use
+/// recorded (in memory: see [`crate::users::UserTable::record_app_password_use`]).
+///
+/// Nothing here costs a password hash: for `u` + `p` that is no app password, the answer is
+/// [`SubsonicAuth::CheckLoginPassword`] (when the policy allows it) and the caller checks the
+/// login password as it checks HTTP Basic, charging the throttle itself.
+pub fn authenticate<const U: usize, const A: usize, const T: usize>(
+    credential: &Credential,
+    users: &mut crate::users::UserTable<U, A>,
+    throttle: &mut crate::throttle::Throttle<T>,
+    client: &crate::peer::Peer,
+    now: u64,
+    policy: &SubsonicPolicy,
+) -> SubsonicAuth {
+    use crate::throttle::Verdict;
+    use crate::users::TokenCheck;
+
+    let allowed = match credential {
+        Credential::Password { .. } => policy.password,
+        Credential::Token { .. } => policy.token,
+        Credential::ApiKey { .. } => policy.api_key,
+    };
+    if !allowed {
+        return SubsonicAuth::Refused(SubsonicRefusal::MechanismDisabled);
+    }
+    let name: &[u8] = match credential.user() {
+        Some(user) => user.as_bytes(),
+        None => API_KEY_THROTTLE_NAME,
+    };
+    if let Verdict::RetryAfter { seconds, .. } = throttle.check(client, name, now) {
+        return SubsonicAuth::Throttled { seconds };
+    }
+    let found = match credential {
+        Credential::Password { user, password } => users
+            .check_app_password(user, password.as_bytes())
+            .ok_or(SubsonicRefusal::WrongPassword),
+        Credential::Token { user, token, salt } => match users.check_app_token(user, token, salt) {
+            TokenCheck::Matched(index) => Ok(index),
+            TokenCheck::NoMatch => Err(SubsonicRefusal::WrongToken),
+            TokenCheck::NoAppPassword => Err(SubsonicRefusal::TokenWithoutAppPassword),
+        },
+        Credential::ApiKey { key } => users
+            .find_api_key(key.as_bytes())
+            .map(|(_, index)| index)
+            .ok_or(SubsonicRefusal::UnknownApiKey),
+    };
+    let index = match found {
+        Ok(index) => index,
+        Err(SubsonicRefusal::WrongPassword) if policy.login_password => {
+            return SubsonicAuth::CheckLoginPassword;
+        }
+        Err(refusal) => {
+            throttle.record_failure(client, name, now);
+            return SubsonicAuth::Refused(refusal);
+        }
+    };
+    let owner = match credential {
+        Credential::ApiKey { key } => users.find_api_key(key.as_bytes()).map(|(u, _)| u),
+        _ => credential.user().and_then(|name| users.find(name)),
+    };
+    let Some(owner) = owner else {
+        // The index came from this table a moment ago; an owner always exists.
+        return SubsonicAuth::Refused(SubsonicRefusal::UnknownApiKey);
+    };
+    let (user, admin) = (owner.name.clone(), owner.admin);
+    throttle.record_success(client, user.as_bytes(), now);
+    users.record_app_password_use(index, now);
+    SubsonicAuth::Authenticated {
+        user,
+        admin,
+        app_password: index,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Endpoints gatehouse answers itself
 // ---------------------------------------------------------------------------------------
 
@@ -1415,6 +1587,206 @@ mod tests {
             strip_secrets_from_target("/rest/ping.view?v=1", &mut [0u8; 10]),
             Err(OutputFull)
         );
+    }
+
+    mod decision {
+        use super::*;
+        use crate::password::{MIN_ITERATIONS, hash_password};
+        use crate::peer::Peer;
+        use crate::throttle::{Throttle, ThrottlePolicy};
+        use crate::users::UserTable;
+
+        struct World {
+            users: UserTable<4>,
+            throttle: Throttle<16>,
+            phone: String,
+        }
+
+        fn world() -> World {
+            let mut users = UserTable::<4>::new();
+            let h = hash_password(b"login-pw", &[1; 16], MIN_ITERATIONS).unwrap();
+            users.add("alice", true, h.clone()).unwrap();
+            users.add("bob", false, h).unwrap();
+            let phone = users
+                .add_app_password("alice", "phone", &[7; 18], 100)
+                .unwrap()
+                .to_string();
+            World {
+                users,
+                throttle: Throttle::new(ThrottlePolicy::DEFAULT),
+                phone,
+            }
+        }
+
+        fn client() -> Peer {
+            Peer::parse("192.0.2.10:5000").unwrap()
+        }
+
+        fn run(w: &mut World, query: &str, policy: &SubsonicPolicy) -> SubsonicAuth {
+            let credential = parse(query).credential.unwrap();
+            authenticate(
+                &credential,
+                &mut w.users,
+                &mut w.throttle,
+                &client(),
+                1000,
+                policy,
+            )
+        }
+
+        fn alice(index: usize) -> SubsonicAuth {
+            SubsonicAuth::Authenticated {
+                user: user("alice"),
+                admin: true,
+                app_password: index,
+            }
+        }
+
+        #[test]
+        fn app_password_as_clear_hex_token_and_api_key() {
+            let mut w = world();
+            let p = DEFAULT;
+            let phone = w.phone.clone();
+            assert_eq!(run(&mut w, &format!("u=ALICE&p={phone}"), &p), alice(0));
+            assert_eq!(
+                w.users.app_passwords("alice").next().unwrap().last_used,
+                Some(1000)
+            );
+            assert_eq!(
+                run(
+                    &mut w,
+                    &format!("u=alice&p=enc:{}", hex(phone.as_bytes())),
+                    &p
+                ),
+                alice(0)
+            );
+            let t = hex(&token(phone.as_bytes(), b"s4lt"));
+            assert_eq!(run(&mut w, &format!("u=alice&t={t}&s=s4lt"), &p), alice(0));
+            assert_eq!(run(&mut w, &format!("apiKey={phone}"), &p), alice(0));
+        }
+
+        const DEFAULT: SubsonicPolicy = SubsonicPolicy::DEFAULT;
+
+        #[test]
+        fn failures_name_their_code() {
+            let mut w = world();
+            let p = DEFAULT;
+            let phone = w.phone.clone();
+            // Not an app password: the login password may still be it (checked by the caller).
+            assert_eq!(
+                run(&mut w, "u=alice&p=login-pw", &p),
+                SubsonicAuth::CheckLoginPassword
+            );
+            assert_eq!(
+                run(&mut w, "u=nobody&p=x", &p),
+                SubsonicAuth::CheckLoginPassword
+            );
+            let only_apps = SubsonicPolicy {
+                login_password: false,
+                ..DEFAULT
+            };
+            let r = run(&mut w, "u=alice&p=login-pw", &only_apps);
+            assert_eq!(r, SubsonicAuth::Refused(SubsonicRefusal::WrongPassword));
+            assert_eq!(SubsonicRefusal::WrongPassword.code().code(), 40);
+            // Tokens: 40 when the user has app passwords, 41 when there is nothing to check.
+            let t = hex(&token(b"login-pw", b"s4lt"));
+            assert_eq!(
+                run(&mut w, &format!("u=alice&t={t}&s=s4lt"), &p),
+                SubsonicAuth::Refused(SubsonicRefusal::WrongToken)
+            );
+            assert_eq!(
+                run(&mut w, &format!("u=bob&t={t}&s=s4lt"), &p),
+                SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)
+            );
+            assert_eq!(SubsonicRefusal::TokenWithoutAppPassword.code().code(), 41);
+            assert_eq!(
+                run(&mut w, &format!("u=ghost&t={t}&s=s4lt"), &p),
+                SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)
+            );
+            // API keys: 44.
+            assert_eq!(
+                run(&mut w, "apiKey=login-pw", &p),
+                SubsonicAuth::Refused(SubsonicRefusal::UnknownApiKey)
+            );
+            assert_eq!(SubsonicRefusal::UnknownApiKey.code().code(), 44);
+            // Mechanisms turned off: 42, whatever the secret.
+            let no_token = SubsonicPolicy {
+                token: false,
+                ..DEFAULT
+            };
+            let good = hex(&token(phone.as_bytes(), b"s4lt"));
+            assert_eq!(
+                run(&mut w, &format!("u=alice&t={good}&s=s4lt"), &no_token),
+                SubsonicAuth::Refused(SubsonicRefusal::MechanismDisabled)
+            );
+            assert_eq!(SubsonicRefusal::MechanismDisabled.code().code(), 42);
+            let no_password = SubsonicPolicy {
+                password: false,
+                ..DEFAULT
+            };
+            assert_eq!(
+                run(&mut w, &format!("u=alice&p={phone}"), &no_password),
+                SubsonicAuth::Refused(SubsonicRefusal::MechanismDisabled)
+            );
+            let no_key = SubsonicPolicy {
+                api_key: false,
+                ..DEFAULT
+            };
+            assert_eq!(
+                run(&mut w, &format!("apiKey={phone}"), &no_key),
+                SubsonicAuth::Refused(SubsonicRefusal::MechanismDisabled)
+            );
+            assert_eq!(
+                SubsonicRefusal::Credential(CredentialError::ApiKeyWithOthers)
+                    .code()
+                    .code(),
+                43
+            );
+        }
+
+        #[test]
+        fn failures_are_throttled_before_any_check() {
+            let mut w = world();
+            let p = DEFAULT;
+            let mut refused = 0;
+            let mut throttled = None;
+            for _ in 0..40 {
+                match run(&mut w, "apiKey=wrong", &p) {
+                    SubsonicAuth::Refused(_) => refused += 1,
+                    SubsonicAuth::Throttled { seconds } => {
+                        throttled = Some(seconds);
+                        break;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            // All API-key attempts share one name, guarded after its burst for a network that
+            // keeps failing.
+            assert_eq!(refused, ThrottlePolicy::DEFAULT.user_burst);
+            assert!(throttled.is_some_and(|s| s >= 1));
+            // Throttled before any check: even the right key waits.
+            let phone = w.phone.clone();
+            assert!(matches!(
+                run(&mut w, &format!("apiKey={phone}"), &p),
+                SubsonicAuth::Throttled { .. }
+            ));
+        }
+
+        #[test]
+        fn a_revoked_app_password_no_longer_works() {
+            let mut w = world();
+            let phone = w.phone.clone();
+            w.users.revoke_app_password("alice", "phone").unwrap();
+            assert_eq!(
+                run(&mut w, &format!("apiKey={phone}"), &DEFAULT),
+                SubsonicAuth::Refused(SubsonicRefusal::UnknownApiKey)
+            );
+            let t = hex(&token(phone.as_bytes(), b"x"));
+            assert_eq!(
+                run(&mut w, &format!("u=alice&t={t}&s=x"), &DEFAULT),
+                SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)
+            );
+        }
     }
 
     mod properties {
