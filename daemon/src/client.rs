@@ -48,6 +48,17 @@ impl ClientStream {
     pub fn is_tls(&self) -> bool {
         matches!(self, ClientStream::Tls(_))
     }
+
+    /// Waits until the socket has bytes to read (or is closed), without a read buffer: an
+    /// idle keep-alive connection then holds no buffer while it waits. A TLS stream keeps its
+    /// own buffers, so it returns at once and the read itself waits.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            ClientStream::Tcp(s) => s.readable().await,
+            ClientStream::Unix(s) => s.readable().await,
+            ClientStream::Tls(_) => Ok(()),
+        }
+    }
 }
 
 impl AsyncRead for ClientStream {

@@ -105,10 +105,19 @@ impl Connection {
         } else {
             self.shared.config.idle_timeout
         };
+        let deadline = tokio::time::Instant::now() + limit;
+        let readable = tokio::select! {
+            biased;
+            _ = shutdown.recv() => false,
+            r = tokio::time::timeout_at(deadline, stream.readable()) => matches!(r, Ok(Ok(()))),
+        };
+        if !readable {
+            return Wait::Closed;
+        }
         tokio::select! {
             biased;
             _ = shutdown.recv() => Wait::Closed,
-            r = tokio::time::timeout(limit, self.buf.read_from(stream)) => match r {
+            r = tokio::time::timeout_at(deadline, self.buf.read_from(stream)) => match r {
                 Ok(Ok(n)) if n > 0 => Wait::Ready,
                 _ => Wait::Closed,
             },
