@@ -766,6 +766,8 @@ pub fn write_client_response_head(
             .flat_map(|h| list_tokens(h.value))
             .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     };
+    let keep_transfer_codings = matches!(framing_header, Framing::Chunked)
+        || body == ResponseBody::Final(BodyFraming::UntilClose);
     let mut declared_length_kept = false;
     for h in response.headers() {
         let keep_declared = matches!(framing_header, Framing::KeepDeclaredLength)
@@ -773,8 +775,13 @@ pub fn write_client_response_head(
             && response.code() != 204
             && !declared_length_kept;
         let keep_upgrade = body == ResponseBody::Tunnel && h.name.eq_ignore_ascii_case("upgrade");
+        // The app's transfer codings describe the bytes relayed (a chunked body is re-chunked,
+        // so `gzip, chunked` stays true); only a body de-chunked for HTTP/1.0 loses them.
+        let keep_codings =
+            keep_transfer_codings && h.name.eq_ignore_ascii_case("transfer-encoding");
         if !keep_declared
             && !keep_upgrade
+            && !keep_codings
             && (RESPONSE_HOP_BY_HOP
                 .iter()
                 .any(|d| h.name.eq_ignore_ascii_case(d))
@@ -792,9 +799,8 @@ pub fn write_client_response_head(
         c.header(name, value);
     }
     match framing_header {
-        Framing::Chunked => {
-            c.put(b"Transfer-Encoding: chunked\r\n");
-        }
+        // The app's own `Transfer-Encoding` (ending in chunked) was kept above.
+        Framing::Chunked => {}
         Framing::Length(n) => {
             c.put(b"Content-Length: ").put_u64(n).put(b"\r\n");
         }
@@ -865,10 +871,36 @@ mod plan_tests {
         );
         assert_eq!(
             text,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\nSet-Cookie: a=b\r\n\r\n"
         );
         assert!(!p.close_client);
         assert_eq!(p.body, ResponseBody::Final(BodyFraming::Chunked));
+    }
+
+    #[test]
+    fn transfer_codings_other_than_chunked_are_kept() {
+        let (text, p) = plan(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+            false,
+            Version::Http11,
+            true,
+        );
+        assert!(
+            text.contains("\r\nTransfer-Encoding: gzip, chunked\r\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("Transfer-Encoding").count(), 1, "{text}");
+        assert_eq!(p.body, ResponseBody::Final(BodyFraming::Chunked));
+        let (text, p) = plan(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false,
+            false,
+            Version::Http11,
+            true,
+        );
+        assert!(text.contains("\r\nTransfer-Encoding: gzip\r\n"), "{text}");
+        assert!(p.close_client);
     }
 
     #[test]
