@@ -47,7 +47,13 @@ pub const FOREIGN_IDENTITY_HEADERS: [&str; 10] = [
     "X-WebAuth-User",
 ];
 
-/// True when `name` spells `canonical`, ignoring ASCII case and reading `_` as `-`.
+/// True when `name` spells `canonical`, ignoring ASCII case and reading every byte that is
+/// not an ASCII letter or digit as `-`.
+///
+/// CGI-style environments turn header names into variables: Apache and most servers map `-`
+/// to `_` (`Remote_User` and `Remote-User` both become `HTTP_REMOTE_USER`), and lighttpd maps
+/// *every* byte that is not alphanumeric to `_` (`Remote.User`, `Remote~User`, …). Any two
+/// names one of them confuses are one name here.
 pub fn names_match_loosely(name: &[u8], canonical: &[u8]) -> bool {
     name.len() == canonical.len()
         && name
@@ -57,9 +63,10 @@ pub fn names_match_loosely(name: &[u8], canonical: &[u8]) -> bool {
 }
 
 fn fold_header_byte(b: u8) -> u8 {
-    match b {
-        b'_' => b'-',
-        other => other.to_ascii_lowercase(),
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
     }
 }
 
@@ -201,6 +208,28 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn identity_lookalikes_with_other_token_separators_are_identity_headers() {
+        // lighttpd maps every byte that is not alphanumeric to `_` in CGI variable names.
+        for sep in [
+            ".", "~", "!", "'", "*", "+", "#", "$", "%", "&", "^", "`", "|", "_", "-",
+        ] {
+            for name in [
+                "Remote{sep}User",
+                "Remote{sep}Groups",
+                "X{sep}Forwarded{sep}User",
+            ] {
+                let name = name.replace("{sep}", sep);
+                assert!(
+                    is_identity_header(name.as_bytes(), DEFAULT_USER_HEADER),
+                    "{name}"
+                );
+            }
+        }
+        assert!(!is_identity_header(b"RemoteUser", DEFAULT_USER_HEADER));
+        assert!(!is_identity_header(b"Remote-Users", DEFAULT_USER_HEADER));
     }
 
     #[test]
