@@ -22,7 +22,7 @@ use core::net::IpAddr;
 use super::body::BodyFraming;
 use super::request::{RequestHead, list_tokens, trim_ows};
 use super::write::Cursor;
-use crate::identity::is_identity_header;
+use crate::identity::{is_identity_header, names_match_loosely};
 use crate::peer::Peer;
 
 /// The identity gatehouse vouches for on a forwarded request.
@@ -99,6 +99,9 @@ const DROPPED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    // httpoxy: CGI-style servers turn it into `HTTP_PROXY`, which HTTP clients in the app
+    // read as their outbound proxy.
+    "proxy",
 ];
 
 /// Fields that claim something about the client or the original URL; kept only from a
@@ -114,6 +117,12 @@ const PROXY_CLAIMS: &[&str] = &[
     "x-original-url",
     "x-original-method",
     "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-forwarded",
+    "front-end-https",
+    "x-url-scheme",
+    "x-scheme",
 ];
 
 /// Whether the client field `name` is dropped before forwarding (for any identity).
@@ -168,21 +177,23 @@ fn is_dropped(
     options: &ForwardOptions<'_>,
     nominated: &Nominated<'_>,
 ) -> bool {
+    // Names are compared as CGI-style environments see them (`X_Forwarded_For` is
+    // `X-Forwarded-For` to the app): see [`names_match_loosely`].
     let n = name.as_bytes();
+    let is = |canonical: &str| names_match_loosely(n, canonical.as_bytes());
     is_identity_header(n, options.user_header)
-        || DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d))
-        || starts_with_ignore_case(n, b"proxy-")
-        || (name.eq_ignore_ascii_case("upgrade") && !(options.tunnel && head.upgrade().is_some()))
-        || (name.eq_ignore_ascii_case("authorization") && options.strip_authorization)
+        || DROPPED.iter().any(|d| is(d))
+        || starts_with_loosely(n, b"proxy-")
+        || (is("upgrade") && !(options.tunnel && head.upgrade().is_some()))
+        || (is("authorization") && options.strip_authorization)
         || (!options.peer_trusted
-            && (PROXY_CLAIMS.iter().any(|d| name.eq_ignore_ascii_case(d))
-                || starts_with_ignore_case(n, b"x-forwarded-")))
+            && (PROXY_CLAIMS.iter().any(|d| is(d)) || starts_with_loosely(n, b"x-forwarded-")))
         || nominated.contains(head, n)
 }
 
-fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+fn starts_with_loosely(s: &[u8], prefix: &[u8]) -> bool {
     s.get(..prefix.len())
-        .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+        .is_some_and(|h| names_match_loosely(h, prefix))
 }
 
 fn named_in_connection(head: &RequestHead<'_>, name: &[u8]) -> bool {
@@ -382,6 +393,37 @@ mod tests {
         let mut out = [0u8; 4096];
         let n = write_forward_head(&h, target, opts, &mut out).unwrap();
         String::from_utf8(out[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn forwarding_claims_with_underscores_are_dropped_for_untrusted_clients() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 127.0.0.1\r\nX-Forwarded_For: 10.0.0.1\r\nX_Real_IP: 127.0.0.9\r\nX_Forwarded_Proto: http\r\nX_Forwarded_Host: evil.example\r\nX_Original_URI: /admin\r\nX.Forwarded.Server: evil.example\r\nX_Original_Host: evil.example\r\nX-Url-Scheme: http\r\n\r\n";
+        let text = forward(req, "/", &options(None));
+        for spoof in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "127.0.0.9",
+            "evil.example",
+            "/admin",
+            "X_",
+            "X.",
+            "Url-Scheme",
+        ] {
+            assert!(!text.contains(spoof), "{spoof:?} reached the app:\n{text}");
+        }
+        assert!(text.contains("X-Forwarded-For: 203.0.113.7\r\n"), "{text}");
+    }
+
+    #[test]
+    fn httpoxy_proxy_header_is_dropped() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nProxy: http://evil.example:3128\r\nproxy_authorization: x\r\n\r\n";
+        for trusted in [false, true] {
+            let mut opts = options(None);
+            opts.peer_trusted = trusted;
+            let text = forward(req, "/", &opts);
+            assert!(!text.contains("evil.example"), "{text}");
+            assert!(!text.contains("proxy_authorization"), "{text}");
+        }
     }
 
     const ALICE: Identity<'static> = Identity {
