@@ -1098,10 +1098,13 @@ impl<const S: usize> Gateway<'_, S> {
             .or_else(|| claim("x-forwarded-method"))
             .and_then(|m| core::str::from_utf8(m).ok())
             .unwrap_or("GET");
-        let mut canon = [0u8; MAX_RETURN_LEN * 3];
+        // The canonical original URI lives at the end of `out`; the answer is written before it.
+        let scratch_len = (uri.len() * 3 + 2).min(out.len() / 2);
+        let split = out.len() - scratch_len;
+        let (out, scratch) = out.split_at_mut(split);
         let original = core::str::from_utf8(uri)
             .ok()
-            .and_then(|u| canonicalize(u, &mut canon).ok());
+            .and_then(|u| canonicalize(u, scratch).ok());
         let Some(original) = original else {
             return respond_error(ctx, Status::Forbidden, Outcome::ForwardAuthDenied, out);
         };

@@ -47,7 +47,8 @@ const TAIL: &str = r#"<label for="username">Username</label>
 pub const PAGE_CSP: &[u8] =
     b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Largest login page body.
+/// Room the login page takes besides its escaped return target (which adds at most five
+/// bytes per byte of target); it is written straight into the shell's output buffer.
 pub const MAX_LOGIN_PAGE_LEN: usize = 4096;
 
 /// What the login page shows.
@@ -66,7 +67,16 @@ pub struct LoginPage<'a> {
 impl LoginPage<'_> {
     /// Writes the HTML into `out`. Every inserted value is HTML-escaped.
     pub fn write_html(&self, out: &mut [u8]) -> Result<usize, OutputFull> {
-        let mut w = Html { out, len: 0 };
+        let mut w = Html {
+            out,
+            len: 0,
+            count_only: false,
+        };
+        self.html(&mut w)?;
+        Ok(w.len)
+    }
+
+    fn html(&self, w: &mut Html<'_>) -> Result<(), OutputFull> {
         w.raw(HEAD.as_bytes())?;
         if let Some(e) = self.error {
             w.raw(b"<p class=\"error\" role=\"alert\">")?;
@@ -81,7 +91,7 @@ impl LoginPage<'_> {
         w.text(self.return_target)?;
         w.raw(b"\">\n")?;
         w.raw(TAIL.as_bytes())?;
-        Ok(w.len)
+        Ok(())
     }
 
     /// Writes the whole response: `status`, the CSRF cookie (`set_cookie`), the page.
@@ -92,22 +102,35 @@ impl LoginPage<'_> {
         close: bool,
         out: &mut [u8],
     ) -> Result<usize, OutputFull> {
-        let mut body = [0u8; MAX_LOGIN_PAGE_LEN];
-        let n = self.write_html(&mut body)?;
+        // Measure first, then write the page straight after the head.
+        let mut counter = Html {
+            out: &mut [],
+            len: 0,
+            count_only: true,
+        };
+        self.html(&mut counter)?;
         let mut w = ResponseWriter::new(out, status);
         w.header("Set-Cookie", set_cookie)
             .header("Content-Security-Policy", PAGE_CSP);
-        w.finish("text/html; charset=utf-8", &body[..n], close)
+        w.finish_with("text/html; charset=utf-8", counter.len, close, |rest| {
+            self.write_html(rest)
+        })
     }
 }
 
 struct Html<'o> {
     out: &'o mut [u8],
     len: usize,
+    /// Only count the bytes (to learn the length before writing).
+    count_only: bool,
 }
 
 impl Html<'_> {
     fn raw(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
+        if self.count_only {
+            self.len += bytes.len();
+            return Ok(());
+        }
         let dst = self
             .out
             .get_mut(self.len..self.len + bytes.len())
@@ -161,5 +184,28 @@ mod tests {
         assert!(html.contains("autocomplete=\"current-password\""));
         assert!(html.contains("name=\"viewport\""));
         assert!(html.contains("action=\"/_gatehouse/login\""));
+    }
+
+    #[test]
+    fn the_response_measures_the_page_it_writes() {
+        let page = LoginPage {
+            action: "/_gatehouse/login",
+            csrf: "tok",
+            return_target: b"/a?x=1&y=2",
+            error: None,
+        };
+        let mut out = [0u8; 8192];
+        let n = page
+            .write_response(Status::Ok, b"gatehouse_csrf=tok", false, &mut out)
+            .unwrap();
+        let text = core::str::from_utf8(&out[..n]).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+        assert!(body.contains("value=\"/a?x=1&amp;y=2\""));
+        assert!(body.len() < MAX_LOGIN_PAGE_LEN);
+        assert_eq!(
+            page.write_response(Status::Ok, b"gatehouse_csrf=tok", false, &mut out[..n - 1]),
+            Err(OutputFull)
+        );
     }
 }

@@ -399,18 +399,30 @@ impl<'o> ResponseWriter<'o> {
     /// Ends the head with `Content-Type` (when there is a body), `Content-Length`,
     /// `Cache-Control: no-store`, the hardening headers every gatehouse page carries, and
     /// `Connection: close` when `close`; then the body. Returns the response length.
-    pub fn finish(
+    pub fn finish(self, content_type: &str, body: &[u8], close: bool) -> Result<usize, OutputFull> {
+        self.finish_with(content_type, body.len(), close, |out| {
+            let dst = out.get_mut(..body.len()).ok_or(OutputFull)?;
+            dst.copy_from_slice(body);
+            Ok(body.len())
+        })
+    }
+
+    /// Like [`ResponseWriter::finish`] for a body of `body_len` bytes that `write_body`
+    /// writes straight into the output after the head (no copy of the body on the stack).
+    /// `write_body` must write exactly `body_len` bytes.
+    pub fn finish_with(
         mut self,
         content_type: &str,
-        body: &[u8],
+        body_len: usize,
         close: bool,
+        write_body: impl FnOnce(&mut [u8]) -> Result<usize, OutputFull>,
     ) -> Result<usize, OutputFull> {
         let c = &mut self.cursor;
-        if !body.is_empty() {
+        if body_len > 0 {
             c.header("Content-Type", content_type.as_bytes());
         }
         c.put(b"Content-Length: ")
-            .put_u64(body.len() as u64)
+            .put_u64(body_len as u64)
             .put(b"\r\n")
             .put(b"Cache-Control: no-store\r\n")
             .put(b"X-Content-Type-Options: nosniff\r\n")
@@ -419,8 +431,13 @@ impl<'o> ResponseWriter<'o> {
         if close {
             c.put(b"Connection: close\r\n");
         }
-        c.put(b"\r\n").put(body);
-        self.cursor.finish()
+        c.put(b"\r\n");
+        let (out, head_len) = self.cursor.into_parts()?;
+        let rest = out.get_mut(head_len..).ok_or(OutputFull)?;
+        if write_body(rest)? != body_len {
+            return Err(OutputFull);
+        }
+        Ok(head_len + body_len)
     }
 
     /// Ends the head without a body but with a fixed `Content-Length` for a HEAD answer, or

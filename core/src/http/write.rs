@@ -86,6 +86,15 @@ impl<'o> Cursor<'o> {
         self.len
     }
 
+    /// The buffer and the length written, unless the writes overflowed.
+    pub(crate) fn into_parts(self) -> Result<(&'o mut [u8], usize), OutputFull> {
+        if self.full {
+            Err(OutputFull)
+        } else {
+            Ok((self.out, self.len))
+        }
+    }
+
     pub(crate) fn finish(self) -> Result<usize, OutputFull> {
         if self.full {
             Err(OutputFull)
