@@ -872,6 +872,55 @@ mod tests {
     }
 
     #[test]
+    fn a_101_answer_to_an_upgrade_turns_into_a_tunnel_both_ways() {
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\nclient-frame"
+        );
+        let mut client = FakePeer::sending(&[req.as_bytes()]);
+        let mut app = FakeApp::answering(&[
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\napp-frame",
+        ]);
+        assert_eq!(run(&mut client, &mut app), End::TunnelClosed);
+        let sent = String::from_utf8_lossy(&client.sent);
+        assert!(sent.starts_with("HTTP/1.1 101 "), "{sent}");
+        assert!(sent.ends_with("app-frame"), "{sent}");
+        let seen = app.received_text();
+        assert!(
+            seen.to_ascii_lowercase().contains("upgrade: websocket"),
+            "{seen}"
+        );
+        assert!(seen.ends_with("client-frame"), "{seen}");
+    }
+
+    #[test]
+    fn expect_100_continue_is_answered_before_the_body_is_relayed() {
+        let req = format!(
+            "POST /upload HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        );
+        let mut client = FakePeer::sending(&[req.as_bytes(), b"hello"]);
+        let mut app = FakeApp::answering(&[OK_RESPONSE]);
+        assert_eq!(run(&mut client, &mut app), End::ClientClosed);
+        let sent = String::from_utf8_lossy(&client.sent);
+        assert!(
+            sent.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            "{sent}"
+        );
+        assert!(app.received_text().ends_with("\r\n\r\nhello"));
+    }
+
+    #[test]
+    fn a_chunked_response_reaches_the_client_rechunked_without_trailers() {
+        let req = format!("GET /app HTTP/1.1\r\nHost: gw\r\n{ALICE_BASIC}\r\n");
+        let mut client = FakePeer::sending(&[req.as_bytes()]);
+        let mut app = FakeApp::answering(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n",
+        ]);
+        assert_eq!(run(&mut client, &mut app), End::ClientClosed);
+        let sent = String::from_utf8_lossy(&client.sent);
+        assert!(sent.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), "{sent}");
+    }
+
+    #[test]
     fn a_silent_connection_ends_at_the_idle_timeout_and_a_stalled_head_at_the_head_timeout() {
         let timeouts = Timeouts::default();
         for (chunks, waited, expected) in [
