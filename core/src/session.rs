@@ -306,11 +306,11 @@ impl SessionKeys {
     }
 
     /// [`SessionKeys::verify`] against a users table; returns the session and its user.
-    pub fn verify_user<'u, const N: usize>(
+    pub fn verify_user<'u, const N: usize, const A: usize>(
         &self,
         token: &[u8],
         now: u64,
-        users: &'u UserTable<N>,
+        users: &'u UserTable<N, A>,
     ) -> Result<(Session, &'u crate::users::User), SessionError> {
         let session = self.verify(token, now, |name| users.generation_of(name))?;
         let user = users

@@ -22,7 +22,9 @@ use crate::connection::Timeouts;
 use crate::random::Drbg;
 
 /// Users the board holds.
-pub const MAX_USERS: usize = 16;
+pub const MAX_USERS: usize = 8;
+/// App passwords the board holds, all users together.
+pub const MAX_APP_PASSWORDS: usize = 16;
 /// Entries of the trusted-sources list.
 pub const MAX_TRUSTED_SOURCES: usize = 8;
 /// Clients (networks and usernames) the login throttle remembers.
@@ -33,7 +35,7 @@ pub const CREDENTIAL_CACHE_SLOTS: usize = 8;
 pub const CREDENTIAL_CACHE_TTL_SECS: u64 = 300;
 
 /// The users table of a board.
-pub type Users = UserTable<MAX_USERS>;
+pub type Users = UserTable<MAX_USERS, MAX_APP_PASSWORDS>;
 /// The trusted-sources list of a board.
 pub type Trusted = TrustedSources<MAX_TRUSTED_SOURCES>;
 

@@ -16,7 +16,7 @@ use gatehouse_core::users::{LoadError, UserTable};
 use sequential_storage::cache::{Cache, Uncached};
 use sequential_storage::map::{MapConfig, MapStorage, SerializationError, Value};
 
-use crate::state::{Engine, MAX_USERS, Users};
+use crate::state::{Engine, MAX_APP_PASSWORDS, MAX_USERS, Users};
 
 /// Map key of the users record.
 const KEY_USERS: u8 = 1;
@@ -24,7 +24,7 @@ const KEY_USERS: u8 = 1;
 const KEY_SESSION_KEY: u8 = 2;
 
 /// Bytes a users record may take: the region CRC and the table's JSON.
-pub const USERS_RECORD_LEN: usize = 4 + UserTable::<MAX_USERS>::JSON_CAPACITY;
+pub const USERS_RECORD_LEN: usize = 4 + UserTable::<MAX_USERS, MAX_APP_PASSWORDS>::JSON_CAPACITY;
 /// The work buffer the store needs (a record, its key and word alignment).
 pub const STORE_BUFFER_LEN: usize = USERS_RECORD_LEN + 64;
 

@@ -66,7 +66,7 @@ use crate::peer::Peer;
 use crate::session::{self, MAX_SET_COOKIE_LEN, SessionKeys};
 use crate::throttle::{Throttle, Verdict};
 use crate::trusted::TrustedSources;
-use crate::users::{UserError, UserTable};
+use crate::users::{DEFAULT_APP_PASSWORD_CAPACITY, UserError, UserTable};
 
 /// Random bytes the shell passes with every request (fresh each time). They are only drawn
 /// from when a decision needs them: a CSRF nonce, a provisioned user's password and salt.
@@ -147,9 +147,15 @@ pub struct Gateway<'a, const S: usize> {
 }
 
 /// The mutable state decisions read and update, owned by the shell (behind its lock).
-pub struct Shared<'s, const U: usize, const T: usize, const C: usize> {
-    /// The users.
-    pub users: &'s mut UserTable<U>,
+pub struct Shared<
+    's,
+    const U: usize,
+    const T: usize,
+    const C: usize,
+    const A: usize = DEFAULT_APP_PASSWORD_CAPACITY,
+> {
+    /// The users (and their app passwords, at most `A` in all).
+    pub users: &'s mut UserTable<U, A>,
     /// Recent login failures.
     pub throttle: &'s mut Throttle<T>,
     /// Recently verified Basic credentials.
@@ -350,7 +356,7 @@ impl PasswordCheck {
     /// The user record the check was made against is still the user's: same password hash,
     /// same generation. A password changed (or a user removed and added again) while the
     /// check ran makes its result say nothing about the user as they are now.
-    fn still_current<const U: usize>(&self, users: &UserTable<U>) -> bool {
+    fn still_current<const U: usize, const A: usize>(&self, users: &UserTable<U, A>) -> bool {
         match (users.find(&self.username), &self.hash) {
             (Some(user), Some(hash)) => {
                 user.password == *hash && Some(user.generation) == self.generation
@@ -393,10 +399,10 @@ enum Auth {
 impl<const S: usize> Gateway<'_, S> {
     /// Decides what to do with the request at the start of `ex.bytes`, writing any head or
     /// response into `out` (at least [`OUT_LEN`] bytes).
-    pub fn decide<const U: usize, const T: usize, const C: usize>(
+    pub fn decide<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ex: &Exchange<'_>,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
         out: &mut [u8],
     ) -> Decision {
         self.run(ex, shared, None, out)
@@ -408,10 +414,10 @@ impl<const S: usize> Gateway<'_, S> {
     /// The attempt was charged to the throttle when the check was handed out; a right
     /// password is refunded here. A result is only believed if the user's record is still
     /// the one the check was made against.
-    pub fn finish<const U: usize, const T: usize, const C: usize>(
+    pub fn finish<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ex: &Exchange<'_>,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
         check: &PasswordCheck,
         verified: bool,
         out: &mut [u8],
@@ -438,10 +444,10 @@ impl<const S: usize> Gateway<'_, S> {
         self.run(ex, shared, Some((check, verified)), out)
     }
 
-    fn run<const U: usize, const T: usize, const C: usize>(
+    fn run<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ex: &Exchange<'_>,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
         verified: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
@@ -516,10 +522,10 @@ impl<const S: usize> Gateway<'_, S> {
     }
 
     /// Who is asking: trusted identity header (when `read_header`), session cookie, Basic.
-    fn authenticate<const U: usize, const T: usize, const C: usize>(
+    fn authenticate<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ctx: &Ctx<'_, '_>,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
         verified: Option<(&PasswordCheck, bool)>,
         read_header: bool,
     ) -> Auth {
@@ -626,13 +632,13 @@ impl<const S: usize> Gateway<'_, S> {
     /// Hands out a password check, if the throttle and the cap on checks in flight allow it;
     /// the attempt is charged to the throttle now, before the password is verified, so that
     /// checks running concurrently are bounded by the same limits as checks in a row.
-    fn password_check<const U: usize, const T: usize, const C: usize>(
+    fn password_check<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         purpose: Purpose,
         name: &str,
         password: &[u8],
         ctx: &Ctx<'_, '_>,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
     ) -> Handout {
         let now = ctx.ex.now;
         if let Verdict::RetryAfter { seconds, .. } =
@@ -787,11 +793,11 @@ impl<const S: usize> Gateway<'_, S> {
         }
     }
 
-    fn reserved<const U: usize, const T: usize, const C: usize>(
+    fn reserved<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ctx: &Ctx<'_, '_>,
         endpoint: &str,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
         verified: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
@@ -874,10 +880,10 @@ impl<const S: usize> Gateway<'_, S> {
         }
     }
 
-    fn login_post<const U: usize, const T: usize, const C: usize>(
+    fn login_post<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ctx: &Ctx<'_, '_>,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
         verified: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
@@ -1074,10 +1080,10 @@ impl<const S: usize> Gateway<'_, S> {
     /// forward-auth passes the client's own headers along, so a `Remote-User` in this request
     /// is the client's, not the proxy's word. The original URI and method are read only from
     /// a trusted proxy.
-    fn forward_auth<const U: usize, const T: usize, const C: usize>(
+    fn forward_auth<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ctx: &Ctx<'_, '_>,
-        shared: &mut Shared<'_, U, T, C>,
+        shared: &mut Shared<'_, U, T, C, A>,
         verified: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
