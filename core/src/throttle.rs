@@ -14,7 +14,8 @@
 //!
 //! - **per client network** — an IPv4 address (/32), an IPv6 /64 (one customer's LAN, which a
 //!   single attacker can fill with addresses), or the UNIX-socket peer (all local peers
-//!   together). An IPv4-mapped IPv6 peer is its IPv4 address. A network gets
+//!   together). An IPv4-mapped IPv6 peer, and a NAT64 peer (`64:ff9b::/96`), is its IPv4
+//!   address. A network gets
 //!   [`ThrottlePolicy::network_burst`] failures for free; after that, one more attempt per
 //!   [`ThrottlePolicy::network_interval`] seconds.
 //! - **per username**, ASCII case folded (as the users table matches names), for existing and
@@ -330,7 +331,14 @@ fn network_key(peer: &Peer) -> Key {
     match peer.canonical_ip() {
         None => Key::Unix,
         Some(IpAddr::V4(v4)) => Key::V4(u32::from(v4)),
-        Some(IpAddr::V6(v6)) => Key::V6Net64((u128::from(v6) >> 64) as u64),
+        Some(IpAddr::V6(v6)) => match v6.octets() {
+            // NAT64 (RFC 6052 well-known prefix `64:ff9b::/96`): every IPv4 client of the
+            // translator shares this one /64, so key them by the IPv4 address they carry.
+            [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d] => {
+                Key::V4(u32::from_be_bytes([a, b, c, d]))
+            }
+            _ => Key::V6Net64((u128::from(v6) >> 64) as u64),
+        },
     }
 }
 
@@ -537,6 +545,28 @@ mod tests {
             fresh.record_failure(&Peer::Unix, "u", 0);
         }
         assert!(!refused(&fresh, "127.0.0.1"));
+    }
+
+    #[test]
+    fn nat64_clients_do_not_share_one_throttle_bucket() {
+        let mut t = Throttle::<64>::default();
+        let attacker = peer("64:ff9b::192.0.2.1");
+        for i in 0..30u32 {
+            t.record_failure(&attacker, format!("junk{i}"), 1_000);
+        }
+        assert!(matches!(
+            t.check(&attacker, "x", 1_000),
+            Verdict::RetryAfter { .. }
+        ));
+        assert_eq!(
+            t.check(&peer("64:ff9b::198.51.100.7"), "alice", 1_000),
+            Verdict::Allowed
+        );
+        // The client is its IPv4 address, however it reaches gatehouse.
+        assert!(matches!(
+            t.check(&peer("192.0.2.1"), "x", 1_000),
+            Verdict::RetryAfter { .. }
+        ));
     }
 
     #[test]
