@@ -380,7 +380,9 @@ impl<'b> RequestHead<'b> {
         self.path_and_query = path_and_query;
         self.host = host;
         self.body = body;
-        self.expect_continue = expect_continue;
+        // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored (a
+        // 1.0 client would take the interim `100` for the final answer).
+        self.expect_continue = expect_continue && version == Version::Http11;
         self.connection = connection;
         self.upgrade = upgrade;
         Ok(())
@@ -914,6 +916,13 @@ mod tests {
         let h = parse(b"GET http://good HTTP/1.0\r\n\r\n").unwrap();
         assert_eq!(h.host(), Some(&b"good"[..]));
         assert_eq!(h.path_and_query(), "");
+    }
+
+    #[test]
+    fn http10_expect_continue_is_ignored() {
+        let h = parse(b"POST /a HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            .unwrap();
+        assert!(!h.expect_continue());
     }
 
     #[test]
