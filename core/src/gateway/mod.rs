@@ -49,7 +49,6 @@ pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
 pub use pending::{MAX_PENDING_CHECKS, PENDING_CHECK_EXPIRY_SECS, PendingChecks};
 
 use base64ct::{Base64, Encoding};
-use core::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use crate::Username;
@@ -713,7 +712,7 @@ impl<const S: usize> Gateway<'_, S> {
                 && who.as_ref().is_some_and(|w| w.via_basic),
             session_cookie: session::COOKIE_NAME,
             identity,
-            tunnel: head.upgrade().is_some(),
+            tunnel: websocket_upgrade(head),
         };
         let head_len = match write_forward_head(head, ctx.target, &options, out) {
             Ok(n) => n,
@@ -735,7 +734,7 @@ impl<const S: usize> Gateway<'_, S> {
             head_len,
             body: head.body(),
             send_continue: head.expect_continue(),
-            upgrade: head.upgrade().is_some(),
+            upgrade: websocket_upgrade(head),
             request_was_head: head.is_head(),
             client_version: head.version(),
             keep_alive: head.keep_alive(),
@@ -1223,7 +1222,8 @@ fn derive<const N: usize>(random: &[u8; RANDOM_LEN], label: &[u8]) -> [u8; N] {
 }
 
 /// The client to charge login failures to: the last hop a trusted proxy reported in
-/// `X-Forwarded-For`, else the socket peer.
+/// `X-Forwarded-For` (a bare address, or with a port as some proxies write it:
+/// `192.0.2.7:4711`, `[2001:db8::7]:4711`), else the socket peer.
 fn client_peer(head: &RequestHead<'_>, peer: Peer, trusted: bool) -> Peer {
     if !trusted {
         return peer;
@@ -1233,8 +1233,23 @@ fn client_peer(head: &RequestHead<'_>, peer: Peer, trusted: bool) -> Peer {
         .flat_map(list_tokens)
         .last()
         .and_then(|t| core::str::from_utf8(t).ok())
-        .and_then(|t| t.parse::<IpAddr>().ok());
-    last.map_or(peer, Peer::Ip)
+        .and_then(|t| Peer::parse(t).ok())
+        .filter(|p| matches!(p, Peer::Ip(_)));
+    last.unwrap_or(peer)
+}
+
+/// Only WebSocket is tunnelled. Inside a tunnel gatehouse judges nothing more, so a protocol
+/// that carries requests of its own (`h2c`: HTTP/2 streams, each a request gatehouse would never
+/// see) must not get one; any other `Upgrade` is dropped and the request forwarded as plain
+/// HTTP/1.1.
+fn websocket_upgrade(head: &RequestHead<'_>) -> bool {
+    head.upgrade().is_some_and(|value| {
+        let mut protocols = list_tokens(value);
+        protocols
+            .next()
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"websocket"))
+            && protocols.next().is_none()
+    })
 }
 
 /// `Authorization: Basic base64(user:password)` → (user, password).

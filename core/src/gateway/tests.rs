@@ -515,6 +515,28 @@ fn a_right_password_does_not_use_up_the_throttle() {
 }
 
 #[test]
+fn xff_with_port_does_not_merge_all_clients_into_one_bucket() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let behind =
+        |xff: &str, req: &str| req.replacen("\r\n", &format!("\r\nX-Forwarded-For: {xff}\r\n"), 1);
+    // One client behind the trusted proxy fails again and again…
+    for i in 0..30 {
+        let req = behind("198.51.100.7:4711", &basic(&format!("junk{i}"), "junk"));
+        w.decide(PROXY, req.as_bytes(), &mut out);
+    }
+    let req = behind("198.51.100.7:4711", &basic("bob", "builder"));
+    let d = w.decide(PROXY, req.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Throttled);
+    // …while another client behind the same proxy is not locked out with it.
+    for other in ["203.0.113.9:5555", "[2001:db8::9]:5555", "203.0.113.10"] {
+        let req = behind(other, &basic("bob", "builder"));
+        let d = w.decide(PROXY, req.as_bytes(), &mut out);
+        assert!(forwarded(&d, &out).contains("Remote-User: bob"), "{other}");
+    }
+}
+
+#[test]
 fn password_change_during_basic_check_does_not_let_old_password_in() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
@@ -950,6 +972,31 @@ fn websocket_upgrades_are_forwarded_for_authenticated_users() {
         unreachable!()
     };
     assert!(f.upgrade);
+}
+
+#[test]
+fn anonymous_h2c_upgrade_is_not_tunnelled() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("alice");
+    for (path, extra) in [
+        ("/share/x", String::new()),
+        ("/app/", format!("Cookie: {cookie}\r\n")),
+    ] {
+        for upgrade in ["h2c", "websocket, h2c", "foo"] {
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: m\r\n{extra}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+            );
+            let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+            let head = forwarded(&d, &out);
+            let Decision::Forward(f) = d else {
+                unreachable!()
+            };
+            assert!(!f.upgrade, "{upgrade}: {head}");
+            assert!(!head.to_ascii_lowercase().contains("upgrade"), "{head}");
+            assert!(!head.contains("HTTP2-Settings"), "{head}");
+        }
+    }
 }
 
 #[test]

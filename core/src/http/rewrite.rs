@@ -99,6 +99,8 @@ const DROPPED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    // Only meaningful with an `h2c` upgrade, which is never tunnelled.
+    "http2-settings",
     // httpoxy: CGI-style servers turn it into `HTTP_PROXY`, which HTTP clients in the app
     // read as their outbound proxy.
     "proxy",
