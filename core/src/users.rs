@@ -366,6 +366,38 @@ impl fmt::Display for LoginError {
 
 impl core::error::Error for LoginError {}
 
+/// Deepest nesting of arrays and objects a users document may have (it needs five: the
+/// document, `users`, a user, `app_passwords`, an app password).
+pub const MAX_JSON_DEPTH: usize = 8;
+
+/// Whether `json` nests `[` and `{` more than `limit` deep, counting outside strings only.
+fn json_depth_exceeds(json: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Why a users JSON document was refused. Nothing is loaded when any of these is returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -373,6 +405,9 @@ pub enum LoadError {
     /// Not JSON, or not the shape of a users document (missing or unknown fields, wrong
     /// types, trailing data).
     Malformed(serde_json_core::de::Error),
+    /// Arrays and objects nested deeper than [`MAX_JSON_DEPTH`] (anywhere, even in a field
+    /// that is otherwise ignored).
+    NestedTooDeep,
     /// No `version` field.
     MissingVersion,
     /// A `version` other than [`USERS_FORMAT_VERSION`].
@@ -447,6 +482,10 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Malformed(e) => write!(f, "users document is malformed: {e}"),
+            Self::NestedTooDeep => write!(
+                f,
+                "users document nests arrays or objects deeper than {MAX_JSON_DEPTH}"
+            ),
             Self::MissingVersion => f.write_str("users document has no version"),
             Self::UnsupportedVersion(v) => write!(
                 f,
@@ -901,6 +940,11 @@ impl<const N: usize, const A: usize> UserTable<N, A> {
     /// reopen the first-user-becomes-admin rule. Likewise `next_generation` may be omitted,
     /// and is raised above every listed user's generation.
     pub fn from_json(json: &[u8]) -> Result<Self, LoadError> {
+        // The parser skips unknown values by recursion, one stack frame per level: a deep
+        // enough nest would overflow the stack (a crash on a host, a fault on a board).
+        if json_depth_exceeds(json, MAX_JSON_DEPTH) {
+            return Err(LoadError::NestedTooDeep);
+        }
         // First the version alone, whatever the rest looks like: a document of another
         // version is reported as such, not as malformed.
         #[derive(Deserialize)]
@@ -1713,6 +1757,32 @@ mod tests {
         let t = UserTable::<2>::from_json(br#"{"version":1,"admin_assigned":true,"users":[]}"#)
             .unwrap();
         assert!(t.admin_assigned());
+    }
+
+    #[test]
+    fn users_json_deep_nesting_is_an_error_not_a_stack_overflow() {
+        for depth in [MAX_JSON_DEPTH, 1_000, 100_000] {
+            let mut doc = String::from(r#"{"version":1,"x":"#);
+            doc.push_str(&"[".repeat(depth));
+            doc.push_str(&"]".repeat(depth));
+            doc.push_str(r#","users":[]}"#);
+            // A small stack, like a board's task: a recursive skip of the nest would overflow it.
+            let result = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || UserTable::<4>::from_json(doc.as_bytes()))
+                .unwrap()
+                .join();
+            assert!(
+                matches!(result, Ok(Err(LoadError::NestedTooDeep))),
+                "depth {depth}: {result:?}"
+            );
+        }
+        // Brackets inside strings are not nesting.
+        let name = "[".repeat(40) + "{";
+        assert!(!json_depth_exceeds(
+            format!(r#"{{"a":"{name}"[[["}}"#).as_bytes(),
+            MAX_JSON_DEPTH
+        ));
     }
 
     #[test]
