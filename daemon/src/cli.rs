@@ -135,7 +135,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: String,
 
-    /// Start even when running as root (not advised).
+    /// Say nothing about running as root (the demo keeps nothing; `serve` refuses root).
     #[arg(long)]
     pub allow_root: bool,
 }

@@ -429,8 +429,14 @@ async fn watch_users(shared: Arc<Shared>) {
 
 /// `gatehouse demo`.
 pub fn demo(args: DemoArgs) -> ExitCode {
-    if let Some(code) = refuse_root(args.allow_root) {
-        return code;
+    // The demo keeps nothing, guards nothing real and should work from the README on a fresh
+    // machine (often a root shell in a container), so root only gets a word of advice here;
+    // `serve` refuses it.
+    if rustix::process::geteuid().is_root() && !args.allow_root {
+        eprintln!(
+            "note: running the demo as root. It is harmless here (a throw-away state directory), \
+             but `gatehouse serve` refuses root: run the real gateway as an unprivileged user."
+        );
     }
     let listen: std::net::SocketAddr = match args.listen.parse() {
         Ok(a) => a,
