@@ -50,6 +50,9 @@ pub enum PathError {
     ControlByte,
     /// A `.` or `..` segment with parameters (`..;x`).
     DotSegmentWithParams,
+    /// `%25` followed by two hex digits (`%252e`): an escape of an escape, which an app that
+    /// decodes twice reads as another path than the one gatehouse classified.
+    DoubleEncoded,
     /// The canonical target does not fit the output buffer.
     TooLong,
 }
@@ -66,6 +69,7 @@ impl PathError {
             PathError::ClimbsAboveRoot => "path climbs above root",
             PathError::ControlByte => "control byte in path",
             PathError::DotSegmentWithParams => "dot segment with parameters",
+            PathError::DoubleEncoded => "double percent-encoding in path",
             PathError::TooLong => "path too long",
         }
     }
@@ -192,6 +196,12 @@ fn decode_segment(raw: &[u8], out: &mut [u8], mut w: usize) -> Result<usize, Pat
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
                     0..=0x1f | 0x7f => return Err(PathError::ControlByte),
+                    b'%' if raw
+                        .get(i + 3..i + 5)
+                        .is_some_and(|h| h.iter().all(|&d| hex_digit(d).is_some())) =>
+                    {
+                        return Err(PathError::DoubleEncoded);
+                    }
                     _ if is_unreserved(v) => put(&[v])?,
                     _ => put(&[b'%', HEX_UPPER[usize::from(hi)], HEX_UPPER[usize::from(lo)]])?,
                 }
@@ -404,10 +414,16 @@ mod tests {
             ("/a%zz", PathError::InvalidEscape),
             ("/share/..;/app", PathError::DotSegmentWithParams),
             ("/share/.;x/app", PathError::DotSegmentWithParams),
+            ("/share/%252e%252e/app/secret", PathError::DoubleEncoded),
+            ("/share/%252F", PathError::DoubleEncoded),
+            ("/a%25411", PathError::DoubleEncoded),
         ];
         for (input, want) in cases {
             assert_eq!(canon(input), Err(want), "{input}");
         }
+        // A literal percent sign is still a path byte.
+        assert_eq!(canon("/100%25").as_deref(), Ok("/100%25"));
+        assert_eq!(canon("/100%25-off").as_deref(), Ok("/100%25-off"));
         assert_eq!(
             canonicalize("/abcdef", &mut [0u8; 4]).map(|t| t.as_str()),
             Err(PathError::TooLong)
