@@ -432,3 +432,87 @@ mod engine {
         assert_eq!(n, 0);
     }
 }
+
+/// Subsonic paths through the whole gateway decision.
+mod subsonic_gateway {
+    use super::count_allocations;
+    use gatehouse_core::credential_cache::CredentialCache;
+    use gatehouse_core::gateway::{
+        Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, PendingChecks, RANDOM_LEN, Shared,
+    };
+    use gatehouse_core::password::{self, MIN_ITERATIONS, SALT_LEN};
+    use gatehouse_core::peer::Peer;
+    use gatehouse_core::session::{SessionKey, SessionKeys};
+    use gatehouse_core::throttle::Throttle;
+    use gatehouse_core::trusted::TrustedSources;
+    use gatehouse_core::users::UserTable;
+
+    #[test]
+    fn app_password_requests_errors_and_extensions_allocate_nothing() {
+        let mut users = UserTable::<8>::new();
+        let hash = password::hash_password(b"pw", &[3; SALT_LEN], MIN_ITERATIONS).unwrap();
+        users.add("alice", true, hash).unwrap();
+        let key = users
+            .add_app_password("alice", "phone", &[5; 18], 1)
+            .unwrap();
+        let keys = SessionKeys::new(SessionKey::from_bytes([1; 32]));
+        let trusted = TrustedSources::<4>::parse("10.0.0.0/8").unwrap();
+        let mut throttle = Throttle::<16>::default();
+        let mut cache = CredentialCache::<4>::new(&[2; 32], 300);
+        let mut pending = PendingChecks::new();
+        let get = format!(
+            "GET /rest/getAlbum.view?id=1&apiKey={key}&v=1.16.1&c=app HTTP/1.1\r\nHost: music\r\n\r\n"
+        );
+        let body = format!("u=alice&p={key}&id=1");
+        let post = format!(
+            "POST /rest/getSong HTTP/1.1\r\nHost: music\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let wrong = b"GET /rest/ping.view?apiKey=nope&f=json HTTP/1.1\r\nHost: music\r\n\r\n";
+        let ext = b"GET /rest/getOpenSubsonicExtensions HTTP/1.1\r\nHost: music\r\n\r\n";
+        let random = [7u8; RANDOM_LEN];
+        let mut out = vec![0u8; OUT_LEN];
+
+        let (ok, n) = count_allocations(|| {
+            let gateway = Gateway {
+                config: GatewayConfig {
+                    password_iterations: MIN_ITERATIONS,
+                    ..GatewayConfig::DEFAULT
+                },
+                trusted: &trusted,
+                keys: &keys,
+            };
+            let mut shared = Shared {
+                users: &mut users,
+                throttle: &mut throttle,
+                credentials: &mut cache,
+                pending: &mut pending,
+            };
+            let ex = Exchange {
+                peer: Peer::parse("192.0.2.1:4000").ok()?,
+                tls: false,
+                bytes: get.as_bytes(),
+                now: 1_790_000_000,
+                random: &random,
+            };
+            let mut all = true;
+            for bytes in [get.as_bytes(), post.as_bytes()] {
+                let ex = Exchange { bytes, ..ex };
+                all &= matches!(
+                    gateway.decide(&ex, &mut shared, &mut out),
+                    Decision::Forward(_)
+                );
+            }
+            for bytes in [&wrong[..], &ext[..]] {
+                let ex = Exchange { bytes, ..ex };
+                all &= matches!(
+                    gateway.decide(&ex, &mut shared, &mut out),
+                    Decision::Respond(_)
+                );
+            }
+            Some(all)
+        });
+        assert_eq!(ok, Some(true));
+        assert_eq!(n, 0);
+    }
+}

@@ -162,6 +162,8 @@ impl<'a> Settings<'a> {
             strip_authorization: defaults.strip_authorization,
             password_iterations: self.password_iterations,
             logout_url: self.logout_url,
+            subsonic: defaults.subsonic,
+            subsonic_policy: defaults.subsonic_policy,
         }
     }
 }

@@ -17,6 +17,9 @@
 //! 5. **Forward** with the head rewritten ([`crate::http::write_forward_head`]): no client
 //!    identity header survives, gatehouse's own are added.
 //!
+//! Subsonic paths (default `/rest/`) take Subsonic credentials as well and answer failures as
+//! a Subsonic server does; or, in [`SubsonicMode::PassThrough`], are left to the app.
+//!
 //! # Password checks happen outside the shared state
 //!
 //! A password hash takes hundreds of milliseconds on purpose. So that a shell need not hold
@@ -40,6 +43,7 @@
 mod form;
 mod page;
 mod pending;
+mod subsonic;
 
 pub use form::{
     CSRF_COOKIE_NAME, CSRF_TOKEN_LEN, CSRF_TTL_SECS, CsrfToken, FormError, cookie_value,
@@ -47,6 +51,7 @@ pub use form::{
 };
 pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
 pub use pending::{MAX_PENDING_CHECKS, PENDING_CHECK_EXPIRY_SECS, PendingChecks};
+pub use subsonic::SubsonicMode;
 
 use base64ct::{Base64, Encoding};
 use sha2::{Digest, Sha256};
@@ -109,6 +114,10 @@ pub struct GatewayConfig<'a> {
     pub password_iterations: u32,
     /// Where logout sends the browser (default: the login page).
     pub logout_url: Option<&'a str>,
+    /// Whether gatehouse checks Subsonic credentials on Subsonic paths, or lets the app.
+    pub subsonic: SubsonicMode,
+    /// The Subsonic mechanisms accepted in [`SubsonicMode::Authenticate`].
+    pub subsonic_policy: crate::subsonic::SubsonicPolicy,
 }
 
 impl GatewayConfig<'static> {
@@ -125,6 +134,8 @@ impl GatewayConfig<'static> {
         strip_authorization: true,
         password_iterations: password::RECOMMENDED_ITERATIONS,
         logout_url: None,
+        subsonic: SubsonicMode::Authenticate,
+        subsonic_policy: crate::subsonic::SubsonicPolicy::DEFAULT,
     };
 }
 
@@ -297,6 +308,11 @@ pub enum Outcome {
     MethodNotAllowed,
     /// A trusted peer named a user who could not be provisioned (table full, bad name).
     ProvisionFailed(UserError),
+    /// Subsonic credentials were refused; answered with a Subsonic error.
+    SubsonicRefused(crate::subsonic::SubsonicRefusal),
+    /// gatehouse answered a Subsonic endpoint itself (`getOpenSubsonicExtensions`,
+    /// `tokenInfo`).
+    SubsonicAnswered,
 }
 
 /// What a password check is for.
@@ -304,6 +320,8 @@ pub enum Outcome {
 enum Purpose {
     Basic,
     LoginForm,
+    /// `u` + `p` on a Subsonic path, checked as the login password.
+    Subsonic,
 }
 
 /// A password to verify, self-contained so that it can run without the shared state.
@@ -428,7 +446,7 @@ impl<const S: usize> Gateway<'_, S> {
             shared
                 .throttle
                 .record_success(&check.client, check.username.as_bytes(), ex.now);
-            if check.purpose == Purpose::Basic
+            if matches!(check.purpose, Purpose::Basic | Purpose::Subsonic)
                 && let Some(user) = shared.users.find(&check.username)
             {
                 shared.credentials.insert(
@@ -479,44 +497,47 @@ impl<const S: usize> Gateway<'_, S> {
                 self.reserved(&ctx, endpoint.unwrap_or(""), shared, verified, front)
             }
             PathClass::Public => self.forward(&ctx, PathClass::Public, None, front),
-            class @ (PathClass::Subsonic | PathClass::Protected) => {
-                match self.authenticate(&ctx, shared, verified, true) {
-                    Auth::User {
+            PathClass::Subsonic if self.config.subsonic == SubsonicMode::Authenticate => {
+                self.subsonic(&ctx, shared, verified, front)
+            }
+            // The app authenticates its Subsonic clients: no identity from gatehouse.
+            PathClass::Subsonic => self.forward(&ctx, PathClass::Subsonic, None, front),
+            class @ PathClass::Protected => match self.authenticate(&ctx, shared, verified, true) {
+                Auth::User {
+                    name,
+                    admin,
+                    via_basic,
+                    set_cookie,
+                    users_changed,
+                } => {
+                    let who = Who {
                         name,
                         admin,
                         via_basic,
                         set_cookie,
                         users_changed,
-                    } => {
-                        let who = Who {
-                            name,
-                            admin,
-                            via_basic,
-                            set_cookie,
-                            users_changed,
-                        };
-                        self.forward(&ctx, class, Some(who), front)
-                    }
-                    Auth::Verify(check) => Decision::VerifyPassword(check),
-                    Auth::Throttled(secs) => respond_too_many(&ctx, secs, front),
-                    Auth::Busy => respond_busy(&ctx, front),
-                    Auth::BasicFailed => {
-                        respond_error(&ctx, Status::Unauthorized, Outcome::BasicFailed, front)
-                    }
-                    Auth::ProvisionFailed(e) => respond_error(
-                        &ctx,
-                        Status::ServiceUnavailable,
-                        Outcome::ProvisionFailed(e),
-                        front,
-                    ),
-                    Auth::Anonymous if is_browser(&head, head.method()) => {
-                        self.redirect_to_login(&ctx, target.as_str().as_bytes(), front)
-                    }
-                    Auth::Anonymous => {
-                        respond_error(&ctx, Status::Unauthorized, Outcome::Unauthorized, front)
-                    }
+                    };
+                    self.forward(&ctx, class, Some(who), front)
                 }
-            }
+                Auth::Verify(check) => Decision::VerifyPassword(check),
+                Auth::Throttled(secs) => respond_too_many(&ctx, secs, front),
+                Auth::Busy => respond_busy(&ctx, front),
+                Auth::BasicFailed => {
+                    respond_error(&ctx, Status::Unauthorized, Outcome::BasicFailed, front)
+                }
+                Auth::ProvisionFailed(e) => respond_error(
+                    &ctx,
+                    Status::ServiceUnavailable,
+                    Outcome::ProvisionFailed(e),
+                    front,
+                ),
+                Auth::Anonymous if is_browser(&head, head.method()) => {
+                    self.redirect_to_login(&ctx, target.as_str().as_bytes(), front)
+                }
+                Auth::Anonymous => {
+                    respond_error(&ctx, Status::Unauthorized, Outcome::Unauthorized, front)
+                }
+            },
         }
     }
 
@@ -587,6 +608,20 @@ impl<const S: usize> Gateway<'_, S> {
         };
         if password.len() > MAX_PASSWORD_LEN {
             return Auth::BasicFailed;
+        }
+        // An app password costs no password hash: checked first, in constant time.
+        if let Some(index) = shared.users.check_app_password(&name, password)
+            && let Some(user) = shared.users.find(&name)
+        {
+            let (name, admin) = (user.name.clone(), user.admin);
+            shared.users.record_app_password_use(index, ex.now);
+            return Auth::User {
+                name,
+                admin,
+                via_basic: true,
+                set_cookie: None,
+                users_changed: false,
+            };
         }
         if let Some(user) = shared.users.find(&name) {
             let hit = shared.credentials.lookup(

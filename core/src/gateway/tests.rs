@@ -198,9 +198,10 @@ fn anonymous_browsers_go_to_login_and_apis_get_a_challenge() {
         Some("/_gatehouse/login?return=%2Fapp%2Fx%3Fy%3D1")
     );
 
+    // (Subsonic paths answer with Subsonic errors instead: see `gateway::subsonic`.)
     let d = w.decide(
         CLIENT,
-        b"GET /rest/ping.view HTTP/1.1\r\nHost: music\r\n\r\n",
+        b"GET /api/ping HTTP/1.1\r\nHost: music\r\n\r\n",
         &mut out,
     );
     let (resp, outcome, _) = responded(&d, &out);
