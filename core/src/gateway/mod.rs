@@ -559,21 +559,26 @@ impl<const S: usize> Gateway<'_, S> {
                 let pw_random: [u8; GENERATED_PASSWORD_RANDOM_LEN] =
                     derive(ex.random, b"provisioned password");
                 let salt: [u8; SALT_LEN] = derive(ex.random, b"provisioned salt");
-                return match shared.users.provision(
+                match shared.users.provision(
                     &name,
                     &pw_random,
                     &salt,
                     self.config.password_iterations,
                 ) {
-                    Ok(p) => Auth::User {
-                        name: p.user.name.clone(),
-                        admin: p.user.admin,
-                        via_basic: false,
-                        set_cookie: None,
-                        users_changed: p.created,
-                    },
-                    Err(e) => Auth::ProvisionFailed(e),
-                };
+                    Ok(p) => {
+                        return Auth::User {
+                            name: p.user.name.clone(),
+                            admin: p.user.admin,
+                            via_basic: false,
+                            set_cookie: None,
+                            users_changed: p.created,
+                        };
+                    }
+                    // A name no user can have (Unicode space around it, a C1 control) is
+                    // no identity either: the normal login, as for a broken header.
+                    Err(UserError::InvalidName(_)) => {}
+                    Err(e) => return Auth::ProvisionFailed(e),
+                }
             }
         }
 

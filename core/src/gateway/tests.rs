@@ -312,6 +312,27 @@ fn trusted_proxies_name_users_and_provision_them() {
 }
 
 #[test]
+fn trusted_names_no_user_can_have_fall_back_to_login() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let bob = w.session_cookie("bob");
+    for name in ["alice\u{2003}", "\u{a0}alice", "ali\u{85}ce"] {
+        let req = format!("GET /app/ HTTP/1.1\r\nHost: music\r\nRemote-User: {name}\r\n\r\n");
+        let d = w.decide(PROXY, req.as_bytes(), &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::Unauthorized, "{name:?}");
+        let req = format!(
+            "GET /app/ HTTP/1.1\r\nHost: music\r\nRemote-User: {name}\r\nCookie: {bob}\r\n\r\n"
+        );
+        let d = w.decide(PROXY, req.as_bytes(), &mut out);
+        assert!(
+            forwarded(&d, &out).contains("Remote-User: bob\r\n"),
+            "{name:?}"
+        );
+    }
+    assert_eq!(w.users.len(), 2, "nobody was provisioned");
+}
+
+#[test]
 fn untrusted_peers_cannot_name_themselves() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
