@@ -48,7 +48,26 @@ gw_pid=$!
 status=0
 ip netns exec "$ns" timeout 300 python3 "$here/../e2e/gateway_e2e.py" \
     --gateway 192.0.2.15:80 --upstream-listen 192.0.2.1:8080 --trusted-peer 192.0.2.3 \
-    || status=$?
+    --session-file "$logdir/session" || status=$?
+
+# Restart on the same region and store: what was written back must still be there.
+if kill -0 "$gw_pid" 2>/dev/null; then
+    kill "$gw_pid"
+    wait "$gw_pid" 2>/dev/null || true
+    ip netns exec "$ns" "$bin" --tap "$tap" --config "$logdir/region.bin" \
+        --state "$logdir/store.bin" >>"$logdir/gateway.log" 2>&1 &
+    gw_pid=$!
+    ip netns exec "$ns" timeout 120 python3 "$here/../e2e/gateway_e2e.py" --after-restart \
+        --gateway 192.0.2.15:80 --upstream-listen 192.0.2.1:8080 \
+        --session-file "$logdir/session" || status=1
+    # carol, provisioned from the proxy's header in the first run, was written back.
+    if grep -q "users: 2 from the write-back store" "$logdir/gateway.log"; then
+        echo "ok   provisioned users survive a restart"
+    else
+        echo "FAIL provisioned users survive a restart: the restarted gateway did not load them"
+        status=1
+    fi
+fi
 if ! kill -0 "$gw_pid" 2>/dev/null; then
     wait "$gw_pid" || true
     echo "the gateway exited during the run" >&2
