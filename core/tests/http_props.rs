@@ -4,7 +4,8 @@
 
 use gatehouse_core::http::{
     BodyError, BodyFraming, BodyRelay, ChunkedOutput, ForwardOptions, Identity, Parse,
-    RequestError, RequestHead, ResponseHead, canonicalize, write_forward_head,
+    RequestError, RequestHead, ResponseHead, canonicalize, is_dropped_request_header,
+    write_forward_head,
 };
 use gatehouse_core::identity::{FOREIGN_IDENTITY_HEADERS, IDENTITY_HEADERS, is_identity_header};
 use gatehouse_core::peer::Peer;
@@ -226,6 +227,27 @@ proptest! {
             Ok(Parse::Complete(_)) => prop_assert!(!any_bare, "accepted {:?}", req),
             Err(RequestError::BareLf) => prop_assert!(any_bare),
             other => prop_assert!(false, "{:?} for {:?}", other, req),
+        }
+    }
+
+    #[test]
+    fn every_identity_header_spelling_is_dropped(
+        name in prop::collection::vec(prop::sample::select(&[
+            "Remote", "remote", "REMOTE", "X", "x", "Forwarded", "Auth", "Request", "User", "user",
+            "Name", "Email", "Groups", "WebAuth", "Preferred", "Username", "Custom", "-", "_", ".",
+            "~", "Accept",
+        ][..]), 1..6),
+        custom in any::<bool>(),
+    ) {
+        let name = name.concat();
+        let user_header = if custom { "X-Custom-User" } else { "Remote-User" };
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let Ok(Parse::Complete(head)) = RequestHead::parse(req) else {
+            return Err(TestCaseError::fail("head"));
+        };
+        let opts = options(None, user_header);
+        if is_identity_header(name.as_bytes(), user_header) {
+            prop_assert!(is_dropped_request_header(&head, &name, &opts), "{} kept", name);
         }
     }
 

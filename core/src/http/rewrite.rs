@@ -22,7 +22,7 @@ use core::net::IpAddr;
 use super::body::BodyFraming;
 use super::request::{RequestHead, list_tokens, trim_ows};
 use super::write::Cursor;
-use crate::identity::{is_identity_header, names_match_loosely};
+use crate::identity::names_match_loosely;
 use crate::peer::Peer;
 
 /// The identity gatehouse vouches for on a forwarded request.
@@ -87,6 +87,7 @@ impl fmt::Display for RewriteError {
 }
 
 /// Fields never forwarded as the client sent them (hop-by-hop, framing, or re-emitted).
+#[cfg(test)]
 const DROPPED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -108,6 +109,7 @@ const DROPPED: &[&str] = &[
 
 /// Fields that claim something about the client or the original URL; kept only from a
 /// trusted proxy.
+#[cfg(test)]
 const PROXY_CLAIMS: &[&str] = &[
     "forwarded",
     "x-real-ip",
@@ -126,6 +128,77 @@ const PROXY_CLAIMS: &[&str] = &[
     "x-url-scheme",
     "x-scheme",
 ];
+
+/// What a client field is, by its folded name (see [`fold_name`]). The lists above (kept in
+/// step by a test) are the documentation; this `match` is what runs, one comparison tree per
+/// field instead of one comparison per listed name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Identity,
+    Dropped,
+    Upgrade,
+    Authorization,
+    ProxyClaim,
+    Other,
+}
+
+fn kind(folded: &[u8]) -> Kind {
+    match folded {
+        b"remote-user"
+        | b"remote-name"
+        | b"remote-email"
+        | b"remote-groups"
+        | b"x-remote-user"
+        | b"x-forwarded-user"
+        | b"x-forwarded-email"
+        | b"x-forwarded-groups"
+        | b"x-forwarded-preferred-username"
+        | b"x-auth-request-user"
+        | b"x-auth-request-email"
+        | b"x-auth-request-groups"
+        | b"x-auth-request-preferred-username"
+        | b"x-webauth-user" => Kind::Identity,
+        b"connection" | b"keep-alive" | b"te" | b"trailer" | b"transfer-encoding"
+        | b"content-length" | b"host" | b"expect" | b"x-forwarded-for" | b"x-forwarded-proto"
+        | b"x-forwarded-host" | b"http2-settings" | b"proxy" => Kind::Dropped,
+        b"upgrade" => Kind::Upgrade,
+        b"authorization" => Kind::Authorization,
+        b"forwarded"
+        | b"x-real-ip"
+        | b"x-client-ip"
+        | b"true-client-ip"
+        | b"cf-connecting-ip"
+        | b"x-cluster-client-ip"
+        | b"x-original-uri"
+        | b"x-original-url"
+        | b"x-original-method"
+        | b"x-rewrite-url"
+        | b"x-original-host"
+        | b"x-host"
+        | b"x-forwarded"
+        | b"front-end-https"
+        | b"x-url-scheme"
+        | b"x-scheme" => Kind::ProxyClaim,
+        _ => Kind::Other,
+    }
+}
+
+/// Longest field name [`fold_name`] folds; no listed name is longer.
+const FOLD_LEN: usize = 48;
+
+/// The name as CGI-style servers see it: letters and digits lowercased, any other byte `-`
+/// ([`names_match_loosely`]'s folding). `None` when longer than [`FOLD_LEN`].
+fn fold_name<'f>(name: &[u8], buf: &'f mut [u8; FOLD_LEN]) -> Option<&'f [u8]> {
+    let dst = buf.get_mut(..name.len())?;
+    for (d, &b) in dst.iter_mut().zip(name) {
+        *d = if b.is_ascii_alphanumeric() {
+            b.to_ascii_lowercase()
+        } else {
+            b'-'
+        };
+    }
+    Some(dst)
+}
 
 /// Whether the client field `name` is dropped before forwarding (for any identity).
 pub fn is_dropped_request_header(
@@ -182,14 +255,20 @@ fn is_dropped(
     // Names are compared as CGI-style environments see them (`X_Forwarded_For` is
     // `X-Forwarded-For` to the app): see [`names_match_loosely`].
     let n = name.as_bytes();
-    let is = |canonical: &str| names_match_loosely(n, canonical.as_bytes());
-    is_identity_header(n, options.user_header)
-        || DROPPED.iter().any(|d| is(d))
+    let mut buf = [0u8; FOLD_LEN];
+    let kind = fold_name(n, &mut buf).map_or(Kind::Other, kind);
+    match kind {
+        Kind::Identity | Kind::Dropped => return true,
+        Kind::Upgrade if !(options.tunnel && head.upgrade().is_some()) => return true,
+        Kind::Authorization if options.strip_authorization => return true,
+        Kind::ProxyClaim if !options.peer_trusted => return true,
+        _ => {}
+    }
+    // Gatehouse's and foreign identity headers are `Kind::Identity` above (a test keeps the
+    // lists in step with `is_identity_header`); what is left is the configured name.
+    names_match_loosely(n, options.user_header.as_bytes())
         || starts_with_loosely(n, b"proxy-")
-        || (is("upgrade") && !(options.tunnel && head.upgrade().is_some()))
-        || (is("authorization") && options.strip_authorization)
-        || (!options.peer_trusted
-            && (PROXY_CLAIMS.iter().any(|d| is(d)) || starts_with_loosely(n, b"x-forwarded-")))
+        || (!options.peer_trusted && starts_with_loosely(n, b"x-forwarded-"))
         || nominated.contains(head, n)
 }
 
@@ -434,6 +513,40 @@ mod tests {
         email: None,
         groups: Some("admins"),
     };
+
+    #[test]
+    fn the_fast_classification_covers_every_listed_name() {
+        use crate::identity::{FOREIGN_IDENTITY_HEADERS, IDENTITY_HEADERS};
+        let mut buf = [0u8; FOLD_LEN];
+        for name in IDENTITY_HEADERS
+            .iter()
+            .chain(FOREIGN_IDENTITY_HEADERS.iter())
+        {
+            let folded = fold_name(name.as_bytes(), &mut buf).unwrap();
+            assert_eq!(kind(folded), Kind::Identity, "{name}");
+        }
+        for name in DROPPED {
+            let folded = fold_name(name.as_bytes(), &mut buf).unwrap();
+            assert_eq!(kind(folded), Kind::Dropped, "{name}");
+        }
+        for name in PROXY_CLAIMS {
+            let folded = fold_name(name.as_bytes(), &mut buf).unwrap();
+            assert_eq!(kind(folded), Kind::ProxyClaim, "{name}");
+        }
+        for (spelling, want) in [
+            ("X_FORWARDED_FOR", Kind::Dropped),
+            ("Remote.User", Kind::Identity),
+            ("UPGRADE", Kind::Upgrade),
+            ("authorization", Kind::Authorization),
+            ("Accept", Kind::Other),
+        ] {
+            assert_eq!(
+                kind(fold_name(spelling.as_bytes(), &mut buf).unwrap()),
+                want
+            );
+        }
+        assert_eq!(fold_name(&[b'a'; FOLD_LEN + 1], &mut buf), None);
+    }
 
     #[test]
     fn client_identity_headers_never_survive() {
