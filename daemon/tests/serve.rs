@@ -345,3 +345,14 @@ fn check_probes_a_running_setup_and_fails_when_the_app_is_down() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FAIL  the app at"), "{out}");
 }
+
+#[test]
+fn trusting_everyone_starts_only_with_a_loud_warning() {
+    let app = Recorder::start();
+    let gw = Gateway::start(&app.upstream(), &["--trusted-sources", "0.0.0.0/0"]);
+    let logs = gw.logs();
+    assert!(
+        logs.contains("WARN") && logs.contains("catch-all") && logs.contains("0.0.0.0/0"),
+        "{logs}"
+    );
+}
