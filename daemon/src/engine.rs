@@ -60,6 +60,8 @@ pub struct Fwd {
     pub version: Version,
     pub extra: Vec<(&'static str, Vec<u8>)>,
     pub log: RequestLog,
+    /// core created this user from a trusted header: the users file must be written.
+    pub provisioned: Option<String>,
 }
 
 impl Fwd {
@@ -183,7 +185,17 @@ pub async fn judge(
             .with_gateway(|gw, state| gw.finish(&ex, state, &check, verified, &mut out[..OUT_LEN]));
         drop::<PasswordCheck>(check);
     }
-    translate(shared, peer, bytes, decision, out)
+    let judged = translate(shared, peer, bytes, decision, out);
+    if let Judged::Forward(Fwd {
+        provisioned: Some(name),
+        ..
+    }) = &judged
+    {
+        // Written before the request goes on (file I/O and fsync, off the async threads).
+        let (shared, name) = (shared.clone(), name.clone());
+        let _ = tokio::task::spawn_blocking(move || persist_provisioned(&shared, &name)).await;
+    }
+    judged
 }
 
 fn translate(
@@ -241,11 +253,11 @@ fn translate(
             log.outcome = Outcome::Forwarded;
             log.class = class_name(f.class);
             log.user = f.user.as_ref().map(|u| u.as_str().to_owned());
-            if f.users_changed
-                && let Some(name) = &f.user
-            {
-                persist_provisioned(shared, name.as_str());
-            }
+            let provisioned = if f.users_changed {
+                f.user.as_ref().map(|u| u.as_str().to_owned())
+            } else {
+                None
+            };
             let mut extra = Vec::new();
             if let Some(cookie) = &f.set_cookie {
                 extra.push(("Set-Cookie", cookie.to_vec()));
@@ -262,6 +274,7 @@ fn translate(
                 version: f.client_version,
                 extra,
                 log,
+                provisioned,
             })
         }
     }
