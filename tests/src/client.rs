@@ -91,24 +91,30 @@ pub enum ReadError {
     Io(io::Error),
 }
 
+/// At most 300 bytes of `bytes` as text, and how many there were.
+fn excerpt(bytes: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+    if bytes.len() > 300 {
+        format!("{shown:?}… ({} bytes)", bytes.len())
+    } else {
+        format!("{shown:?}")
+    }
+}
+
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReadError::Closed { partial } => write!(
-                f,
-                "connection closed after {:?}",
-                String::from_utf8_lossy(partial)
-            ),
+            ReadError::Closed { partial } => {
+                write!(f, "connection closed after {}", excerpt(partial))
+            }
             ReadError::TimedOut { partial } => write!(
                 f,
-                "no complete response within {IO_TIMEOUT:?}; got {:?}",
-                String::from_utf8_lossy(partial)
+                "no complete response within {IO_TIMEOUT:?}; got {}",
+                excerpt(partial)
             ),
-            ReadError::Malformed { why, partial } => write!(
-                f,
-                "malformed response ({why}): {:?}",
-                String::from_utf8_lossy(partial)
-            ),
+            ReadError::Malformed { why, partial } => {
+                write!(f, "malformed response ({why}): {}", excerpt(partial))
+            }
             ReadError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

@@ -63,4 +63,29 @@ conformance! {
         }
         Ok(())
     }
+
+    /// Clients that connect one after another, each closing after its answer, are all
+    /// accepted: a connection slot that was just used is ready for the next client (a busy
+    /// gateway makes a client wait or answers 503; it never refuses the connection).
+    fn back_to_back_connections_are_all_accepted(kind) on [daemon, host_tap, qemu] {
+        let gw = Gateway::start(kind, Setup::new())?;
+        for i in 0..20 {
+            let response = gw.send(HEALTH);
+            assert_eq!(response.status, 200, "connection {i}: {response}");
+        }
+        Ok(())
+    }
+
+    /// The same with requests the gateway forwards to the app: every connection is accepted
+    /// and every request reaches the app.
+    fn back_to_back_forwarded_connections_are_all_accepted(kind) on [daemon, qemu] {
+        let gw = Gateway::start(kind, Setup::new().user("alice", "alice's password"))?;
+        let request = get("/app/", &[&basic("alice", "alice's password")]);
+        for i in 0..20 {
+            let response = gw.send(&request);
+            assert_eq!(response.status, 200, "connection {i}: {response}");
+        }
+        assert_eq!(gw.upstream.wait_for(20).len(), 20, "requests the app received");
+        Ok(())
+    }
 }

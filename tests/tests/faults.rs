@@ -27,7 +27,7 @@ fn soak_requests() -> usize {
 conformance! {
     /// An app that is down gets the client a 502 (and the gateway stays up); once the app is
     /// back, requests reach it again.
-    fn upstream_down_gives_502_then_recovers(kind) on [daemon] {
+    fn upstream_down_gives_502_then_recovers(kind) on [daemon, host_tap, qemu] {
         let mut gw = Gateway::start(kind, alice())?;
         assert_eq!(gw.send(&app_request("/app/before")).status, 200);
         gw.upstream.go_down();
@@ -51,7 +51,7 @@ conformance! {
 
     /// A slow app delays only its own client: others are served meanwhile, and the slow answer
     /// arrives whole.
-    fn slow_upstream_does_not_stall_other_clients(kind) on [daemon] {
+    fn slow_upstream_does_not_stall_other_clients(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         gw.upstream.set_reply(Reply::Slow(Duration::from_secs(3)));
         let mut slow = gw.client();

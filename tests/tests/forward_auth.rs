@@ -21,7 +21,7 @@ fn auth_call(gw: &Gateway, headers: &[&str]) -> Response {
 conformance! {
     /// nginx `auth_request` with a session cookie: 200 and the user in `Remote-User`; the
     /// client's own `Remote-User` on the subrequest changes nothing.
-    fn nginx_style_call_with_a_session_names_the_user(kind) on [daemon] {
+    fn nginx_style_call_with_a_session_names_the_user(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, setup())?;
         let session = login(&gw, "alice", PASSWORD);
         let response = auth_call(
@@ -48,7 +48,7 @@ conformance! {
     /// Anonymous: 401 for an API client; a browser sent through Traefik or Caddy (which pass
     /// the original URI in `X-Forwarded-Uri`) is redirected to the login page with the
     /// original URI as its return target. A spoofed `Remote-User` is no identity.
-    fn anonymous_calls_are_denied_or_sent_to_login(kind) on [daemon] {
+    fn anonymous_calls_are_denied_or_sent_to_login(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, setup())?;
         let api = auth_call(&gw, &["X-Original-URI: /app/", "Remote-User: alice"]);
         assert_eq!(api.status, 401, "{api}");
@@ -72,7 +72,7 @@ conformance! {
     }
 
     /// HTTP Basic on the subrequest works like anywhere else.
-    fn basic_credentials_on_the_subrequest_name_the_user(kind) on [daemon] {
+    fn basic_credentials_on_the_subrequest_name_the_user(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, setup())?;
         let response = auth_call(&gw, &["X-Forwarded-Uri: /app/", &basic("root", "root password")]);
         assert_eq!(response.status, 200, "{response}");
@@ -86,7 +86,7 @@ conformance! {
 
     /// A public original URI passes without identity, but only when the trusted proxy says so:
     /// an ordinary client claiming a public `X-Forwarded-Uri` is not let through.
-    fn public_original_uri_passes_only_from_the_proxy(kind) on [daemon] {
+    fn public_original_uri_passes_only_from_the_proxy(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, setup())?;
         let response = auth_call(&gw, &["X-Forwarded-Uri: /share/abc", "Remote-User: mallory"]);
         assert_eq!(response.status, 200, "{response}");

@@ -51,7 +51,7 @@ fn expect_refused(gw: &Gateway, request: &[u8], status: u16) {
 
 conformance! {
     /// `Remote-User` in any letter case is removed; gatehouse's own value replaces it.
-    fn remote_user_in_every_case_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_in_every_case_never_reaches_the_app(kind) on [daemon, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for name in ["Remote-User", "remote-user", "REMOTE-USER", "rEMOTE-uSER", "Remote-user"] {
             let spoof = format!("{name}: {SPOOF}");
@@ -64,7 +64,7 @@ conformance! {
 
     /// `Remote_User` (and other `_` spellings), which many servers map to the same variable as
     /// `Remote-User`, is removed.
-    fn remote_user_with_underscores_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_with_underscores_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for name in ["Remote_User", "REMOTE_USER", "remote_user", "Remote_user"] {
             let spoof = format!("{name}: {SPOOF}");
@@ -74,7 +74,7 @@ conformance! {
     }
 
     /// Several copies, in several spellings, all go.
-    fn repeated_remote_user_never_reaches_the_app(kind) on [daemon] {
+    fn repeated_remote_user_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let request = get(
             "/app/",
@@ -92,7 +92,7 @@ conformance! {
 
     /// A header folded onto the previous line (obs-fold) is refused with 400, so a folded
     /// `Remote-User` cannot slip past a line-by-line filter.
-    fn remote_user_in_obs_fold_is_refused(kind) on [daemon] {
+    fn remote_user_in_obs_fold_is_refused(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let auth = auth();
         for fold in [
@@ -107,7 +107,7 @@ conformance! {
 
     /// An identity header in the trailer section of a chunked body never reaches the app; the
     /// body itself does, intact.
-    fn remote_user_in_chunked_trailers_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_in_chunked_trailers_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let request = [
             head("POST", "/app/upload", &[&auth(), "Transfer-Encoding: chunked"]),
@@ -131,7 +131,7 @@ conformance! {
     /// On a connection whose first request was authenticated, a second pipelined request is
     /// judged on its own: with credentials and a spoof it arrives as alice; without credentials
     /// it does not arrive at all.
-    fn remote_user_in_a_pipelined_second_request_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_in_a_pipelined_second_request_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let mut client = gw.client();
         let first = get("/app/first", &[&auth()]);
@@ -157,7 +157,7 @@ conformance! {
     }
 
     /// Same on a connection authenticated by a session cookie.
-    fn remote_user_after_a_session_request_on_the_same_connection(kind) on [daemon] {
+    fn remote_user_after_a_session_request_on_the_same_connection(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let session = login(&gw, "alice", PASSWORD);
         let mut client = gw.client();
@@ -176,7 +176,7 @@ conformance! {
     }
 
     /// Public paths are forwarded without login, and without any identity.
-    fn remote_user_on_public_paths_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_on_public_paths_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for headers in [
             vec!["Remote-User: mallory".to_owned()],
@@ -198,7 +198,7 @@ conformance! {
 
     /// Subsonic paths: an authenticated client arrives as itself; an anonymous one never
     /// arrives as the name it claims.
-    fn remote_user_on_subsonic_paths_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_on_subsonic_paths_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         expect_forwarded_as_alice(
             &gw,
@@ -216,7 +216,7 @@ conformance! {
     }
 
     /// An HTTP/1.0 request (no `Host`) is judged like any other.
-    fn remote_user_in_an_http_1_0_request_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_in_an_http_1_0_request_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let request = format!("GET /app/ HTTP/1.0\r\n{}\r\nRemote-User: mallory\r\n\r\n", auth());
         expect_forwarded_as_alice(&gw, request.as_bytes());
@@ -226,7 +226,7 @@ conformance! {
 
     /// A client naming the identity header in `Connection` neither smuggles its own value nor
     /// removes the one gatehouse adds.
-    fn remote_user_nominated_in_connection(kind) on [daemon] {
+    fn remote_user_nominated_in_connection(kind) on [daemon, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for connection in [
             "Connection: Remote-User",
@@ -243,7 +243,7 @@ conformance! {
     }
 
     /// An absolute-form target (`GET http://host/path`) changes nothing.
-    fn remote_user_with_an_absolute_form_target_never_reaches_the_app(kind) on [daemon] {
+    fn remote_user_with_an_absolute_form_target_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let request = format!(
             "GET http://gw.test/app/ HTTP/1.1\r\nHost: gw.test\r\n{}\r\nRemote-User: mallory\r\n\r\n",
@@ -257,7 +257,7 @@ conformance! {
 
     /// A client that is not a trusted source gains nothing by claiming to be the trusted proxy
     /// in `X-Forwarded-For`, `X-Real-IP` or `Forwarded`: trust is the raw peer address only.
-    fn untrusted_source_claiming_to_be_the_proxy(kind) on [daemon] {
+    fn untrusted_source_claiming_to_be_the_proxy(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, alice().trust(Trust::Proxy))?;
         let proxy = gw.proxy_ip().expect("the proxy's address");
         let claims = [
@@ -280,7 +280,7 @@ conformance! {
 
     /// `Remote-Name`, `Remote-Email` and `Remote-Groups` from a client are removed too: alice,
     /// who is no admin, cannot put herself in `admins`.
-    fn remote_name_email_and_groups_never_reach_the_app(kind) on [daemon] {
+    fn remote_name_email_and_groups_never_reach_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let request = get(
             "/app/",
@@ -324,7 +324,7 @@ conformance! {
 
     /// Without credentials, a spoofed identity gets a 401 (or the login page) and the app
     /// receives nothing.
-    fn anonymous_spoof_is_refused_before_the_app(kind) on [daemon] {
+    fn anonymous_spoof_is_refused_before_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for spoof in ["Remote-User: alice", "Remote-User: mallory", "remote_user: mallory"] {
             expect_refused(&gw, &get("/app/", &[spoof]), 401);

@@ -38,7 +38,7 @@ fn expect_no_anonymous_access(gw: &Gateway, target: &[u8]) -> Response {
 
 conformance! {
     /// `..` out of the public prefix, in every spelling, lands on a protected path: login.
-    fn dot_dot_out_of_share_is_protected(kind) on [daemon] {
+    fn dot_dot_out_of_share_is_protected(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in [
             "/share/../app/",
@@ -59,7 +59,7 @@ conformance! {
     }
 
     /// Encoded slashes and backslashes are ambiguous (apps decode them differently): 400.
-    fn encoded_slash_and_backslash_are_refused(kind) on [daemon] {
+    fn encoded_slash_and_backslash_are_refused(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in [
             "/share%2F..%2Fapp/",
@@ -78,7 +78,7 @@ conformance! {
     }
 
     /// NUL and other control bytes, raw or escaped, and invalid escapes are refused with 400.
-    fn nul_control_bytes_and_bad_escapes_are_refused(kind) on [daemon] {
+    fn nul_control_bytes_and_bad_escapes_are_refused(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in [
             &b"/share/%00/../app/"[..],
@@ -96,7 +96,7 @@ conformance! {
     }
 
     /// `..` that would climb above the root is refused, not clamped into something else.
-    fn climbing_above_the_root_is_refused(kind) on [daemon] {
+    fn climbing_above_the_root_is_refused(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in ["/../app/", "/share/../../app/", "/%2e%2e/app/", "/share/../../../etc/passwd"] {
             let response = expect_no_anonymous_access(&gw, target.as_bytes());
@@ -107,7 +107,7 @@ conformance! {
 
     /// Overlong UTF-8 for `.` (`%c0%ae`) is not a dot: either refused, or forwarded as the
     /// public path it literally is, without identity; never a way out of `/share/`.
-    fn overlong_encodings_and_long_paths_stay_where_they_are(kind) on [daemon] {
+    fn overlong_encodings_and_long_paths_stay_where_they_are(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let long = format!("/share/{}", "a/".repeat(2000));
         for target in ["/share/%c0%ae%c0%ae/app/", "/share/%e0%80%ae%e0%80%ae/app/", long.as_str()] {
@@ -129,7 +129,7 @@ conformance! {
 
     /// Protected paths that merely mention `/share/` later (in a segment, the query, an encoded
     /// `#` or `;`) are protected.
-    fn share_later_in_the_target_is_not_public(kind) on [daemon] {
+    fn share_later_in_the_target_is_not_public(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in [
             "/app/share/",
@@ -146,7 +146,7 @@ conformance! {
 
     /// The public prefix itself works without login, and reaches the app with no identity;
     /// the same canonical path written with `.` and `//` is public too.
-    fn public_paths_are_forwarded_without_identity(kind) on [daemon] {
+    fn public_paths_are_forwarded_without_identity(kind) on [daemon, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in ["/share/abc", "/share/./abc", "/share//abc", "/share/x/../abc", "/share/%61bc"] {
             gw.upstream.clear();
@@ -161,7 +161,7 @@ conformance! {
 
     /// With credentials, a protected path written in a roundabout way reaches the app as the
     /// canonical path, as alice.
-    fn authenticated_requests_reach_the_canonical_path(kind) on [daemon] {
+    fn authenticated_requests_reach_the_canonical_path(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in ["/share/../app/x", "/app/./x", "/app//x", "/%61pp/x"] {
             gw.upstream.clear();

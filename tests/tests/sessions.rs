@@ -41,7 +41,7 @@ fn other_network(kind: Kind) -> IpAddr {
 conformance! {
     /// The login form issues an `HttpOnly`, `SameSite=Lax` session cookie; with it the app
     /// receives the user, and never the session cookie itself (other cookies pass).
-    fn login_form_session_reaches_the_app_as_the_user(kind) on [daemon] {
+    fn login_form_session_reaches_the_app_as_the_user(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let mut client = gw.client();
         let response = post_login(&mut client, "alice", PASSWORD, "/app/inbox?page=2");
@@ -72,7 +72,7 @@ conformance! {
     }
 
     /// A wrong password, an unknown user, or a forged cookie give no session.
-    fn bad_credentials_and_forged_cookies_give_no_session(kind) on [daemon] {
+    fn bad_credentials_and_forged_cookies_give_no_session(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for (user, password) in [("alice", "wrong"), ("nobody", PASSWORD), ("ALICE", "wrong")] {
             let mut client = gw.client();
@@ -94,7 +94,7 @@ conformance! {
     }
 
     /// The username is matched case-insensitively at login; the app receives it as stored.
-    fn login_name_is_case_insensitive(kind) on [daemon] {
+    fn login_name_is_case_insensitive(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let session = login(&gw, "ALICE", PASSWORD);
         let response = with_session(&gw, &session);
@@ -160,7 +160,7 @@ conformance! {
     }
 
     /// Logout answers with the session cookie cleared and a redirect.
-    fn logout_clears_the_cookie(kind) on [daemon] {
+    fn logout_clears_the_cookie(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let session = login(&gw, "alice", PASSWORD);
         let mut client = gw.client();
@@ -189,7 +189,7 @@ conformance! {
 
     /// Repeated failures from one network are throttled (429 with `Retry-After`), even with
     /// the right password from there; the real user on another network is not locked out.
-    fn login_failures_throttle_the_network_not_the_user_elsewhere(kind) on [daemon] {
+    fn login_failures_throttle_the_network_not_the_user_elsewhere(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, alice())?;
         let mut throttled = None;
         for i in 0..30 {
@@ -217,7 +217,7 @@ conformance! {
 
     /// A flood of junk logins (random names, random passwords) does not lock out a real user
     /// from another network, through the login form or Basic.
-    fn junk_login_flood_does_not_lock_out_a_real_user(kind) on [daemon] {
+    fn junk_login_flood_does_not_lock_out_a_real_user(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, alice())?;
         let mut statuses = Vec::new();
         for i in 0..40 {
@@ -238,7 +238,7 @@ conformance! {
 
     /// An anonymous browser is sent to the login page with a safe return target; the page
     /// logs in and sends it back there.
-    fn anonymous_browser_is_redirected_to_login_and_back(kind) on [daemon] {
+    fn anonymous_browser_is_redirected_to_login_and_back(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let response = gw.send(&get("/app/music?id=7", &["Accept: text/html,application/xhtml+xml"]));
         assert_eq!(response.status, 302, "{response}");

@@ -58,7 +58,7 @@ fn expect_refused_to_login(gw: &Gateway, response: &Response) {
 conformance! {
     /// A trusted proxy's `Remote-User` is believed: the first user named is created as admin,
     /// the next one as an ordinary user, and each reaches the app under its own name.
-    fn trusted_proxy_provisions_users_first_one_admin(kind) on [daemon] {
+    fn trusted_proxy_provisions_users_first_one_admin(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, Setup::new().trust(Trust::Proxy))?;
         let bob = as_proxy(&gw, "Remote-User: bob");
         assert_eq!(bob.status, 200, "{bob}");
@@ -84,7 +84,7 @@ conformance! {
     }
 
     /// When users exist already, a newly named user is not admin.
-    fn provisioned_user_is_not_admin_when_users_exist(kind) on [daemon] {
+    fn provisioned_user_is_not_admin_when_users_exist(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, Setup::new().admin("root", "root password").trust(Trust::Proxy))?;
         let bob = as_proxy(&gw, "Remote-User: bob");
         assert_eq!(bob.status, 200, "{bob}");
@@ -102,7 +102,7 @@ conformance! {
 
     /// Trust is per address: with the proxy's address trusted (127.0.0.2 on the daemon), a
     /// neighbouring address (127.0.0.3) is not, and its header is ignored.
-    fn untrusted_neighbour_address_falls_back_to_login(kind) on [daemon] {
+    fn untrusted_neighbour_address_falls_back_to_login(kind) on [daemon, host_tap] {
         let proxy = match kind {
             Kind::Daemon => "127.0.0.2",
             _ => "192.0.2.2",
@@ -119,9 +119,14 @@ conformance! {
         Ok(())
     }
 
-    /// Host bits in an entry are ignored: `127.0.0.3/31` is 127.0.0.2–127.0.0.3.
-    fn host_bits_in_an_entry_are_ignored(kind) on [daemon] {
-        let gw = Gateway::start(kind, Setup::new().trust(Trust::List("127.0.0.3/31".into())))?;
+    /// Host bits in an entry are ignored: `127.0.0.3/31` is 127.0.0.2–127.0.0.3 (the proxy is
+    /// 127.0.0.2; on host-tap the same with 192.0.2.3/31 and 192.0.2.2).
+    fn host_bits_in_an_entry_are_ignored(kind) on [daemon, host_tap] {
+        let list = match kind {
+            Kind::Daemon => "127.0.0.3/31",
+            _ => "192.0.2.3/31",
+        };
+        let gw = Gateway::start(kind, Setup::new().trust(Trust::List(list.into())))?;
         let trusted = as_proxy(&gw, "Remote-User: bob");
         assert_eq!(trusted.status, 200, "{trusted}");
         assert_identity(&gw.upstream.only(), "Remote-User", "bob");
@@ -129,9 +134,10 @@ conformance! {
     }
 
     /// `::/0` trusts every IPv6 peer and no IPv4 peer (v4 and v6 entries never cross-match).
-    fn ipv6_catch_all_does_not_trust_ipv4_peers(kind) on [daemon] {
+    fn ipv6_catch_all_does_not_trust_ipv4_peers(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, Setup::new().trust(Trust::List("::/0".into())))?;
-        let response = as_proxy(&gw, "Remote-User: bob");
+        let mut ipv4_peer = gw.client();
+        let response = exchange(&mut ipv4_peer, &get("/app/", &["Remote-User: bob"]));
         expect_refused_to_login(&gw, &response);
         Ok(())
     }
@@ -153,7 +159,7 @@ conformance! {
 
     /// An empty (or blank) header from a trusted proxy is no identity: normal login applies,
     /// and a user's own credentials still work.
-    fn empty_header_from_a_trusted_proxy_falls_back_to_login(kind) on [daemon] {
+    fn empty_header_from_a_trusted_proxy_falls_back_to_login(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, Setup::new().user("alice", "pw of alice").trust(Trust::Proxy))?;
         for line in ["Remote-User:", "Remote-User: ", "Remote-User:    \t "] {
             gw.upstream.clear();
@@ -172,7 +178,7 @@ conformance! {
 
     /// A header a trusted proxy sends twice, or with a control character, or too long a name,
     /// is refused, never guessed; and no user is created from it.
-    fn ambiguous_or_malformed_trusted_header_is_refused(kind) on [daemon] {
+    fn ambiguous_or_malformed_trusted_header_is_refused(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, Setup::new().trust(Trust::Proxy))?;
         let long = format!("Remote-User: {}", "x".repeat(300));
         for lines in [
