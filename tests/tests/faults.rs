@@ -150,6 +150,9 @@ conformance! {
                 }
             });
         };
+        // One request first, so the credentials are verified (and cached) before the
+        // connections start in parallel.
+        assert_eq!(gw.send(&app_request("/app/first")).status, 200);
         run(2_000);
         let before = gw.rss_kib();
         gw.upstream.clear();
