@@ -15,6 +15,7 @@
 //! Under `CI=true` a target that cannot run (a missing tool, image or privilege) fails its
 //! tests; elsewhere they are skipped with the reason printed.
 
+pub mod browser;
 pub mod client;
 pub mod flows;
 pub mod net;
