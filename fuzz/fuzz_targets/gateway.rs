@@ -358,5 +358,19 @@ fn basic(value: &[u8]) -> Option<(String, Vec<u8>)> {
 fn right_password(name: &str, password: &[u8]) -> bool {
     PASSWORDS
         .iter()
-        .any(|(n, p)| same_username(n, name) && p.as_bytes() == password)
+        .any(|(n, p)| same_username(n, name) && same_pbkdf2_key(p.as_bytes(), password))
+}
+
+/// Whether PBKDF2-HMAC-SHA256 treats two passwords as one. HMAC pads a key shorter than its
+/// 64-byte block with zeros, so a password and the same password with NULs appended give the
+/// same hash (a property of the standard construction, shared by every PBKDF2 user).
+fn same_pbkdf2_key(a: &[u8], b: &[u8]) -> bool {
+    fn padded(p: &[u8]) -> &[u8] {
+        if p.len() > 64 {
+            return p;
+        }
+        let end = p.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        &p[..end]
+    }
+    padded(a) == padded(b)
 }
