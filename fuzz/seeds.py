@@ -162,6 +162,25 @@ SMUGGLING = [
 ]
 
 
+def padded(total):
+    start = b"GET /app/ HTTP/1.1\r\nHost: a\r\nX-Pad: "
+    end = b"\r\nRemote-User: admin\r\n\r\n"
+    return start + b"p" * (total - len(start) - len(end)) + end
+
+
+def fields(n):
+    return b"GET /app/ HTTP/1.1\r\nHost: a\r\n" + b"".join(
+        b"X-F%d: v\r\n" % i for i in range(n - 2)) + b"Remote-User: admin\r\n\r\n"
+
+
+LIMITS = [
+    ("limit-head-8191", padded(8191)),
+    ("limit-head-8193", padded(8193)),
+    ("limit-fields-64", fields(64)),
+    ("limit-fields-65", fields(65)),
+]
+
+
 def requests():
     plain = [
         ("firefox", FIREFOX),
@@ -183,6 +202,10 @@ def requests():
         write("request_head", "traversal-%d" % i, bytes([0x16]) + struct.pack(">HH", 7, 20) + req)
     for i, req in enumerate(SMUGGLING):
         write("request_head", "hostile-%d" % i, bytes([0x17]) + struct.pack(">HH", 3, 30) + req)
+    # At the limits: a head just under MAX_HEAD_LEN (8 KiB), one over it, the most header
+    # fields allowed (64) and one more.
+    for name, req in LIMITS:
+        write("request_head", name, bytes([0x1E]) + struct.pack(">HH", 100, len(req) - 2) + req)
 
 
 # --- responses and bodies -------------------------------------------------------------------
@@ -221,6 +244,9 @@ BODIES = [
 
 
 def responses():
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: " + b"p" * 8100 + b"\r\n\r\nok"
+    many = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-F%d: v\r\n" % i for i in range(63)) + b"Content-Length: 2\r\n\r\nok"
+    RESPONSES.extend([("limit-head", 0x08, big), ("limit-head-over", 0x08, big.replace(b"pp", b"ppp" * 60, 1)), ("limit-fields-64", 0x08, many)])
     for name, flags, resp in RESPONSES:
         write("response", name, bytes([flags, 7]) + struct.pack(">HH", len(resp) // 2, 40) + resp)
     for name, flags, body in BODIES:
@@ -355,6 +381,8 @@ def gateway():
         ("websocket", 0, 1, WEBSOCKET.replace(b"Origin:", b"Cookie: " + alice + b"\r\nOrigin:")),
         ("upload", 0, 1, CHUNKED_UPLOAD.replace(b"Expect:", b"Authorization: " + basic(b"bob:builder") + b"\r\nExpect:")),
         ("hostile", 0, 1, SMUGGLING[0]),
+        ("limit-fields-64", 0, 1, fields(63).replace(b"Host: a\r\n", b"Host: a\r\nCookie: " + alice + b"\r\n")),
+        ("limit-head-8191", 0, 1, padded(8191 - 30 - len(alice)).replace(b"Host: a\r\n", b"Host: a\r\nCookie: " + alice + b"\r\n")),
     ]
     for name, flags, hours, data in cases:
         write("gateway", name, bytes([flags, hours]) + data)
