@@ -175,6 +175,7 @@ pub fn canonicalize<'o>(
 
 /// Decodes one raw segment into `out[w..]`, returning the new end.
 fn decode_segment(raw: &[u8], out: &mut [u8], mut w: usize) -> Result<usize, PathError> {
+    let start = w;
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         let mut put = |bytes: &[u8]| -> Result<(), PathError> {
@@ -222,6 +223,15 @@ fn decode_segment(raw: &[u8], out: &mut [u8], mut w: usize) -> Result<usize, Pat
                 i += 1;
             }
         }
+    }
+    // The digits after a `%25` may themselves be escaped (`%25%32%65` decodes to `%252e`):
+    // judge the segment the app receives, not only what the client wrote.
+    let decoded = out.get(start..w).unwrap_or(&[]);
+    if decoded
+        .windows(5)
+        .any(|x| x.starts_with(b"%25") && hex_digit(x[3]).is_some() && hex_digit(x[4]).is_some())
+    {
+        return Err(PathError::DoubleEncoded);
     }
     Ok(w)
 }
@@ -417,6 +427,10 @@ mod tests {
             ("/share/%252e%252e/app/secret", PathError::DoubleEncoded),
             ("/share/%252F", PathError::DoubleEncoded),
             ("/a%25411", PathError::DoubleEncoded),
+            // The same, with the digits after %25 escaped themselves.
+            ("/share/%25%32%65%25%32%65/app/", PathError::DoubleEncoded),
+            ("/a%25%41%42", PathError::DoubleEncoded),
+            ("/a%254%42", PathError::DoubleEncoded),
         ];
         for (input, want) in cases {
             assert_eq!(canon(input), Err(want), "{input}");
@@ -424,6 +438,7 @@ mod tests {
         // A literal percent sign is still a path byte.
         assert_eq!(canon("/100%25").as_deref(), Ok("/100%25"));
         assert_eq!(canon("/100%25-off").as_deref(), Ok("/100%25-off"));
+        assert_eq!(canon("/100%25%3F").as_deref(), Ok("/100%25%3F"));
         assert_eq!(
             canonicalize("/abcdef", &mut [0u8; 4]).map(|t| t.as_str()),
             Err(PathError::TooLong)
