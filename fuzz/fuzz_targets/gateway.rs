@@ -13,8 +13,9 @@
 //! - no panic; "need more bytes" only for an incomplete head; what is consumed is there;
 //! - a forwarded head is a valid head with a canonical target, never for a reserved path,
 //!   and it carries an identity **only** for a user the request proves: the identity header
-//!   from a trusted peer, a session cookie that verifies, or the right Basic password — never
-//!   a public path, never a client's own identity header from an untrusted peer;
+//!   from a trusted peer, a session cookie that verifies, the right Basic password or the
+//!   login password as Subsonic's `p` — never on a public path, never on a client's own
+//!   identity header from an untrusted peer;
 //! - forward-auth allows a user only on a cookie or Basic password, never on a header;
 //! - a session cookie is set only for the right password (login form) or a valid session;
 //! - gatehouse's own answers are valid responses, and refusals close the connection.
@@ -29,13 +30,14 @@ use gatehouse_core::gateway::{
     Shared, form_field,
 };
 use gatehouse_core::http::{
-    MAX_HEAD_LEN, MAX_HEADERS, Parse, PathClass, RequestError, RequestHead, ResponseHead,
-    canonicalize,
+    BodyFraming, MAX_HEAD_LEN, MAX_HEADERS, Parse, PathClass, RequestError, RequestHead,
+    ResponseHead, canonicalize,
 };
 use gatehouse_core::identity::{DEFAULT_USER_HEADER, is_identity_header, read_identity_httparse};
 use gatehouse_core::password::{MIN_ITERATIONS, PasswordHash};
 use gatehouse_core::peer::Peer;
 use gatehouse_core::session::{COOKIE_NAME, SessionKey, SessionKeys, session_cookies};
+use gatehouse_core::subsonic::{self, Credential};
 use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
 use gatehouse_core::trusted::TrustedSources;
 use gatehouse_core::users::{UserTable, same_username};
@@ -145,7 +147,7 @@ fuzz_target!(|data: &[u8]| {
             Decision::VerifyPassword(_) => unreachable!(),
             Decision::Forward(f) => {
                 judge.forward(&f, &out[..f.head_len]);
-                if f.body != gatehouse_core::http::BodyFraming::None || f.upgrade {
+                if f.body != BodyFraming::None || f.upgrade {
                     // The body (or tunnel) follows: the next request is not simply next.
                     return;
                 }
@@ -208,7 +210,31 @@ impl Judge<'_> {
             }),
             _ => false,
         };
-        by_header || by_cookie || by_basic
+        by_header || by_cookie || by_basic || self.by_subsonic(&head, user)
+    }
+
+    /// The login password as Subsonic's `p` (plain or `enc:` hex), in the query or in a form
+    /// body. (Tokens and API keys need app passwords, which this world has none of.)
+    fn by_subsonic(&self, head: &RequestHead<'_>, user: &str) -> bool {
+        let query = head
+            .path_and_query()
+            .split_once('?')
+            .map_or(&b""[..], |(_, q)| q.as_bytes());
+        let body = match head.body() {
+            BodyFraming::Length(n) => usize::try_from(n).ok().and_then(|n| {
+                self.bytes
+                    .get(head.head_len()..head.head_len().checked_add(n)?)
+            }),
+            _ => None,
+        };
+        [None, body].into_iter().any(
+            |body| match subsonic::parse_request(query, body).credential {
+                Ok(Credential::Password { user: u, password }) => {
+                    same_username(&u, user) && right_password(&u, password.as_bytes())
+                }
+                _ => false,
+            },
+        )
     }
 
     fn forward(&self, f: &gatehouse_core::gateway::Forward, sent: &[u8]) {
@@ -333,7 +359,8 @@ impl Judge<'_> {
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case(DEFAULT_USER_HEADER))
                 .map(|h| core::str::from_utf8(h.value).unwrap());
-            if let Some(user) = user {
+            // An empty value vouches for nobody (it overwrites a client's own copy).
+            if let Some(user) = user.filter(|u| !u.is_empty()) {
                 assert!(
                     self.proves(user, false),
                     "forward-auth allowed {user:?} without proof: {:?}",

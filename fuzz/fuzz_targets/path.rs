@@ -5,7 +5,8 @@
 //! Asserts:
 //! - the answer is the one of a plain reference model written from the rules in
 //!   `core/src/http/path.rs` (decode unreserved escapes, upper-case the others, encode raw
-//!   non-ASCII, resolve `.`/`..`, collapse `//`, refuse what is ambiguous);
+//!   non-ASCII, resolve `.`/`..`, collapse `//`, refuse what is ambiguous, including an
+//!   escaped `%` that a second decoding would turn into another character);
 //! - a canonical target is a fixed point (canonicalising it again changes nothing), its path
 //!   has no `//`, no `.` or `..` segment, no `\`, no control byte, no escape of a character
 //!   that should have been decoded, and the query is kept byte for byte;
@@ -57,6 +58,13 @@ fuzz_target!(|data: &[u8]| {
             "{path:?}"
         );
         assert!(value != b'/' && value != b'\\', "{path:?}");
+        if value == b'%' {
+            let next = &bytes[i + 3..(i + 5).min(bytes.len())];
+            assert!(
+                !(next.len() == 2 && next.iter().all(u8::is_ascii_hexdigit)),
+                "decoded twice, {path:?} is another path"
+            );
+        }
     }
 
     // A fixed point. (The canonicaliser writes the `/` after a name before it knows whether
@@ -166,6 +174,12 @@ fn decode(raw: &[u8]) -> Result<String, PathError> {
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
                     0..=0x1f | 0x7f => return Err(PathError::ControlByte),
+                    b'%' if raw
+                        .get(i + 3..i + 5)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                    {
+                        return Err(PathError::DoubleEncoded);
+                    }
                     _ if is_unreserved(v) => out.push(char::from(v)),
                     _ => out.push_str(&format!("%{v:02X}")),
                 }
@@ -182,6 +196,17 @@ fn decode(raw: &[u8]) -> Result<String, PathError> {
                 i += 1;
             }
         }
+    }
+    // An escaped `%` followed by two hex digits in what the app receives: decoded twice, it
+    // would be another path.
+    let bytes = out.as_bytes();
+    if (0..bytes.len()).any(|j| {
+        bytes[j..].starts_with(b"%25")
+            && bytes
+                .get(j + 3..j + 5)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    }) {
+        return Err(PathError::DoubleEncoded);
     }
     Ok(out)
 }
