@@ -191,6 +191,22 @@ pub enum UsersCommand {
     Del { name: String },
     /// List the users: name and whether they are admin.
     List,
+    /// Manage a user's app passwords: the secrets music apps (Subsonic `p`, token or
+    /// `apiKey`) and other non-interactive clients (HTTP Basic) use instead of the login
+    /// password.
+    #[command(subcommand)]
+    AppPassword(AppPasswordCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create an app password for NAME, labelled LABEL ("phone", "car"); it is printed
+    /// once.
+    Add { name: String, label: String },
+    /// List NAME's app passwords: label, created, last used (never the secret).
+    List { name: String },
+    /// Revoke NAME's app password LABEL; clients using it are refused at once.
+    Revoke { name: String, label: String },
 }
 
 /// Every configuration key as a flag. Values stay raw text until [`crate::config`] checks

@@ -15,7 +15,9 @@ use gatehouse_core::peer::Peer;
 
 use std::sync::Arc;
 
-use crate::cli::{CheckArgs, DemoArgs, ServeArgs, SettingFlags, UsersArgs, UsersCommand};
+use crate::cli::{
+    AppPasswordCommand, CheckArgs, DemoArgs, ServeArgs, SettingFlags, UsersArgs, UsersCommand,
+};
 use crate::config::{Config, ListenAddr, TrustedList, UpstreamAddr};
 use crate::keys::SessionKeys;
 use crate::server;
@@ -161,8 +163,81 @@ fn run_users(args: UsersArgs) -> Result<ExitCode> {
                 println!("{}\t{role}", user.name);
             }
         }
+        UsersCommand::AppPassword(command) => app_password(&file, command)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gatehouse users app-password …`.
+fn app_password(file: &UsersFile, command: AppPasswordCommand) -> Result<()> {
+    match command {
+        AppPasswordCommand::Add { name, label } => {
+            let (random, _) = crate::store::password_randomness()?;
+            let now = unix_now();
+            let secret = file.modify(|users| {
+                users
+                    .add_app_password(&name, &label, &random, now)
+                    .map_err(|e| anyhow!("cannot add app password {label:?} for {name:?}: {e}"))
+            })?;
+            println!("app password {label:?} created for {name}");
+            println!("app password (shown once, type it into the app): {secret}");
+            println!(
+                "use it as the password of {name} (Subsonic apps, HTTP Basic) or as the apiKey"
+            );
+        }
+        AppPasswordCommand::List { name } => {
+            let loaded = file.load()?;
+            let Some(user) = loaded.users.find(&name) else {
+                return Err(anyhow!("no user {name:?} in {}", file.path().display()));
+            };
+            let mut any = false;
+            for app in loaded.users.app_passwords(&user.name) {
+                any = true;
+                let last = app.last_used.map_or_else(
+                    || "never used".to_owned(),
+                    |t| format!("last used {}", utc(t)),
+                );
+                println!("{}\tcreated {}\t{last}", app.label, utc(app.created));
+            }
+            if !any {
+                println!(
+                    "{name} has no app passwords (create one with `gatehouse users app-password add {name} LABEL`)"
+                );
+            }
+        }
+        AppPasswordCommand::Revoke { name, label } => {
+            file.modify(|users| {
+                users
+                    .revoke_app_password(&name, &label)
+                    .map_err(|e| anyhow!("cannot revoke app password {label:?} of {name:?}: {e}"))
+            })?;
+            println!("app password {label:?} of {name} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// A UNIX time as `YYYY-MM-DD HH:MM UTC` (days to a civil date: Howard Hinnant's algorithm).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// Now, in UNIX seconds (app passwords record when they were made).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The password to set: the first line of standard input, or a generated one.
@@ -602,5 +677,18 @@ pub fn rotate_key(config_file: Option<&std::path::Path>, state_dir: Option<Strin
             eprintln!("gatehouse: {e:#}");
             ExitCode::from(EXIT_INVALID)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn unix_times_are_shown_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_790_000_000), "2026-09-21 14:13 UTC");
+        assert_eq!(utc(4_102_448_340), "2100-01-01 00:59 UTC");
     }
 }
