@@ -276,6 +276,10 @@ pub struct SettingFlags {
     /// [default: 600000]
     #[arg(long, value_name = "N", help_heading = "Settings")]
     pub password_iterations: Option<String>,
+    /// Mark cookies Secure on plain HTTP too: set it when a proxy in front of gatehouse
+    /// terminates TLS. [default: false; always Secure on gatehouse's own TLS]
+    #[arg(long, value_name = "BOOL", help_heading = "Settings")]
+    pub secure_cookies: Option<String>,
 }
 
 impl SettingFlags {
@@ -285,7 +289,7 @@ impl SettingFlags {
         if !self.listen.is_empty() {
             out.push(("listen", FlagValue::List(self.listen.clone())));
         }
-        let singles: [(&'static str, &Option<String>); 18] = [
+        let singles: [(&'static str, &Option<String>); 19] = [
             ("upstream", &self.upstream),
             ("state_dir", &self.state_dir),
             ("tls_cert", &self.tls_cert),
@@ -304,6 +308,7 @@ impl SettingFlags {
             ("shutdown_timeout", &self.shutdown_timeout),
             ("unix_socket_mode", &self.unix_socket_mode),
             ("password_iterations", &self.password_iterations),
+            ("secure_cookies", &self.secure_cookies),
         ];
         for (key, value) in singles {
             if let Some(v) = value {

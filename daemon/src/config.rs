@@ -87,6 +87,7 @@ pub const KEYS: &[&str] = &[
     "shutdown_timeout",
     "unix_socket_mode",
     "password_iterations",
+    "secure_cookies",
 ];
 
 /// Navidrome's names for the same settings, accepted in the file so a Navidrome
@@ -165,6 +166,9 @@ pub struct Config {
     /// PBKDF2 iterations for new password hashes (and the dummy hash that makes an unknown
     /// user cost as much as a wrong password).
     pub password_iterations: u32,
+    /// Mark cookies `Secure` even on plain HTTP, for a gatehouse behind a proxy that
+    /// terminates TLS (they always are on gatehouse's own TLS listeners).
+    pub secure_cookies: bool,
     /// Things to say once at start-up (Navidrome names used, risky settings).
     pub notes: Vec<String>,
 }
@@ -194,6 +198,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(10),
             unix_socket_mode: 0o660,
             password_iterations: gatehouse_core::password::RECOMMENDED_ITERATIONS,
+            secure_cookies: false,
             notes: Vec::new(),
         }
     }
@@ -520,6 +525,9 @@ fn apply(
                 _ => &mut config.shutdown_timeout,
             };
             *slot = d;
+        }
+        "secure_cookies" => {
+            config.secure_cookies = as_bool(&value).ok_or_else(|| bad("expected true or false"))?;
         }
         "enable_user_editing" => {
             config.enable_user_editing =

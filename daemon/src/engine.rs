@@ -128,6 +128,7 @@ pub fn gateway_config(config: &crate::config::Config) -> GatewayConfig<'static> 
         session_ttl_secs: config.session_ttl.as_secs(),
         logout_url: config.logout_url.as_deref().map(leak),
         password_iterations: config.password_iterations,
+        secure_cookies: config.secure_cookies,
         ..GatewayConfig::DEFAULT
     }
 }

@@ -429,3 +429,22 @@ fn the_users_file_is_always_whole_while_users_are_provisioned() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn secure_cookies_marks_cookies_secure_behind_a_tls_terminating_proxy() {
+    let app = Recorder::start();
+    let plain = Gateway::start(&app.upstream(), FAST);
+    let r = get(plain.addr(), "/_gatehouse/login", "Accept: text/html\r\n");
+    let cookie = r.header("set-cookie").expect("a CSRF cookie").to_owned();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let mut args = FAST.to_vec();
+    args.extend(["--secure-cookies", "true"]);
+    let behind_tls = Gateway::start(&app.upstream(), &args);
+    let r = get(
+        behind_tls.addr(),
+        "/_gatehouse/login",
+        "Accept: text/html\r\n",
+    );
+    let cookie = r.header("set-cookie").expect("a CSRF cookie").to_owned();
+    assert!(cookie.contains("Secure"), "{cookie}");
+}
