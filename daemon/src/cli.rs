@@ -243,6 +243,11 @@ pub struct SettingFlags {
     /// Subsonic API path prefixes (comma-separated). [default: /rest/]
     #[arg(long, value_name = "LIST", help_heading = "Settings")]
     pub subsonic_paths: Option<String>,
+    /// Who checks the credentials of Subsonic apps: `authenticate` (gatehouse, with app
+    /// passwords; the app gets the identity header) or `pass-through` (the app itself).
+    /// [default: authenticate]
+    #[arg(long, value_name = "MODE", help_heading = "Settings")]
+    pub subsonic: Option<String>,
     /// How long a login lasts: seconds, or `30m`, `12h`, `7d`. [default: 7d]
     #[arg(long, value_name = "DURATION", help_heading = "Settings")]
     pub session_ttl: Option<String>,
@@ -289,7 +294,7 @@ impl SettingFlags {
         if !self.listen.is_empty() {
             out.push(("listen", FlagValue::List(self.listen.clone())));
         }
-        let singles: [(&'static str, &Option<String>); 19] = [
+        let singles: [(&'static str, &Option<String>); 20] = [
             ("upstream", &self.upstream),
             ("state_dir", &self.state_dir),
             ("tls_cert", &self.tls_cert),
@@ -298,6 +303,7 @@ impl SettingFlags {
             ("user_header", &self.user_header),
             ("public_paths", &self.public_paths),
             ("subsonic_paths", &self.subsonic_paths),
+            ("subsonic", &self.subsonic),
             ("session_ttl", &self.session_ttl),
             ("enable_user_editing", &self.enable_user_editing),
             ("logout_url", &self.logout_url),

@@ -77,6 +77,7 @@ pub const KEYS: &[&str] = &[
     "user_header",
     "public_paths",
     "subsonic_paths",
+    "subsonic",
     "session_ttl",
     "enable_user_editing",
     "logout_url",
@@ -154,6 +155,9 @@ pub struct Config {
     pub user_header: String,
     pub public_paths: Vec<String>,
     pub subsonic_paths: Vec<String>,
+    /// Who checks Subsonic credentials: gatehouse (`authenticate`) or the app
+    /// (`pass-through`).
+    pub subsonic: gatehouse_core::gateway::SubsonicMode,
     pub session_ttl: Duration,
     pub enable_user_editing: bool,
     pub logout_url: Option<String>,
@@ -188,6 +192,7 @@ impl Config {
             user_header: "Remote-User".into(),
             public_paths: vec!["/share/".into()],
             subsonic_paths: vec!["/rest/".into()],
+            subsonic: gatehouse_core::gateway::SubsonicMode::Authenticate,
             session_ttl: Duration::from_secs(7 * 86_400),
             enable_user_editing: true,
             logout_url: None,
@@ -529,6 +534,14 @@ fn apply(
         "secure_cookies" => {
             config.secure_cookies = as_bool(&value).ok_or_else(|| bad("expected true or false"))?;
         }
+        "subsonic" => {
+            use gatehouse_core::gateway::SubsonicMode;
+            config.subsonic = match as_text(&value).as_deref().map(str::trim) {
+                Some("authenticate") => SubsonicMode::Authenticate,
+                Some("pass-through") => SubsonicMode::PassThrough,
+                _ => return Err(bad("expected \"authenticate\" or \"pass-through\"")),
+            };
+        }
         "enable_user_editing" => {
             config.enable_user_editing =
                 as_bool(&value).ok_or_else(|| bad("expected true or false"))?;
@@ -819,6 +832,29 @@ mod tests {
         ] {
             assert!(load(text, &[], SettingFlags::default()).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn subsonic_mode_is_authenticate_unless_pass_through_is_asked_for() {
+        use gatehouse_core::gateway::SubsonicMode;
+        let c = load("", &[], SettingFlags::default()).expect("defaults");
+        assert_eq!(c.subsonic, SubsonicMode::Authenticate);
+        let c = load(
+            "subsonic = \"pass-through\"\n",
+            &[],
+            SettingFlags::default(),
+        )
+        .expect("ok");
+        assert_eq!(c.subsonic, SubsonicMode::PassThrough);
+        let c = load(
+            "",
+            &[("GATEHOUSE_SUBSONIC", "authenticate")],
+            SettingFlags::default(),
+        )
+        .expect("ok");
+        assert_eq!(c.subsonic, SubsonicMode::Authenticate);
+        let err = load("subsonic = \"off\"\n", &[], SettingFlags::default()).expect_err("bad");
+        assert!(err.to_string().contains("`subsonic`"), "{err}");
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub fn gateway_config(config: &crate::config::Config) -> GatewayConfig<'static> 
         logout_url: config.logout_url.as_deref().map(leak),
         password_iterations: config.password_iterations,
         secure_cookies: config.secure_cookies,
+        subsonic: config.subsonic,
         ..GatewayConfig::DEFAULT
     }
 }
