@@ -497,3 +497,96 @@ fn read_chunked(conn: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(Vec<u8>,
         buf.drain(..2);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{Client, Conn};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn upstream() -> Upstream {
+        Upstream::start(
+            Net::Host,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        )
+        .expect("an upstream on loopback")
+    }
+
+    fn client(upstream: &Upstream) -> Client {
+        Client::new(Conn::Tcp(
+            Net::Host.connect(upstream.addr(), None).expect("connect"),
+        ))
+    }
+
+    #[test]
+    fn records_heads_bodies_and_trailers_exactly() {
+        let upstream = upstream();
+        let mut c = client(&upstream);
+        let chunked = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n";
+        let sized = b"PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nwxyz";
+        c.send(&[&chunked[..], &sized[..]].concat()).expect("send");
+        assert_eq!(
+            c.response().expect("first").body,
+            b"app saw: POST /a HTTP/1.1\n"
+        );
+        assert_eq!(
+            c.response().expect("second").body,
+            b"app saw: PUT /b HTTP/1.1\n"
+        );
+        let seen = upstream.wait_for(2);
+        assert_eq!(
+            seen[0].head,
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+        );
+        assert_eq!(seen[0].body, b"abcde");
+        assert_eq!(seen[0].trailers, b"X-Trailer: t\r\n");
+        assert_eq!(seen[1].target(), "/b");
+        assert_eq!(seen[1].body, b"wxyz");
+    }
+
+    #[test]
+    fn identity_counts_look_alike_spellings() {
+        let seen = Seen {
+            head: b"GET / HTTP/1.1\r\nremote_user: a\r\nX-Other: b".to_vec(),
+            body: Vec::new(),
+            trailers: Vec::new(),
+        };
+        assert_eq!(seen.identity("Remote-User").as_deref(), Some("a"));
+        assert!(seen.has_header_like("REMOTE-USER"));
+        assert!(!seen.has_header_like("Remote-Groups"));
+    }
+
+    #[test]
+    fn answers_with_each_framing_and_goes_down_and_up() {
+        let mut upstream = upstream();
+        let get = b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+        upstream.set_reply(Reply::Chunked {
+            pieces: vec![b"one ".to_vec(), b"two".to_vec()],
+            trailers: Vec::new(),
+        });
+        let mut c = client(&upstream);
+        c.send(get).expect("send");
+        assert_eq!(c.response().expect("chunked").body, b"one two");
+        upstream.set_reply(Reply::NoBody(204));
+        c.send(get).expect("send");
+        let empty = c.response().expect("204");
+        assert_eq!((empty.status, empty.body.len()), (204, 0));
+        upstream.set_reply(Reply::CloseDelimited(b"to the end".to_vec()));
+        c.send(get).expect("send");
+        assert_eq!(c.response().expect("close-delimited").body, b"to the end");
+
+        let addr = upstream.addr();
+        upstream.go_down();
+        assert!(
+            Net::Host.connect(addr, None).is_err(),
+            "a down upstream accepted"
+        );
+        upstream.come_up().expect("up again");
+        assert_eq!(upstream.addr(), addr);
+        upstream.set_reply(Reply::Plain);
+        let mut c = client(&upstream);
+        c.send(get).expect("send");
+        assert_eq!(c.response().expect("plain").status, 200);
+    }
+}
