@@ -35,7 +35,7 @@ fn browser_request(token: &str) -> Vec<u8> {
          Sec-Fetch-Mode: navigate\r\n\
          Sec-Fetch-Site: same-origin\r\n\
          Upgrade-Insecure-Requests: 1\r\n\
-         Cookie: theme=dark; gatehouse_session={token}\r\n\
+         Cookie: theme=dark; __Host-gatehouse_session={token}\r\n\
          Connection: keep-alive\r\n\r\n"
     )
     .into_bytes()

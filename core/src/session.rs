@@ -33,8 +33,22 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// Name of the session cookie.
+/// Name of the session cookie on a plain-HTTP deployment.
 pub const COOKIE_NAME: &str = "gatehouse_session";
+
+/// Name of the session cookie when cookies are `Secure`. Browsers accept a `__Host-` cookie
+/// only with `Secure`, `Path=/` and no `Domain`, so a host on a sibling subdomain cannot plant
+/// one: neither a session of its own choosing (fixation) nor one that shadows gatehouse's.
+pub const SECURE_COOKIE_NAME: &str = "__Host-gatehouse_session";
+
+/// The session cookie's name: [`SECURE_COOKIE_NAME`] when `secure`, else [`COOKIE_NAME`].
+pub const fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
 
 /// Bytes of a session key.
 pub const SESSION_KEY_LEN: usize = 32;
@@ -399,11 +413,12 @@ fn write_cookie(
     secure: bool,
 ) -> Result<usize, CookieError> {
     let mut cursor = Cursor { out, len: 0 };
+    let name = cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     fmt::Write::write_fmt(
         &mut cursor,
         format_args!(
-            "{COOKIE_NAME}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}"
+            "{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}"
         ),
     )
     .map_err(|_| CookieError::BufferTooSmall)?;
@@ -430,7 +445,16 @@ impl fmt::Write for Cursor<'_> {
 /// There can be more than one: a host that shares the parent domain can plant its own.
 /// Verify each and use the first that passes; a planted one cannot carry a valid MAC.
 pub fn session_cookies(cookie_header: &[u8]) -> impl Iterator<Item = &[u8]> {
-    cookie_header.split(|&b| b == b';').filter_map(|pair| {
+    session_cookies_named(cookie_header, COOKIE_NAME)
+}
+
+/// The values of every cookie called `name` ([`cookie_name`]) in a `Cookie` header value.
+pub fn session_cookies_named<'h>(
+    cookie_header: &'h [u8],
+    name: &'static str,
+) -> impl Iterator<Item = &'h [u8]> {
+    let wanted = name;
+    cookie_header.split(|&b| b == b';').filter_map(move |pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|&b| b == b'=')?;
         let (name, value) = pair.split_at(eq);
@@ -439,7 +463,7 @@ pub fn session_cookies(cookie_header: &[u8]) -> impl Iterator<Item = &[u8]> {
             .strip_prefix(b"\"")
             .and_then(|v| v.strip_suffix(b"\""))
             .unwrap_or(value);
-        (name.trim_ascii() == COOKIE_NAME.as_bytes()).then_some(value)
+        (name.trim_ascii() == wanted.as_bytes()).then_some(value)
     })
 }
 
@@ -765,12 +789,12 @@ mod tests {
         let n = write_set_cookie(&mut out, "TOKEN", 3600, true).unwrap();
         assert_eq!(
             &out[..n],
-            b"gatehouse_session=TOKEN; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure"
+            b"__Host-gatehouse_session=TOKEN; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure"
         );
         let n = write_clear_cookie(&mut out, true).unwrap();
         assert_eq!(
             &out[..n],
-            b"gatehouse_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
+            b"__Host-gatehouse_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
         );
         // The longest token with the longest Max-Age fits the documented maximum.
         let longest = "A".repeat(MAX_TOKEN_LEN);

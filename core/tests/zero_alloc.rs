@@ -316,7 +316,7 @@ mod engine {
         let generation = users.find("alice").unwrap().generation;
         let token = keys.issue("alice", generation, now - 5, 3600).unwrap();
         let request = format!(
-            "POST /app/upload HTTP/1.1\r\nHost: music\r\nCookie: gatehouse_session={token}\r\n\
+            "POST /app/upload HTTP/1.1\r\nHost: music\r\nCookie: __Host-gatehouse_session={token}\r\n\
              Remote-User: admin\r\nTransfer-Encoding: chunked\r\n\r\n\
              5\r\nhello\r\n0\r\nRemote-User: admin\r\n\r\n"
         );

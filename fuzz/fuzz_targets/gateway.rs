@@ -36,7 +36,7 @@ use gatehouse_core::http::{
 use gatehouse_core::identity::{DEFAULT_USER_HEADER, is_identity_header, read_identity_httparse};
 use gatehouse_core::password::{MIN_ITERATIONS, PasswordHash};
 use gatehouse_core::peer::Peer;
-use gatehouse_core::session::{COOKIE_NAME, SessionKey, SessionKeys, session_cookies};
+use gatehouse_core::session::{SessionKey, SessionKeys, cookie_name, session_cookies_named};
 use gatehouse_core::subsonic::{self, Credential};
 use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
 use gatehouse_core::trusted::TrustedSources;
@@ -131,6 +131,7 @@ fuzz_target!(|data: &[u8]| {
         let judge = Judge {
             bytes,
             peer_trusted: trusted.trusts(&peer),
+            tls,
             now,
             keys: &keys,
             users: &users,
@@ -173,6 +174,8 @@ fuzz_target!(|data: &[u8]| {
 struct Judge<'a> {
     bytes: &'a [u8],
     peer_trusted: bool,
+    /// Cookies are `Secure` (and so `__Host-` named).
+    tls: bool,
     now: u64,
     keys: &'a SessionKeys,
     users: &'a Users,
@@ -201,7 +204,7 @@ impl Judge<'_> {
             );
         let by_cookie = head
             .header_values("cookie")
-            .flat_map(session_cookies)
+            .flat_map(|v| session_cookies_named(v, cookie_name(self.tls)))
             .filter_map(|t| self.keys.verify_user(t, self.now, self.users).ok())
             .any(|(s, _)| same_username(&s.username, user));
         let by_basic = match head.single_header("authorization") {
@@ -295,7 +298,7 @@ impl Judge<'_> {
         }
         if let Some(cookie) = &f.set_cookie {
             let user = f.user.as_deref().expect("a cookie for someone");
-            assert!(cookie.starts_with(COOKIE_NAME.as_bytes()));
+            assert!(cookie.starts_with(cookie_name(self.tls).as_bytes()));
             assert!(
                 self.proves(user, false),
                 "a renewed session without a session"
@@ -332,9 +335,9 @@ impl Judge<'_> {
         };
         let session_set = response.headers().iter().any(|h| {
             h.name.eq_ignore_ascii_case("set-cookie")
-                && h.value.starts_with(COOKIE_NAME.as_bytes())
+                && h.value.starts_with(cookie_name(self.tls).as_bytes())
                 && h.value
-                    .get(COOKIE_NAME.len() + 1)
+                    .get(cookie_name(self.tls).len() + 1)
                     .is_some_and(|&b| b != b';')
         });
         if session_set {

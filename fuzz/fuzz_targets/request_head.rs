@@ -23,7 +23,7 @@ use gatehouse_core::http::{
 };
 use gatehouse_core::identity::{is_identity_header, read_identity_httparse};
 use gatehouse_core::peer::Peer;
-use gatehouse_core::session::{COOKIE_NAME, session_cookies};
+use gatehouse_core::session::{COOKIE_NAME, SECURE_COOKIE_NAME, session_cookies_named};
 use gatehouse_fuzz::{cuts, take};
 use libfuzzer_sys::fuzz_target;
 
@@ -212,7 +212,9 @@ fn forward(head: &RequestHead<'_>, flags: u8) {
 
     // The session cookie is gatehouse's, never the app's.
     for cookie in sent.header_values("cookie") {
-        assert_eq!(session_cookies(cookie).count(), 0);
+        for name in [COOKIE_NAME, SECURE_COOKIE_NAME] {
+            assert_eq!(session_cookies_named(cookie, name).count(), 0);
+        }
         assert!(!cookie.is_empty());
     }
     // Connection carries only what gatehouse says.

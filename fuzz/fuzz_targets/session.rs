@@ -15,7 +15,7 @@
 
 use gatehouse_core::session::{
     KeyUsed, MAX_CLOCK_SKEW_SECS, MAX_SET_COOKIE_LEN, SessionError, SessionKey, SessionKeys,
-    session_cookies, write_set_cookie,
+    cookie_name, session_cookies, session_cookies_named, write_set_cookie,
 };
 use gatehouse_fuzz::take;
 use libfuzzer_sys::fuzz_target;
@@ -124,8 +124,9 @@ fuzz_target!(|data: &[u8]| {
     );
 
     let mut cookie = [0u8; MAX_SET_COOKIE_LEN];
-    let n = write_set_cookie(&mut cookie, &token, ttl, hours & 1 != 0).expect("always fits");
+    let secure = hours & 1 != 0;
+    let n = write_set_cookie(&mut cookie, &token, ttl, secure).expect("always fits");
     let pair = cookie[..n].split(|&b| b == b';').next().unwrap();
-    let found: Vec<&[u8]> = session_cookies(pair).collect();
+    let found: Vec<&[u8]> = session_cookies_named(pair, cookie_name(secure)).collect();
     assert_eq!(found, [token.as_bytes()]);
 });

@@ -24,6 +24,19 @@ use crate::session::{SessionKey, SessionKeys};
 /// Name of the CSRF cookie set with the login page.
 pub const CSRF_COOKIE_NAME: &str = "gatehouse_csrf";
 
+/// Name of the CSRF cookie when cookies are `Secure` (see
+/// [`crate::session::SECURE_COOKIE_NAME`]: a sibling subdomain cannot shadow it).
+pub const SECURE_CSRF_COOKIE_NAME: &str = "__Host-gatehouse_csrf";
+
+/// The CSRF cookie's name for `Secure` cookies or plain ones.
+pub const fn csrf_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_CSRF_COOKIE_NAME
+    } else {
+        CSRF_COOKIE_NAME
+    }
+}
+
 /// Lifetime of a CSRF token (how long a login page may stay open), in seconds.
 pub const CSRF_TTL_SECS: u64 = 3600;
 

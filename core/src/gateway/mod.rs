@@ -46,8 +46,8 @@ mod pending;
 mod subsonic;
 
 pub use form::{
-    CSRF_COOKIE_NAME, CSRF_TOKEN_LEN, CSRF_TTL_SECS, CsrfToken, FormError, cookie_value,
-    csrf_tokens_match, form_field, issue_csrf_token, url_decode,
+    CSRF_COOKIE_NAME, CSRF_TOKEN_LEN, CSRF_TTL_SECS, CsrfToken, FormError, SECURE_CSRF_COOKIE_NAME,
+    cookie_value, csrf_cookie_name, csrf_tokens_match, form_field, issue_csrf_token, url_decode,
 };
 pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
 pub use pending::{MAX_PENDING_CHECKS, PENDING_CHECK_EXPIRY_SECS, PendingChecks};
@@ -583,7 +583,8 @@ impl<const S: usize> Gateway<'_, S> {
         }
 
         for value in head.header_values("cookie") {
-            for token in session::session_cookies(value) {
+            let name = session::cookie_name(self.secure(ex));
+            for token in session::session_cookies_named(value, name) {
                 if let Ok((s, user)) = self.keys.verify_user(token, ex.now, shared.users) {
                     let set_cookie = if s.should_renew(ex.now) {
                         self.session_cookie(&user.name, user.generation, ex)
@@ -884,13 +885,14 @@ impl<const S: usize> Gateway<'_, S> {
         let nonce: [u8; 16] = derive(ctx.ex.random, b"csrf nonce");
         let token = issue_csrf_token(self.keys, &nonce);
         let mut cookie = [0u8; 160];
+        let name = csrf_cookie_name(self.secure(ctx.ex));
         let secure = if self.secure(ctx.ex) { "; Secure" } else { "" };
         let cookie_len = {
             let mut c = crate::http::Cursor::new(&mut cookie);
             let _ = core::fmt::Write::write_fmt(
                 &mut c,
                 format_args!(
-                    "{CSRF_COOKIE_NAME}={token}; Path=/; Max-Age={CSRF_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
+                    "{name}={token}; Path=/; Max-Age={CSRF_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
                 ),
             );
             c.len()
@@ -966,7 +968,7 @@ impl<const S: usize> Gateway<'_, S> {
         let form_token = form_field(body, "csrf", &mut csrf_buf).ok().flatten();
         let cookie_token = head
             .header_values("cookie")
-            .find_map(|v| cookie_value(v, CSRF_COOKIE_NAME));
+            .find_map(|v| cookie_value(v, csrf_cookie_name(self.secure(ctx.ex))));
         let csrf_ok = same_origin(ctx)
             && match (form_token, cookie_token) {
                 (Some(f), Some(c)) => csrf_tokens_match(self.keys, f, c),
@@ -1068,12 +1070,11 @@ impl<const S: usize> Gateway<'_, S> {
         let mut clear_csrf = [0u8; 128];
         let clear_len = {
             let mut c = crate::http::Cursor::new(&mut clear_csrf);
+            let name = csrf_cookie_name(self.secure(ctx.ex));
             let secure = if self.secure(ctx.ex) { "; Secure" } else { "" };
             let _ = core::fmt::Write::write_fmt(
                 &mut c,
-                format_args!(
-                    "{CSRF_COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
-                ),
+                format_args!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
             );
             c.len()
         };

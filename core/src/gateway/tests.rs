@@ -1022,6 +1022,84 @@ fn anonymous_h2c_upgrade_is_not_tunnelled() {
 }
 
 #[test]
+fn secure_cookies_are_host_prefixed_and_plain_ones_are_not_believed_over_tls() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let keys = w.keys.clone();
+    let trusted = w.trusted.clone();
+    let gw = Gateway {
+        config: GatewayConfig {
+            password_iterations: ITER,
+            ..GatewayConfig::DEFAULT
+        },
+        trusted: &trusted,
+        keys: &keys,
+    };
+    let random = [42u8; RANDOM_LEN];
+    let mut over_tls = |bytes: &[u8], out: &mut [u8]| {
+        let ex = Exchange {
+            peer: CLIENT.parse().unwrap(),
+            tls: true,
+            bytes,
+            now: NOW,
+            random: &random,
+        };
+        let mut shared = Shared {
+            users: &mut w.users,
+            throttle: &mut w.throttle,
+            credentials: &mut w.cache,
+            pending: &mut w.pending,
+        };
+        match gw.decide(&ex, &mut shared, out) {
+            Decision::VerifyPassword(check) => {
+                let ok = check.verify();
+                gw.finish(&ex, &mut shared, &check, ok, out)
+            }
+            other => other,
+        }
+    };
+    // The login page's CSRF cookie, and the session the form issues.
+    let d = over_tls(
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (page, _, _) = responded(&d, &out);
+    let set = header(&page, "Set-Cookie").unwrap();
+    assert!(set.starts_with("__Host-gatehouse_csrf="), "{set}");
+    assert!(
+        set.contains("; Path=/") && set.ends_with("; Secure"),
+        "{set}"
+    );
+    let (token, field) = csrf_from(&page.replace("__Host-gatehouse_csrf=", "gatehouse_csrf="));
+    let post = login_post(&token, &field, "alice", "wonderland", "")
+        .replace("Cookie: gatehouse_csrf=", "Cookie: __Host-gatehouse_csrf=")
+        .replace("Origin: http://", "Origin: https://");
+    let d = over_tls(post.as_bytes(), &mut out);
+    let (resp, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoggedIn, "{resp}");
+    let session = resp
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("Set-Cookie: __Host-gatehouse_session="))
+        .and_then(|s| s.split(';').next())
+        .unwrap()
+        .to_owned();
+    // The prefixed session works, and the app never sees it.
+    let req = format!(
+        "GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: a=1; __Host-gatehouse_session={session}\r\n\r\n"
+    );
+    let d = over_tls(req.as_bytes(), &mut out);
+    let head = forwarded(&d, &out);
+    assert!(head.contains("Remote-User: alice\r\n"), "{head}");
+    assert!(!head.contains(&session), "{head}");
+    // The same token under the plain name is what a sibling subdomain could plant: not
+    // believed over TLS.
+    let req =
+        format!("GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: gatehouse_session={session}\r\n\r\n");
+    let d = over_tls(req.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+}
+
+#[test]
 fn gateway_borrows_its_config() {
     let w = World::new();
     let gw = w.gateway();

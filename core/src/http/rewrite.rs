@@ -442,7 +442,11 @@ fn write_cookie_without(c: &mut Cursor<'_>, value: &[u8], session_cookie: &str) 
     let keep = |pair: &&[u8]| {
         let pair = trim_ows(pair);
         let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
-        !pair.is_empty() && trim_ows(name) != session_cookie.as_bytes()
+        // Its `Secure` spelling too (`__Host-` prefixed): the app never sees a session.
+        let name = trim_ows(name);
+        let session = name == session_cookie.as_bytes()
+            || name.strip_prefix(b"__Host-") == Some(session_cookie.as_bytes());
+        !pair.is_empty() && !session
     };
     let mut pairs = value.split(|&b| b == b';').filter(keep);
     let Some(first) = pairs.next() else { return };
