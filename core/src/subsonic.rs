@@ -608,6 +608,9 @@ pub enum SubsonicAuth {
         admin: bool,
         /// The app password used (its index for [`crate::users::UserTable`]).
         app_password: usize,
+        /// Its stored last-use time moved: the table is worth saving
+        /// ([`crate::users::UserTable::record_app_password_use`]).
+        last_use_recorded: bool,
     },
     /// `u` + `p` is none of the user's app passwords: check it as the login password, the way
     /// HTTP Basic is checked (credential cache, then a password hash through the throttle).
@@ -694,11 +697,12 @@ pub fn authenticate<const U: usize, const A: usize, const T: usize>(
     };
     let (user, admin) = (owner.name.clone(), owner.admin);
     throttle.record_success(client, user.as_bytes(), now);
-    users.record_app_password_use(index, now);
+    let last_use_recorded = users.record_app_password_use(index, now);
     SubsonicAuth::Authenticated {
         user,
         admin,
         app_password: index,
+        last_use_recorded,
     }
 }
 
@@ -1634,11 +1638,12 @@ mod tests {
             )
         }
 
-        fn alice(index: usize) -> SubsonicAuth {
+        fn alice(index: usize, last_use_recorded: bool) -> SubsonicAuth {
             SubsonicAuth::Authenticated {
                 user: user("alice"),
                 admin: true,
                 app_password: index,
+                last_use_recorded,
             }
         }
 
@@ -1647,7 +1652,10 @@ mod tests {
             let mut w = world();
             let p = DEFAULT;
             let phone = w.phone.clone();
-            assert_eq!(run(&mut w, &format!("u=ALICE&p={phone}"), &p), alice(0));
+            assert_eq!(
+                run(&mut w, &format!("u=ALICE&p={phone}"), &p),
+                alice(0, true)
+            );
             assert_eq!(
                 w.users.app_passwords("alice").next().unwrap().last_used,
                 Some(1000)
@@ -1658,11 +1666,15 @@ mod tests {
                     &format!("u=alice&p=enc:{}", hex(phone.as_bytes())),
                     &p
                 ),
-                alice(0)
+                alice(0, false),
+                "the last use moved a moment ago"
             );
             let t = hex(&token(phone.as_bytes(), b"s4lt"));
-            assert_eq!(run(&mut w, &format!("u=alice&t={t}&s=s4lt"), &p), alice(0));
-            assert_eq!(run(&mut w, &format!("apiKey={phone}"), &p), alice(0));
+            assert_eq!(
+                run(&mut w, &format!("u=alice&t={t}&s=s4lt"), &p),
+                alice(0, false)
+            );
+            assert_eq!(run(&mut w, &format!("apiKey={phone}"), &p), alice(0, false));
         }
 
         const DEFAULT: SubsonicPolicy = SubsonicPolicy::DEFAULT;

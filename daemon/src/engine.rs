@@ -291,7 +291,7 @@ fn persist_provisioned(shared: &Shared, name: &str) {
             let _ = users.provision(name, &random, &salt, iterations);
         }
     });
-    tracing::info!("provisioned user {name} from a trusted identity header");
+    tracing::info!("saved the users file: user {name} provisioned, or an app password used");
 }
 
 /// The method for the log line: the request line's first word, if it is a plain token.

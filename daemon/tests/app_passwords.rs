@@ -111,4 +111,9 @@ fn subsonic_clients_and_basic_use_app_passwords_and_the_app_never_sees_them() {
     let body = String::from_utf8_lossy(&r.body);
     assert!(body.contains("apiKeyAuthentication"), "{body}");
     assert_eq!(app.requests().len(), 3);
+
+    // The last use reached the users file.
+    let (code, out, err) = users(&state, &["app-password", "list", "alice"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\tlast used 20"), "{out}");
 }

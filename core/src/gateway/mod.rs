@@ -236,7 +236,9 @@ pub struct Forward {
     pub user: Option<Username>,
     /// Add `Set-Cookie: <this>` to the response (a renewed session).
     pub set_cookie: Option<SetCookie>,
-    /// A user was provisioned: the shell must persist the users table.
+    /// The users table changed (a user was provisioned, or an app password's last-use time
+    /// moved, at most every [`crate::users::LAST_USED_GRANULARITY_SECS`]): the shell must
+    /// persist it.
     pub users_changed: bool,
 }
 
@@ -620,13 +622,13 @@ impl<const S: usize> Gateway<'_, S> {
             && let Some(user) = shared.users.find(&name)
         {
             let (name, admin) = (user.name.clone(), user.admin);
-            shared.users.record_app_password_use(index, ex.now);
+            let users_changed = shared.users.record_app_password_use(index, ex.now);
             return Auth::User {
                 name,
                 admin,
                 via_basic: true,
                 set_cookie: None,
-                users_changed: false,
+                users_changed,
             };
         }
         if let Some(user) = shared.users.find(&name) {

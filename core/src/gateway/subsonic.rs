@@ -190,6 +190,10 @@ impl<const S: usize> Gateway<'_, S> {
             set_cookie: None,
             users_changed: false,
         };
+        let with_use = |name: Username, admin: bool, recorded: bool| Who {
+            users_changed: recorded,
+            ..who(name, admin)
+        };
         match api::authenticate(
             credential,
             shared.users,
@@ -198,7 +202,12 @@ impl<const S: usize> Gateway<'_, S> {
             ctx.ex.now,
             &self.config.subsonic_policy,
         ) {
-            SubsonicAuth::Authenticated { user, admin, .. } => Ok(who(user, admin)),
+            SubsonicAuth::Authenticated {
+                user,
+                admin,
+                last_use_recorded,
+                ..
+            } => Ok(with_use(user, admin, last_use_recorded)),
             SubsonicAuth::Refused(refusal) => Err(Failed::Refused(refusal)),
             SubsonicAuth::Throttled { seconds } => Err(Failed::Throttled(seconds)),
             SubsonicAuth::CheckLoginPassword => {

@@ -358,3 +358,22 @@ fn content_length_is_rewritten_in_place() {
     );
     assert_eq!(set_content_length(&mut buf, 10, 1), None);
 }
+
+#[test]
+fn the_first_use_of_an_app_password_asks_the_shell_to_save_the_table() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let phone = w.phone.clone();
+    let target = format!("/rest/ping.view?apiKey={phone}");
+    let Decision::Forward(first) = w.get(&target, &mut out) else {
+        panic!("not forwarded")
+    };
+    assert!(first.users_changed);
+    let Decision::Forward(again) = w.get(&target, &mut out) else {
+        panic!("not forwarded")
+    };
+    assert!(
+        !again.users_changed,
+        "within the granularity: nothing new to save"
+    );
+}
