@@ -1,5 +1,6 @@
 //! The whole gateway decision for a realistic browser request with a session cookie, beside
-//! `httparse` alone parsing the same head (the floor).
+//! `httparse` alone parsing the same head (the floor); and the trusted-sources match for lists
+//! of 1, 16 and 64 entries.
 //!
 //! Run: `cargo bench -p gatehouse-core --bench decision`
 
@@ -173,5 +174,49 @@ fn bench(c: &mut Criterion) {
     parts.finish();
 }
 
-criterion_group!(benches, bench);
+/// A list of `n` entries: IPv4 networks of every prefix length, IPv6 networks and `@`, so the
+/// match goes through each kind of entry.
+fn trusted_list(n: usize) -> String {
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => format!("10.{}.0.0/16", i),
+            1 => format!("fd00:{:x}::/32", i),
+            2 => format!("192.168.{}.{}/{}", i, i, 24 + i % 9),
+            _ if i == 3 => "@".to_owned(),
+            _ => format!("172.16.{}.1", i),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bench_trusted(c: &mut Criterion) {
+    let mut group = c.benchmark_group("trusted_sources_match");
+    // The common case costs the most: a client that is not a trusted proxy, so every entry is
+    // tried. An IPv4-mapped IPv6 peer also goes through the mapping.
+    let stranger = Peer::Ip("203.0.113.7".parse().unwrap());
+    let mapped = Peer::Ip("::ffff:203.0.113.7".parse().unwrap());
+    for n in [1usize, 16, 64] {
+        let list = TrustedSources::<64>::parse(&trusted_list(n)).unwrap();
+        assert_eq!(list.len(), n);
+        assert!(!list.trusts(&stranger) && !list.trusts(&mapped));
+        group.bench_function(format!("{n}_entries_no_match"), |b| {
+            b.iter(|| black_box(&list).trusts(black_box(&stranger)))
+        });
+        group.bench_function(format!("{n}_entries_no_match_v4_mapped"), |b| {
+            b.iter(|| black_box(&list).trusts(black_box(&mapped)))
+        });
+        // The last entry matches: a trusted proxy listed at the end.
+        let last = list.entries()[n - 1];
+        if let Some((ip, _)) = last.cidr() {
+            let peer = Peer::Ip(ip);
+            assert!(list.trusts(&peer));
+            group.bench_function(format!("{n}_entries_last_matches"), |b| {
+                b.iter(|| black_box(&list).trusts(black_box(&peer)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_trusted);
 criterion_main!(benches);
