@@ -37,6 +37,17 @@ const MAC_LEN: usize = 32;
 /// Domain separation: these MACs can never be confused with any other use of the same key.
 const LABEL: &[u8] = b"gatehouse credential cache v1\0";
 
+/// A MAC as 64-bit words, for comparing a word at a time.
+fn mac_words(mac: &[u8; MAC_LEN]) -> [u64; MAC_LEN / 8] {
+    let mut words = [0u64; MAC_LEN / 8];
+    for (word, bytes) in words.iter_mut().zip(mac.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes);
+        *word = u64::from_ne_bytes(b);
+    }
+    words
+}
+
 /// What a lookup found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookup {
@@ -190,11 +201,22 @@ impl<const N: usize> CredentialCache<N> {
     }
 
     /// The slot holding `mac`, found by comparing against every slot in constant time.
+    ///
+    /// Each slot is compared as four 64-bit words folded into one difference word, which is
+    /// then tested in constant time: the same branch-free comparison as byte by byte, at an
+    /// eighth of the work (byte-wise, the scan of every slot was most of a cached Basic
+    /// request's cost).
     fn position(&self, mac: &[u8; MAC_LEN]) -> Option<usize> {
+        let want = mac_words(mac);
         let mut found = subtle::Choice::from(0);
         let mut index = 0u64;
         for (i, slot) in self.slots.iter().enumerate() {
-            let hit = slot.mac.ct_eq(mac) & subtle::Choice::from(u8::from(slot.occupied));
+            let have = mac_words(&slot.mac);
+            let diff = have
+                .iter()
+                .zip(want.iter())
+                .fold(0u64, |acc, (h, w)| acc | (h ^ w));
+            let hit = diff.ct_eq(&0) & subtle::Choice::from(u8::from(slot.occupied));
             index.conditional_assign(&(i as u64), hit);
             found |= hit;
         }
@@ -331,6 +353,21 @@ mod tests {
             0x64, 0xec, 0x38, 0x43,
         ];
         assert_eq!(<[u8; 32]>::from(mac.finalize().into_bytes()), expected);
+    }
+
+    #[test]
+    fn a_mac_differing_in_any_single_bit_is_not_found() {
+        let mut cache = CredentialCache::<4>::new(&KEY, 10);
+        cache.insert(b"alice", b"pw", HASH, 0, 0);
+        let mac = cache.mac(b"alice", b"pw", HASH);
+        assert!(cache.position(&mac).is_some());
+        for byte in 0..MAC_LEN {
+            for bit in 0..8 {
+                let mut other = mac;
+                other[byte] ^= 1 << bit;
+                assert_eq!(cache.position(&other), None, "byte {byte} bit {bit}");
+            }
+        }
     }
 
     #[test]
