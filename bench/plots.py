@@ -25,6 +25,8 @@ def _nice_max(v):
 
 
 def _fmt(v):
+    if v == 0:
+        return "0"
     if v >= 1000:
         return f"{v:,.0f}"
     if v >= 10:
