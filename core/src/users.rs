@@ -545,7 +545,8 @@ pub struct UserTable<const N: usize, const A: usize = DEFAULT_APP_PASSWORD_CAPAC
     users: heapless::Vec<User, N>,
     admin_assigned: bool,
     next_generation: u32,
-    /// Every user's app passwords, each naming its owner; a user's in the order made.
+    /// Every user's app passwords, each naming its owner: grouped by owner in the users'
+    /// order, a user's in the order made.
     app_passwords: heapless::Vec<AppPassword, A>,
 }
 
@@ -811,14 +812,24 @@ impl<const N: usize, const A: usize> UserTable<N, A> {
             return Err(AppPasswordError::Full);
         }
         let secret = password::generate_password(random);
+        // Kept grouped by owner, in the users' order (as the document lists them), so a
+        // table saved and loaded again is the same table.
+        let at = self
+            .app_passwords
+            .iter()
+            .position(|a| a.owner > owner)
+            .unwrap_or(self.app_passwords.len());
         self.app_passwords
-            .push(AppPassword {
-                owner,
-                label,
-                secret: secret.clone(),
-                created: now,
-                last_used: None,
-            })
+            .insert(
+                at,
+                AppPassword {
+                    owner,
+                    label,
+                    secret: secret.clone(),
+                    created: now,
+                    last_used: None,
+                },
+            )
             .map_err(|_| AppPasswordError::TableFull)?;
         Ok(secret)
     }
@@ -2180,6 +2191,49 @@ mod tests {
                 let mut buf = [0u8; UserTable::<4>::JSON_CAPACITY];
                 let n = t.to_json(&mut buf).unwrap();
                 prop_assert_eq!(UserTable::<4>::from_json(&buf[..n]).unwrap(), t);
+            }
+
+            #[test]
+            fn app_passwords_load_back_with_their_owners(
+                apps in proptest::collection::vec(
+                    (0usize..3, "[a-zA-Z0-9 \"\\\\é]{1,12}", any::<[u8; 18]>(), any::<u64>(), proptest::option::of(any::<u64>())),
+                    0..12,
+                ),
+                removed in proptest::option::of(0usize..3),
+            ) {
+                let mut t = UserTable::<3, 8>::new();
+                for name in ["ann", "ben", "cy"] {
+                    t.add(name, false, hash("pw", 1)).unwrap();
+                }
+                let names = ["ann", "ben", "cy"];
+                let mut secrets = Vec::new();
+                for (owner, label, random, created, used) in &apps {
+                    if let Ok(secret) = t.add_app_password(names[*owner], label, random, *created) {
+                        if let (Some(at), Some(index)) =
+                            (used, t.check_app_password(names[*owner], secret.as_bytes()))
+                        {
+                            t.record_app_password_use(index, *at);
+                        }
+                        secrets.push((names[*owner], secret));
+                    }
+                }
+                if let Some(r) = removed {
+                    t.remove(names[r]).unwrap();
+                }
+                let mut buf = [0u8; UserTable::<3, 8>::JSON_CAPACITY];
+                let n = t.to_json(&mut buf).unwrap();
+                let back = UserTable::<3, 8>::from_json(&buf[..n]).unwrap();
+                prop_assert_eq!(&back, &t);
+                for (owner, secret) in &secrets {
+                    let gone = removed.is_some_and(|r| names[r] == *owner);
+                    let found = back.find_api_key(secret.as_bytes()).map(|(u, _)| u.name.to_string());
+                    if gone {
+                        prop_assert_eq!(found, None);
+                    } else {
+                        prop_assert_eq!(found.as_deref(), Some(*owner));
+                        prop_assert!(back.check_app_password(owner, secret.as_bytes()).is_some());
+                    }
+                }
             }
         }
     }
