@@ -338,6 +338,9 @@ pub struct PasswordCheck {
     client: Peer,
     /// Its place among the [`PendingChecks`].
     ticket: u64,
+    /// Whether the attempt was charged to the throttle when handed out (not when the same
+    /// guess was already in flight), so that only a charged attempt is refunded.
+    charged: bool,
 }
 
 impl core::fmt::Debug for PasswordCheck {
@@ -444,7 +447,9 @@ impl<const S: usize> Gateway<'_, S> {
         shared.pending.release(check.ticket);
         let verified = verified && check.still_current(shared.users);
         if verified {
-            shared.throttle.refund(&check.client, ex.now);
+            if check.charged {
+                shared.throttle.refund(&check.client, ex.now);
+            }
             shared
                 .throttle
                 .record_success(&check.client, check.username.as_bytes(), ex.now);
@@ -693,12 +698,16 @@ impl<const S: usize> Gateway<'_, S> {
         if username.push_str(name).is_err() || pw.extend_from_slice(password).is_err() {
             return Handout::Failed;
         }
-        let Some(ticket) = shared.pending.claim(now) else {
+        let guess = pending::guess_digest(name, password);
+        let Some(claim) = shared.pending.claim(&guess, now) else {
             return Handout::Busy;
         };
-        shared
-            .throttle
-            .record_failure(&ctx.client, name.as_bytes(), now);
+        let charged = !claim.duplicate;
+        if charged {
+            shared
+                .throttle
+                .record_failure(&ctx.client, name.as_bytes(), now);
+        }
         let user = shared.users.find(name);
         Handout::Check(PasswordCheck {
             purpose,
@@ -708,7 +717,8 @@ impl<const S: usize> Gateway<'_, S> {
             generation: user.map(|u| u.generation),
             dummy_iterations: self.config.password_iterations,
             client: ctx.client,
-            ticket,
+            ticket: claim.ticket,
+            charged,
         })
     }
 

@@ -524,6 +524,50 @@ fn password_checks_in_flight_are_capped_for_the_whole_gateway() {
 }
 
 #[test]
+fn the_same_right_password_on_many_connections_at_once_is_not_throttled() {
+    // A browser or a music app opens several connections with the same Basic credentials
+    // before the first check finishes: more than the name's burst of failures.
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let good = basic("alice", "wonderland");
+    let mut in_flight = Vec::new();
+    for _ in 0..MAX_PENDING_CHECKS {
+        match w.step(CLIENT, good.as_bytes(), None, &mut out) {
+            Decision::VerifyPassword(c) => in_flight.push(c),
+            d => panic!(
+                "refused while the same guess was in flight: {:?}",
+                responded(&d, &out)
+            ),
+        }
+    }
+    assert!(MAX_PENDING_CHECKS > ThrottlePolicy::DEFAULT.user_burst as usize);
+    for c in in_flight.drain(..) {
+        let ok = c.verify();
+        let d = w.step(CLIENT, good.as_bytes(), Some((&c, ok)), &mut out);
+        assert!(forwarded(&d, &out).contains("Remote-User: alice"));
+    }
+    // The same wrong guess in flight many times is charged once, not once per copy: the
+    // client can still try another password right after.
+    let wrong = basic("alice", "not-it");
+    for _ in 0..MAX_PENDING_CHECKS {
+        match w.step(CLIENT, wrong.as_bytes(), None, &mut out) {
+            Decision::VerifyPassword(c) => in_flight.push(c),
+            d => panic!("{:?}", responded(&d, &out)),
+        }
+    }
+    for c in in_flight.drain(..) {
+        let ok = c.verify();
+        let d = w.step(CLIENT, wrong.as_bytes(), Some((&c, ok)), &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::BasicFailed);
+    }
+    let another = basic("alice", "second-try");
+    assert!(matches!(
+        w.step(CLIENT, another.as_bytes(), None, &mut out),
+        Decision::VerifyPassword(_)
+    ));
+}
+
+#[test]
 fn a_right_password_does_not_use_up_the_throttle() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
