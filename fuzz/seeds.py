@@ -381,6 +381,13 @@ def gateway():
         ("websocket", 0, 1, WEBSOCKET.replace(b"Origin:", b"Cookie: " + alice + b"\r\nOrigin:")),
         ("upload", 0, 1, CHUNKED_UPLOAD.replace(b"Expect:", b"Authorization: " + basic(b"bob:builder") + b"\r\nExpect:")),
         ("hostile", 0, 1, SMUGGLING[0]),
+        ("subsonic-p", 0, 1, b"GET /rest/ping.view?u=alice&p=wonderland&v=1.16.1&c=DSub&f=json HTTP/1.1\r\n" + host + b"\r\n"),
+        ("subsonic-enc", 0, 1, b"GET /rest/getAlbumList2?type=random&u=bob&p=enc:" + b"builder".hex().encode() + b"&v=1.16.1&c=x HTTP/1.1\r\n" + host + b"\r\n"),
+        ("subsonic-token", 0, 1, b"GET /rest/stream.view?id=1&u=alice&t=" + hashlib.md5(b"wonderlandc19b2d").hexdigest().encode() + b"&s=c19b2d&v=1.16.1&c=x HTTP/1.1\r\n" + host + b"\r\n"),
+        ("subsonic-apikey", 0, 1, b"GET /rest/ping.view?apiKey=abc&f=xml HTTP/1.1\r\n" + host + b"\r\n"),
+        ("subsonic-form", 0, 1, b"POST /rest/ping.view HTTP/1.1\r\n" + host + b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 40\r\n\r\nu=alice&p=wonderland&v=1.16.1&c=x&f=json"),
+        ("subsonic-wrong", 0, 1, b"GET /rest/ping.view?u=alice&p=nope&f=json&callback=cb HTTP/1.1\r\n" + host + b"\r\n"),
+        ("subsonic-extensions", 0, 1, b"GET /rest/getOpenSubsonicExtensions HTTP/1.1\r\n" + host + b"\r\n"),
         ("limit-fields-64", 0, 1, fields(63).replace(b"Host: a\r\n", b"Host: a\r\nCookie: " + alice + b"\r\n")),
         ("limit-head-8191", 0, 1, padded(8191 - 30 - len(alice)).replace(b"Host: a\r\n", b"Host: a\r\nCookie: " + alice + b"\r\n")),
     ]
