@@ -187,6 +187,10 @@ http://:{port} {{
 		reverse_proxy {gateway}
 	}}
 	handle {{
+		request_header -Remote_User
+		request_header -Remote_Name
+		request_header -Remote_Email
+		request_header -Remote_Groups
 		forward_auth {gateway} {{
 			uri /_gatehouse/auth
 			copy_headers Remote-User Remote-Name Remote-Email Remote-Groups

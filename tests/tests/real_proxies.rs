@@ -22,4 +22,13 @@ conformance! {
         public_path_carries_no_identity(&proxy, &gw);
         Ok(())
     }
+
+    /// Caddy `forward_auth` (the README's snippet) in front of gatehouse.
+    fn caddy_forward_auth_in_front_of_gatehouse(kind) on [daemon] {
+        let gw = Gateway::start(kind, setup())?;
+        let proxy = Proxy::caddy(gw.addr(), gw.upstream.addr())?;
+        exercise(&proxy, &gw);
+        public_path_carries_no_identity(&proxy, &gw);
+        Ok(())
+    }
 }
