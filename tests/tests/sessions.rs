@@ -254,4 +254,21 @@ conformance! {
         assert!(gw.upstream.seen().is_empty());
         Ok(())
     }
+
+    /// Eight connections opened at once, each with alice's right password (a browser or a
+    /// music app does this): all are served, none is throttled.
+    fn parallel_requests_with_the_right_password_are_all_served(kind) on [daemon] {
+        let gw = Gateway::start(kind, alice())?;
+        let request = get("/app/", &[&basic("alice", PASSWORD)]);
+        let mut clients: Vec<Client> = (0..8).map(|_| gw.client()).collect();
+        for client in &mut clients {
+            client.send(&request).expect("send");
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            let response = client.response().expect("response");
+            assert_eq!(response.status, 200, "connection {i}: {response}");
+        }
+        assert_eq!(gw.upstream.wait_for(8).len(), 8, "requests the app received");
+        Ok(())
+    }
 }
