@@ -432,6 +432,14 @@ def users():
             '{"name":"u%d","admin":false,"password":"%s","generation":%d}' % (i, h1, i) for i in range(5)) + ']}',
         '{"version":1,"users":[{"name":"%s","admin":false,"password":"%s","generation":0}]}' % ("x" * 65, h1),
         '{"version":1,"users":[{"name":"\\"quoted\\" \\\\ \\/ \\t","admin":false,"password":"%s","generation":0}]}' % h1,
+        # Version 2: app passwords.
+        '{"version":2,"admin_assigned":true,"next_generation":4,"users":['
+        '{"name":"alice","admin":true,"password":"%s","generation":3,"app_passwords":['
+        '{"label":"phone","secret":"QUJDREVGR0hJSktMTU5PUFFS","created":1790000000,"last_used":null},'
+        '{"label":"car \u00e9","secret":"YWJjZGVmZ2hpamtsbW5vcHFy","created":1790000000,"last_used":1790000600}]},'
+        '{"name":"bob","admin":false,"password":"%s","generation":1,"app_passwords":[]}]}' % (h1, h2),
+        '{"version":2,"users":[{"name":"a","admin":false,"password":"%s","generation":0,'
+        '"app_passwords":[{"label":"","secret":"short","created":0,"last_used":null}]}]}' % h1,
     ]
     for i, d in enumerate(docs):
         write("users_json", "%02d" % i, d)
