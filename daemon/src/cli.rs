@@ -22,7 +22,8 @@ adds its own, and forwards the request to the app over TCP or a UNIX socket.
 Try it in one minute:   gatehouse demo
 Run it for real:        gatehouse users add alice --admin
                         gatehouse serve --config /etc/gatehouse/gatehouse.toml
-Diagnose trust:         gatehouse trust 192.168.1.0/24,@ 192.168.1.7:52100";
+Diagnose trust:         gatehouse trust 192.168.1.0/24,@ 192.168.1.7:52100
+Provision a board:      gatehouse config-blob --board-config board.toml -o region.bin";
 
 /// The `gatehouse` command line.
 #[derive(Debug, Parser)]
@@ -98,6 +99,65 @@ Examples:
     /// the gateway does not reach the app with that value; public paths answer without login.
     /// Exits 0 when all is well, 1 when a probe failed, 2 when the configuration is invalid.
     Check(CheckArgs),
+
+    /// Make the configuration region a gatehouse board reads at boot: its configuration and
+    /// its users, ready for the flasher.
+    ///
+    /// The board configuration is TOML or JSON (by extension; otherwise JSON is tried first)
+    /// with the keys of the board's configuration JSON, documented in firmware/src/config.rs;
+    /// only `upstream` is required. The users come from a users file as `gatehouse users`
+    /// writes it: --users FILE, or users.json in the state directory of --state-dir or of the
+    /// daemon's configuration (--config), by default $STATE_DIRECTORY, else
+    /// ./gatehouse-state.
+    ///
+    /// Everything is checked as the board checks it, before anything is written: a bad key
+    /// or value is named (exit 2); more users or app passwords than a board holds, or an
+    /// argon2id password hash (a board cannot verify one) is refused; password hashes with
+    /// many PBKDF2 iterations get a warning, as they make logins slow on a microcontroller.
+    /// The region is written atomically to --output and its size and how to flash it are
+    /// printed.
+    #[command(after_help = "\
+Example:
+  cat > board.toml <<'TOML'
+  upstream = \"192.168.1.10:4533\"
+  address = \"192.168.1.80/24\"
+  gateway = \"192.168.1.1\"
+  public_paths = [\"/share/\"]
+  clock_unix = 1767225600
+  TOML
+  gatehouse users add alice --admin --iterations 10000 --state-dir board-state
+  gatehouse config-blob --board-config board.toml --state-dir board-state -o region.bin
+
+Then, per board:
+  qemu-mps2-an386  GATEHOUSE_CONFIG_BLOB=region.bin cargo run --release
+                   (QEMU loads it with -device loader at 0x00380000)
+  host-tap         cargo run --release -- --tap tap0 --config region.bin --state store.bin
+  nucleo-h743zi    probe-rs download --chip STM32H743ZITx --binary-format bin \\
+                     --base-address 0x08100000 region.bin")]
+    ConfigBlob(ConfigBlobArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigBlobArgs {
+    /// The board configuration: TOML or JSON, keys as in firmware/src/config.rs.
+    #[arg(long, value_name = "FILE")]
+    pub board_config: PathBuf,
+
+    /// The users file to put on the board (core's JSON, as `gatehouse users` writes it).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["state_dir", "config"])]
+    pub users: Option<PathBuf>,
+
+    /// Take users.json from this state directory.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+
+    /// The daemon's TOML configuration: users.json is taken from its `state_dir`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where to write the region (replaced atomically, mode 0600: it holds password hashes).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

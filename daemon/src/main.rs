@@ -10,8 +10,10 @@
 //! - [`upstream`]: connections to the app and their keep-alive pool;
 //! - [`store`]: the state directory (users file, session keys); [`files`]: atomic writes;
 //! - [`tls`]: rustls and certificate reloads; [`metrics`]: the Prometheus counters;
-//! - [`whoami`]: the demo's app; [`commands`]: `users`, `trust`, `check` and `demo`.
+//! - [`whoami`]: the demo's app; [`commands`]: `users`, `trust`, `check` and `demo`;
+//! - [`board`]: `config-blob`, the configuration region of a firmware board.
 
+mod board;
 mod cli;
 mod client;
 mod commands;
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Users(args) => commands::users(args),
         Command::Trust { sources, peer } => commands::trust(&sources, &peer),
         Command::Check(args) => commands::check(args),
+        Command::ConfigBlob(args) => board::config_blob(args),
         Command::RotateKey { config, state_dir } => {
             commands::rotate_key(config.as_deref(), state_dir)
         }

@@ -52,6 +52,13 @@ impl UsersFile {
         })
     }
 
+    /// The users file of `state_dir`, without creating anything (to read it elsewhere).
+    pub fn at(state_dir: &Path) -> UsersFile {
+        UsersFile {
+            dir: state_dir.to_owned(),
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.join(USERS_FILE)
     }
