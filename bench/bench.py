@@ -1191,7 +1191,9 @@ def write_report(results, out, argv):
     L.append("")
     L.append("## How it was measured")
     L.append("")
-    L.append(f"- **Command**: `{' '.join(['bench/run.sh'] + argv)}`")
+    # bench/run.sh passes the binary it built; the reader runs bench/run.sh itself.
+    shown = [x for i, x in enumerate(argv) if x != "--gatehouse" and (i == 0 or argv[i - 1] != "--gatehouse")]
+    L.append(f"- **Command**: `{' '.join(['bench/run.sh'] + shown)}`")
     L.append(f"- **Date**: {f['date']}; the run took {results['elapsed_s'] / 60:.0f} minutes.")
     L.append(f"- **Machine**: {f['cpu']}, {f['cores']} cores, {f['memory']}, Linux {f['kernel']}; load average {' '.join(f['load'])} at the start, {' '.join(f.get('load_end', ['?']))} at the end.")
     L.append(f"- **Versions**: {f['gatehouse']}, built with {f['rustc']} (release profile); {f['nginx']}; Caddy {f['caddy']}; {f['wrk']}; Python {f['python']}.")
