@@ -1036,7 +1036,15 @@ def main(argv):
         log(f"throughput: wrk 2 threads, {a.connections} connections, {a.duration} s after {a.warmup} s warm-up, {a.rounds} round(s)")
         rounds = run_throughput(world, names)
         summary = summarize(rounds, names)
-        results = {"facts": facts, "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(a).items()},
+        def shown(v):
+            # Paths inside the checkout are saved relative to it.
+            if isinstance(v, set):
+                return sorted(v)
+            if isinstance(v, str) and v.startswith(str(ROOT) + "/"):
+                return v[len(str(ROOT)) + 1:]
+            return v
+
+        results = {"facts": facts, "args": {k: shown(v) for k, v in vars(a).items()},
                    "checks": checks, "summary": summary, "configs": names,
                    "rounds": [{n: {k: v for k, v in r[n].items() if k != "raw"} for n in r} for r in rounds]}
         if "scaling" not in a.skip:
@@ -1067,7 +1075,7 @@ def main(argv):
         procs.check_alive()
         results["facts"]["load_end"] = open("/proc/loadavg").read().split()[:3]
         results["elapsed_s"] = time.monotonic() - started
-        results["argv"] = argv
+        results["argv"] = [shown(x) for x in argv]
         print_table(results)
         if not a.no_report:
             write_report(results, Path(a.out), argv)
