@@ -112,6 +112,9 @@ pub struct Setup {
     pub settings: Vec<(String, String)>,
     /// Also listen on a UNIX socket (daemon only): its peers are the `@` source.
     pub unix_listener: bool,
+    /// Send requests to this app (`http://host:port`, daemon only) instead of the recording
+    /// upstream, which still runs but sees nothing.
+    pub app: Option<String>,
 }
 
 impl Setup {
@@ -152,6 +155,12 @@ impl Setup {
 
     pub fn with_unix_listener(mut self) -> Setup {
         self.unix_listener = true;
+        self
+    }
+
+    /// Puts a real app (`http://host:port`) behind the daemon in place of the recording upstream.
+    pub fn app(mut self, url: &str) -> Setup {
+        self.app = Some(url.into());
         self
     }
 }
@@ -570,7 +579,13 @@ fn start_daemon(setup: &Setup) -> Result<Gateway, String> {
         .arg("--allow-root")
         .args(["--password-iterations", TEST_ITERATIONS])
         .args(["--listen", &addr.to_string()])
-        .args(["--upstream", &format!("http://{}", upstream.addr())])
+        .args([
+            "--upstream",
+            &setup
+                .app
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", upstream.addr())),
+        ])
         .arg("--state-dir")
         .arg(&state)
         .args(["--trusted-sources", &trusted]);
