@@ -132,7 +132,9 @@ pub trait Upstream {
     /// Opens a connection to the app, or `None` if it cannot be reached.
     async fn connect(&mut self) -> Option<Self::Conn<'_>>;
 
-    /// Ends a connection to the app (gracefully, bounded in time).
+    /// Ends a connection to the app gracefully. It may leave the close to finish in the
+    /// background, but never waits on the app for long: the client already has its answer
+    /// and the connection task must be free for the next request or client.
     async fn disconnect<'a>(conn: Self::Conn<'a>)
     where
         Self: 'a;

@@ -5,14 +5,14 @@ use core::net::IpAddr;
 
 use embassy_executor::{SpawnError, Spawner};
 use embassy_futures::select::{Either, select};
-use embassy_net::tcp::TcpSocket;
+use embassy_net::tcp::{State, TcpSocket};
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, with_timeout};
 use gatehouse_core::http::{Status, write_error};
 use gatehouse_core::peer::Peer;
 
 use crate::MAX_CONNECTIONS;
-use crate::connection::{self, ConnectionBuffers, Upstream};
+use crate::connection::{self, ConnectionBuffers, Upstream, WorkBuffers};
 use crate::state::Engine;
 
 /// How long a closing connection may take to flush its last bytes.
@@ -42,13 +42,27 @@ pub fn spawn(
 #[embassy_executor::task(pool_size = MAX_CONNECTIONS)]
 async fn connection_task(stack: Stack<'static>, engine: &'static Engine, slot: usize) -> ! {
     let mut bufs = ConnectionBuffers::new();
+    let ConnectionBuffers {
+        client_rx,
+        client_tx,
+        work,
+    } = &mut bufs;
+    let WorkBuffers {
+        upstream_rx,
+        upstream_tx,
+        request,
+        out,
+    } = work;
+    // One socket towards the app for the task's whole life: a connection to the app that is
+    // still closing when the client has its answer finishes in the background, while the
+    // task already serves its next client.
+    let mut upstream = TcpUpstream {
+        socket: TcpSocket::new(stack, upstream_rx, upstream_tx),
+        endpoint: engine.upstream,
+        idle: engine.timeouts.idle,
+    };
     loop {
-        let ConnectionBuffers {
-            client_rx,
-            client_tx,
-            work,
-        } = &mut bufs;
-        let mut socket = TcpSocket::new(stack, client_rx, client_tx);
+        let mut socket = TcpSocket::new(stack, &mut client_rx[..], &mut client_tx[..]);
         if let Err(e) = socket.accept(engine.listen_port).await {
             warn!("slot {}: accept failed: {:?}", slot, e);
             continue;
@@ -62,19 +76,12 @@ async fn connection_task(stack: Stack<'static>, engine: &'static Engine, slot: u
         };
         let peer = Peer::Ip(IpAddr::from(remote.addr));
         engine.set_busy(|busy| busy + 1);
-        let mut upstream = TcpUpstream {
-            stack,
-            endpoint: engine.upstream,
-            rx: &mut work.upstream_rx,
-            tx: &mut work.upstream_tx,
-            idle: engine.timeouts.idle,
-        };
         let end = connection::serve(
             &mut socket,
             peer,
             &mut upstream,
-            &mut work.request,
-            &mut work.out,
+            &mut request[..],
+            &mut out[..],
             engine,
         )
         .await;
@@ -121,39 +128,47 @@ async fn overflow_task(stack: Stack<'static>, engine: &'static Engine) -> ! {
     }
 }
 
-/// The app, over TCP through the same stack.
+/// The app, over TCP through the same stack: one socket, reused for every exchange.
 struct TcpUpstream<'b> {
-    stack: Stack<'static>,
+    socket: TcpSocket<'b>,
     endpoint: IpEndpoint,
-    rx: &'b mut [u8],
-    tx: &'b mut [u8],
     idle: Duration,
 }
 
-impl Upstream for TcpUpstream<'_> {
+impl<'b> Upstream for TcpUpstream<'b> {
     type Conn<'a>
-        = TcpSocket<'a>
+        = &'a mut TcpSocket<'b>
     where
         Self: 'a;
 
-    async fn connect(&mut self) -> Option<TcpSocket<'_>> {
-        let mut socket = TcpSocket::new(self.stack, self.rx, self.tx);
+    async fn connect(&mut self) -> Option<&mut TcpSocket<'b>> {
+        let socket = &mut self.socket;
+        if socket.state() != State::Closed {
+            // The previous exchange's connection is still closing: give the app the time a
+            // close may take to acknowledge it (long past, normally), then forget it.
+            let _ = with_timeout(CLOSE_FLUSH, socket.flush()).await;
+            socket.abort();
+            let _ = with_timeout(CLOSE_FLUSH, socket.flush()).await;
+        }
         socket.set_timeout(Some(self.idle + self.idle));
         match socket.connect(self.endpoint).await {
             Ok(()) => Some(socket),
             Err(e) => {
                 warn!("connecting to the app failed: {:?}", e);
+                socket.abort();
                 None
             }
         }
     }
 
-    async fn disconnect<'a>(mut conn: TcpSocket<'a>)
+    /// Sends the FIN and returns: waiting here for the app to acknowledge it (which a peer
+    /// may delay, e.g. by TCP delayed ACK while the app keeps its end open) would hold the
+    /// connection task, and with it a connection slot, after the client has its answer.
+    /// The close completes in the background; [`Self::connect`] finishes it if need be.
+    async fn disconnect<'a>(conn: &'a mut TcpSocket<'b>)
     where
         Self: 'a,
     {
         conn.close();
-        let _ = with_timeout(CLOSE_FLUSH, conn.flush()).await;
-        conn.abort();
     }
 }

@@ -78,7 +78,7 @@ conformance! {
 
     /// The same with requests the gateway forwards to the app: every connection is accepted
     /// and every request reaches the app.
-    fn back_to_back_forwarded_connections_are_all_accepted(kind) on [daemon, qemu] {
+    fn back_to_back_forwarded_connections_are_all_accepted(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, Setup::new().user("alice", "alice's password"))?;
         let request = get("/app/", &[&basic("alice", "alice's password")]);
         for i in 0..20 {

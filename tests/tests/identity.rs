@@ -51,7 +51,7 @@ fn expect_refused(gw: &Gateway, request: &[u8], status: u16) {
 
 conformance! {
     /// `Remote-User` in any letter case is removed; gatehouse's own value replaces it.
-    fn remote_user_in_every_case_never_reaches_the_app(kind) on [daemon, qemu] {
+    fn remote_user_in_every_case_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for name in ["Remote-User", "remote-user", "REMOTE-USER", "rEMOTE-uSER", "Remote-user"] {
             let spoof = format!("{name}: {SPOOF}");
@@ -226,7 +226,7 @@ conformance! {
 
     /// A client naming the identity header in `Connection` neither smuggles its own value nor
     /// removes the one gatehouse adds.
-    fn remote_user_nominated_in_connection(kind) on [daemon, qemu] {
+    fn remote_user_nominated_in_connection(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for connection in [
             "Connection: Remote-User",

@@ -146,7 +146,7 @@ conformance! {
 
     /// The public prefix itself works without login, and reaches the app with no identity;
     /// the same canonical path written with `.` and `//` is public too.
-    fn public_paths_are_forwarded_without_identity(kind) on [daemon, qemu] {
+    fn public_paths_are_forwarded_without_identity(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         for target in ["/share/abc", "/share/./abc", "/share//abc", "/share/x/../abc", "/share/%61bc"] {
             gw.upstream.clear();
