@@ -47,6 +47,14 @@ pub async fn make_engine<F: NorFlash>(
     if trusted.is_empty() {
         info!("trusted_sources is empty: no identity header is believed");
     }
+    if trusted.trusts_everyone() {
+        warn!(
+            "WARNING: trusted_sources contains a catch-all network ({}): every client of that \
+             address family can name its own user in the identity header and log in as anyone, \
+             admin included. Only do this inside a closed network.",
+            settings.trusted_sources
+        );
+    }
     let users = match store.load_users().await.map_err(BootError::Store)? {
         Some(users) => {
             info!("users: {} from the write-back store", users.len());

@@ -143,7 +143,7 @@ conformance! {
     }
 
     /// `0.0.0.0/0` trusts everyone, so gatehouse starts only with a loud warning naming it.
-    fn catch_all_trusted_sources_start_with_a_warning(kind) on [daemon] {
+    fn catch_all_trusted_sources_start_with_a_warning(kind) on [daemon, host_tap] {
         let gw = Gateway::start(kind, Setup::new().trust(Trust::List("0.0.0.0/0".into())))?;
         let log = gw.log();
         assert!(
