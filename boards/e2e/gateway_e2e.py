@@ -515,13 +515,29 @@ def main():
                 time.sleep(RETRY_PAUSE)
         return Client(gw)
 
+    def hold_a_connection_task():
+        # A connection counts as held only once a connection task has answered it: one that
+        # reached the overflow socket (a task was still finishing its last client) got 503
+        # and was closed, and is opened again. Keep-alive then binds the task to this client.
+        last = None
+        for _ in range(CONNECT_RETRIES):
+            client = connect_with_retries()
+            try:
+                client.send(HEALTH)
+                last = client.read_response()
+                if last.status == 200:
+                    return client
+            except OSError as e:
+                last = e
+            client.close()
+            time.sleep(RETRY_PAUSE)
+        raise AssertionError(f"could not hold a connection task: {last!r}")
+
     def clients_beyond_the_limit_get_503_then_service_resumes():
         held = []
         try:
             for _ in range(MAX_CONNECTIONS):
-                held.append(connect_with_retries())
-            # Each held connection occupies a connection task (they wait for a request).
-            time.sleep(0.5)
+                held.append(hold_a_connection_task())
             last = None
             for _ in range(CONNECT_RETRIES):
                 try:
