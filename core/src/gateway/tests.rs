@@ -62,34 +62,10 @@ impl World {
 
     /// Decides, running any password check to the end like a shell would.
     fn decide_at(&mut self, peer: &str, bytes: &[u8], now: u64, out: &mut [u8]) -> Decision {
-        let keys = self.keys.clone();
-        let trusted = self.trusted.clone();
-        let gw = Gateway {
-            config: GatewayConfig {
-                password_iterations: ITER,
-                ..GatewayConfig::DEFAULT
-            },
-            trusted: &trusted,
-            keys: &keys,
-        };
-        let random = [42u8; RANDOM_LEN];
-        let ex = Exchange {
-            peer: peer.parse().unwrap(),
-            tls: false,
-            bytes,
-            now,
-            random: &random,
-        };
-        let mut shared = Shared {
-            users: &mut self.users,
-            throttle: &mut self.throttle,
-            credentials: &mut self.cache,
-            pending: &mut self.pending,
-        };
-        match gw.decide(&ex, &mut shared, out) {
+        match self.step_at(peer, bytes, now, None, out) {
             Decision::VerifyPassword(check) => {
                 let ok = check.verify();
-                let again = gw.finish(&ex, &mut shared, &check, ok, out);
+                let again = self.step_at(peer, bytes, now, Some((&check, ok)), out);
                 assert!(
                     !matches!(again, Decision::VerifyPassword(_)),
                     "finish asked for the same check again"
@@ -109,6 +85,17 @@ impl World {
         finished: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
+        self.step_at(peer, bytes, NOW, finished, out)
+    }
+
+    fn step_at(
+        &mut self,
+        peer: &str,
+        bytes: &[u8],
+        now: u64,
+        finished: Option<(&PasswordCheck, bool)>,
+        out: &mut [u8],
+    ) -> Decision {
         let keys = self.keys.clone();
         let trusted = self.trusted.clone();
         let gw = Gateway {
@@ -124,7 +111,7 @@ impl World {
             peer: peer.parse().unwrap(),
             tls: false,
             bytes,
-            now: NOW,
+            now,
             random: &random,
         };
         let mut shared = Shared {
