@@ -15,8 +15,7 @@
 //!    sibling host that can plant cookies for the domain still cannot make a valid one.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 use subtle::ConstantTimeEq;
 
 use crate::session::{SessionKey, SessionKeys};
@@ -50,7 +49,7 @@ pub const CSRF_TOKEN_LEN: usize = (TOKEN_BYTES * 4).div_ceil(3);
 pub type CsrfToken = heapless::String<CSRF_TOKEN_LEN>;
 
 fn tag(key: &SessionKey, nonce: &[u8]) -> Option<[u8; TAG_LEN]> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).ok()?;
+    let mut mac = key.hmac();
     mac.update(b"gatehouse csrf v1\0");
     mac.update(nonce);
     let full = mac.finalize().into_bytes();
