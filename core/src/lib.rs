@@ -24,6 +24,7 @@
 //!   they pass, what the app receives; gatehouse's own login, logout and forward-auth.
 //! - [`subsonic`]: the Subsonic API's own credentials (`u`+`p`, `u`+`t`+`s`, `apiKey`), the
 //!   answers a Subsonic server gives, and the query without the secrets.
+//! - [`time`]: UNIX seconds as UTC calendar text, for what core shows people.
 //! - [`http`]: HTTP/1.1 framing, canonical paths, the forwarded head and gatehouse's own
 //!   responses.
 #![cfg_attr(not(test), no_std)]
@@ -38,6 +39,7 @@ pub mod peer;
 pub mod session;
 pub mod subsonic;
 pub mod throttle;
+pub mod time;
 pub mod trusted;
 pub mod users;
 

@@ -711,6 +711,19 @@ impl<const N: usize, const A: usize> UserTable<N, A> {
         password: PasswordHash,
         enable_user_editing: bool,
     ) -> Result<u32, UserError> {
+        self.may_change_password(actor, target, enable_user_editing)?;
+        self.set_password(target, password)
+    }
+
+    /// Whether [`UserTable::change_password`] would let `actor` change `target`'s password,
+    /// asked before the expensive part (checking the current password, hashing the new one)
+    /// so that a refusal costs nothing and says why at once.
+    pub fn may_change_password(
+        &self,
+        actor: &str,
+        target: &str,
+        enable_user_editing: bool,
+    ) -> Result<(), UserError> {
         let actor_is_admin = self.find(actor).ok_or(UserError::UnknownUser)?.admin;
         if !actor_is_admin {
             if !same_username(actor, target) {
@@ -720,7 +733,7 @@ impl<const N: usize, const A: usize> UserTable<N, A> {
                 return Err(UserError::UserEditingDisabled);
             }
         }
-        self.set_password(target, password)
+        self.find(target).map(|_| ()).ok_or(UserError::UnknownUser)
     }
 
     /// Grants or removes admin rights.
@@ -1549,6 +1562,22 @@ mod tests {
             Err(UserError::UserEditingDisabled)
         );
         assert!(t.authenticate("ann", b"a2", ITER).is_ok());
+        // Asked beforehand, the same answers, and nothing changes.
+        assert_eq!(
+            t.may_change_password("ann", "ann", false),
+            Err(UserError::UserEditingDisabled)
+        );
+        assert_eq!(t.may_change_password("ann", "ann", true), Ok(()));
+        assert_eq!(
+            t.may_change_password("ann", "ben", true),
+            Err(UserError::NotAdmin)
+        );
+        assert_eq!(t.may_change_password("root", "ann", false), Ok(()));
+        assert_eq!(
+            t.may_change_password("root", "nobody", true),
+            Err(UserError::UnknownUser)
+        );
+        assert_eq!(t.generation_of("ann"), Some(3));
         // Admins may change anyone's, their own included, whatever the setting.
         assert_eq!(
             t.change_password("root", "ben", hash("b2", 2), false),

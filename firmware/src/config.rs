@@ -164,6 +164,7 @@ impl<'a> Settings<'a> {
             logout_url: self.logout_url,
             subsonic: defaults.subsonic,
             subsonic_policy: defaults.subsonic_policy,
+            enable_user_editing: defaults.enable_user_editing,
         }
     }
 }

@@ -268,6 +268,9 @@ pub async fn serve<C: Read + Write, U: Upstream>(
 
         let consumed = match decision {
             Decision::Respond(respond) => {
+                if respond.users_changed {
+                    engine.users_changed.signal(());
+                }
                 debug!(
                     "answered {} bytes ({})",
                     respond.len,

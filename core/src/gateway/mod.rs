@@ -8,7 +8,9 @@
 //! 2. **Canonicalise** the target and **classify** it ([`crate::http::PathRules`]).
 //! 3. gatehouse's own endpoints under the reserved prefix (`/_gatehouse/`): `login` (GET: the
 //!    page; POST: the form), `logout`, `auth` (forward-auth for Caddy, Traefik and nginx),
-//!    `health`. Public paths are forwarded with no identity at all.
+//!    `health`, and with the `account` feature `account` (a signed-in user's app passwords,
+//!    password and sessions: see the `account` module). Public paths are forwarded with no
+//!    identity at all.
 //! 4. Everyone else must be someone. In order: the identity header from a **trusted** peer
 //!    (the user is provisioned on first sight, the first user ever is admin); a valid
 //!    **session cookie**; **HTTP Basic** credentials (through the credential cache, then the
@@ -35,11 +37,17 @@
 //! gateway ([`PendingChecks`]). A result is believed only if the user's record (password
 //! hash and generation) is still the one the check was made against.
 //!
+//! A password change on the account page is such a check too: it carries the new password
+//! and a salt, [`PasswordCheck::verify`] hashes the new password (off the lock) once the
+//! current one is right, and `finish` stores the hash under the same guard.
+//!
 //! # Buffers
 //!
 //! The shell reads requests into a buffer of at least [`READ_BUFFER_LEN`] bytes (a head plus a
 //! login form) and gives the engine an output buffer of at least [`OUT_LEN`] bytes.
 
+#[cfg(feature = "account")]
+pub mod account;
 mod form;
 mod page;
 mod pending;
@@ -52,6 +60,9 @@ pub use form::{
 pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
 pub use pending::{MAX_PENDING_CHECKS, PENDING_CHECK_EXPIRY_SECS, PendingChecks};
 pub use subsonic::SubsonicMode;
+
+#[cfg(feature = "account")]
+pub use account::{ACCOUNT_ENDPOINT, AccountOutcome};
 
 use base64ct::{Base64, Encoding};
 use sha2::{Digest, Sha256};
@@ -70,6 +81,8 @@ use crate::peer::Peer;
 use crate::session::{self, MAX_SET_COOKIE_LEN, SessionKeys};
 use crate::throttle::{Throttle, Verdict};
 use crate::trusted::TrustedSources;
+#[cfg(feature = "account")]
+use crate::users::MAX_APP_PASSWORD_LABEL_LEN;
 use crate::users::{DEFAULT_APP_PASSWORD_CAPACITY, UserError, UserTable};
 
 /// Random bytes the shell passes with every request (fresh each time). They are only drawn
@@ -118,6 +131,9 @@ pub struct GatewayConfig<'a> {
     pub subsonic: SubsonicMode,
     /// The Subsonic mechanisms accepted in [`SubsonicMode::Authenticate`].
     pub subsonic_policy: crate::subsonic::SubsonicPolicy,
+    /// Non-admins may change their own password (on the account page); Navidrome's
+    /// `EnableUserEditing`.
+    pub enable_user_editing: bool,
 }
 
 impl GatewayConfig<'static> {
@@ -136,6 +152,7 @@ impl GatewayConfig<'static> {
         logout_url: None,
         subsonic: SubsonicMode::Authenticate,
         subsonic_policy: crate::subsonic::SubsonicPolicy::DEFAULT,
+        enable_user_editing: true,
     };
 }
 
@@ -191,6 +208,13 @@ pub struct Exchange<'b> {
 
 /// What the shell does next.
 #[derive(Debug)]
+#[cfg_attr(
+    feature = "account",
+    expect(
+        clippy::large_enum_variant,
+        reason = "core has no allocator to box the check in; a password change carries the new password too"
+    )
+)]
 pub enum Decision {
     /// The head is not complete: read more and call again with all the bytes.
     NeedMoreBytes,
@@ -253,6 +277,9 @@ pub struct Respond {
     pub close: bool,
     /// What happened, for logs and metrics.
     pub outcome: Outcome,
+    /// The users table changed (the account page made or revoked an app password, changed
+    /// a password, logged a user out everywhere): the shell must persist it.
+    pub users_changed: bool,
 }
 
 /// Why a request was refused before any authentication.
@@ -315,6 +342,9 @@ pub enum Outcome {
     /// gatehouse answered a Subsonic endpoint itself (`getOpenSubsonicExtensions`,
     /// `tokenInfo`).
     SubsonicAnswered,
+    /// The account page answered.
+    #[cfg(feature = "account")]
+    Account(AccountOutcome),
 }
 
 /// What a password check is for.
@@ -324,6 +354,9 @@ enum Purpose {
     LoginForm,
     /// `u` + `p` on a Subsonic path, checked as the login password.
     Subsonic,
+    /// The current password of a password change on the account page.
+    #[cfg(feature = "account")]
+    ChangePassword,
 }
 
 /// A password to verify, self-contained so that it can run without the shared state.
@@ -341,6 +374,9 @@ pub struct PasswordCheck {
     /// Whether the attempt was charged to the throttle when handed out (not when the same
     /// guess was already in flight), so that only a charged attempt is refunded.
     charged: bool,
+    /// A password change's new password, hashed by [`PasswordCheck::verify`].
+    #[cfg(feature = "account")]
+    new_password: Option<account::NewPassword>,
 }
 
 impl core::fmt::Debug for PasswordCheck {
@@ -361,9 +397,16 @@ impl Drop for PasswordCheck {
 
 impl PasswordCheck {
     /// The expensive part: verify the password against the user's hash, or against a dummy
-    /// hash of the same cost when the user does not exist. Needs no shared state.
+    /// hash of the same cost when the user does not exist; for a password change whose
+    /// current password is right, also hash the new one. Needs no shared state.
     pub fn verify(&self) -> bool {
-        password::verify_or_dummy(self.hash.as_ref(), &self.password, self.dummy_iterations)
+        let ok =
+            password::verify_or_dummy(self.hash.as_ref(), &self.password, self.dummy_iterations);
+        #[cfg(feature = "account")]
+        if ok && let Some(new) = &self.new_password {
+            new.hash();
+        }
+        ok
     }
 
     /// The username that was tried.
@@ -402,6 +445,13 @@ enum Handout {
 }
 
 /// The result of authenticating a request.
+#[cfg_attr(
+    feature = "account",
+    expect(
+        clippy::large_enum_variant,
+        reason = "core has no allocator to box the check in; a password change carries the new password too"
+    )
+)]
 enum Auth {
     User {
         name: Username,
@@ -719,6 +769,8 @@ impl<const S: usize> Gateway<'_, S> {
             client: ctx.client,
             ticket: claim.ticket,
             charged,
+            #[cfg(feature = "account")]
+            new_password: None,
         })
     }
 
@@ -799,9 +851,14 @@ impl<const S: usize> Gateway<'_, S> {
     }
 
     fn login_path(&self, buf: &mut [u8; 256]) -> usize {
+        self.endpoint_path("login", buf)
+    }
+
+    /// The path of gatehouse's own endpoint `name` under the reserved prefix.
+    fn endpoint_path(&self, name: &str, buf: &mut [u8; 256]) -> usize {
         let base = self.config.paths.reserved.trim_end_matches('/');
         let mut n = 0;
-        for part in [base.as_bytes(), b"/login"] {
+        for part in [base.as_bytes(), b"/", name.as_bytes()] {
             let take = part.len().min(buf.len() - n);
             buf[n..n + take].copy_from_slice(&part[..take]);
             n += take;
@@ -840,6 +897,7 @@ impl<const S: usize> Gateway<'_, S> {
                 len,
                 close,
                 outcome: Outcome::RedirectedToLogin,
+                users_changed: false,
             }),
             Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
         }
@@ -866,6 +924,8 @@ impl<const S: usize> Gateway<'_, S> {
             "login" if method == "POST" => self.login_post(ctx, shared, verified, out),
             "logout" if read_only || method == "POST" => self.logout(ctx, out),
             "auth" => self.forward_auth(ctx, shared, verified, out),
+            #[cfg(feature = "account")]
+            ACCOUNT_ENDPOINT => self.account(ctx, shared, verified, out),
             "health" if read_only => {
                 let close = close_after(ctx.head, false);
                 let mut w = ResponseWriter::new(out, Status::Ok);
@@ -894,21 +954,7 @@ impl<const S: usize> Gateway<'_, S> {
         outcome: Outcome,
         out: &mut [u8],
     ) -> Decision {
-        let nonce: [u8; 16] = derive(ctx.ex.random, b"csrf nonce");
-        let token = issue_csrf_token(self.keys, &nonce);
-        let mut cookie = [0u8; 160];
-        let name = csrf_cookie_name(self.secure(ctx.ex));
-        let secure = if self.secure(ctx.ex) { "; Secure" } else { "" };
-        let cookie_len = {
-            let mut c = crate::http::Cursor::new(&mut cookie);
-            let _ = core::fmt::Write::write_fmt(
-                &mut c,
-                format_args!(
-                    "{name}={token}; Path=/; Max-Age={CSRF_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
-                ),
-            );
-            c.len()
-        };
+        let (token, cookie) = self.issue_csrf(ctx.ex);
         let mut path = [0u8; 256];
         let path_len = self.login_path(&mut path);
         let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/login");
@@ -920,7 +966,7 @@ impl<const S: usize> Gateway<'_, S> {
             return_target,
             error,
         };
-        let len = page.write_response(status, &cookie[..cookie_len], close, out);
+        let len = page.write_response(status, &cookie, close, out);
         let len = len.map(|n| head_only(ctx.head, out, n));
         match len {
             Ok(len) => Decision::Respond(Respond {
@@ -928,6 +974,7 @@ impl<const S: usize> Gateway<'_, S> {
                 len,
                 close,
                 outcome,
+                users_changed: false,
             }),
             Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
         }
@@ -941,33 +988,11 @@ impl<const S: usize> Gateway<'_, S> {
         out: &mut [u8],
     ) -> Decision {
         let head = ctx.head;
-        let body_len = match head.body() {
-            BodyFraming::None => 0,
-            BodyFraming::Length(n) if n <= MAX_FORM_LEN as u64 => n as usize,
-            BodyFraming::Length(_) => {
-                return refuse(
-                    Refusal::FormTooLarge,
-                    Status::ContentTooLarge,
-                    head.head_len(),
-                    out,
-                );
-            }
-            BodyFraming::Chunked | BodyFraming::UntilClose => {
-                return refuse(
-                    Refusal::LengthRequired,
-                    Status::LengthRequired,
-                    head.head_len(),
-                    out,
-                );
-            }
+        let body = match self.form_body(ctx, out) {
+            Ok(body) => body,
+            Err(decision) => return decision,
         };
-        let total = head.head_len() + body_len;
-        let Some(body) = ctx.ex.bytes.get(head.head_len()..total) else {
-            return Decision::ReadBody {
-                total,
-                send_continue: head.expect_continue(),
-            };
-        };
+        let total = head.head_len() + body.len();
 
         let mut return_buf = [0u8; MAX_RETURN_LEN];
         let return_target = match form_field(body, "return", &mut return_buf) {
@@ -976,17 +1001,7 @@ impl<const S: usize> Gateway<'_, S> {
         };
         let return_target: &[u8] = return_target;
 
-        let mut csrf_buf = [0u8; 2 * CSRF_TOKEN_LEN];
-        let form_token = form_field(body, "csrf", &mut csrf_buf).ok().flatten();
-        let cookie_token = head
-            .header_values("cookie")
-            .find_map(|v| cookie_value(v, csrf_cookie_name(self.secure(ctx.ex))));
-        let csrf_ok = same_origin(ctx)
-            && match (form_token, cookie_token) {
-                (Some(f), Some(c)) => csrf_tokens_match(self.keys, f, c),
-                _ => false,
-            };
-        if !csrf_ok {
+        if !self.csrf_ok(ctx, body) {
             return self.login_page(
                 ctx,
                 Status::Forbidden,
@@ -1102,9 +1117,87 @@ impl<const S: usize> Gateway<'_, S> {
                 len,
                 close,
                 outcome: Outcome::LoggedIn,
+                users_changed: false,
             }),
             Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
         }
+    }
+
+    /// The body of a form POST (login, account): at most [`MAX_FORM_LEN`] bytes with a
+    /// `Content-Length`; `Err` is the decision to return instead (read more, or refuse).
+    #[expect(
+        clippy::result_large_err,
+        reason = "the decision is returned as it is, moved once"
+    )]
+    fn form_body<'b>(&self, ctx: &Ctx<'_, 'b>, out: &mut [u8]) -> Result<&'b [u8], Decision> {
+        let head = ctx.head;
+        let body_len = match head.body() {
+            BodyFraming::None => 0,
+            BodyFraming::Length(n) if n <= MAX_FORM_LEN as u64 => n as usize,
+            BodyFraming::Length(_) => {
+                return Err(refuse(
+                    Refusal::FormTooLarge,
+                    Status::ContentTooLarge,
+                    head.head_len(),
+                    out,
+                ));
+            }
+            BodyFraming::Chunked | BodyFraming::UntilClose => {
+                return Err(refuse(
+                    Refusal::LengthRequired,
+                    Status::LengthRequired,
+                    head.head_len(),
+                    out,
+                ));
+            }
+        };
+        let total = head.head_len() + body_len;
+        ctx.ex
+            .bytes
+            .get(head.head_len()..total)
+            .ok_or(Decision::ReadBody {
+                total,
+                send_continue: head.expect_continue(),
+            })
+    }
+
+    /// A fresh CSRF token and the `Set-Cookie` value that carries it (see the `form` module).
+    fn issue_csrf(&self, ex: &Exchange<'_>) -> (CsrfToken, heapless::Vec<u8, 160>) {
+        let nonce: [u8; 16] = derive(ex.random, b"csrf nonce");
+        let token = issue_csrf_token(self.keys, &nonce);
+        let mut cookie = [0u8; 160];
+        let name = csrf_cookie_name(self.secure(ex));
+        let secure = if self.secure(ex) { "; Secure" } else { "" };
+        let cookie_len = {
+            let mut c = crate::http::Cursor::new(&mut cookie);
+            let _ = core::fmt::Write::write_fmt(
+                &mut c,
+                format_args!(
+                    "{name}={token}; Path=/; Max-Age={CSRF_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
+                ),
+            );
+            c.len()
+        };
+        (
+            token,
+            heapless::Vec::from_slice(&cookie[..cookie_len]).unwrap_or_default(),
+        )
+    }
+
+    /// Both CSRF checks of a form POST (see the `form` module): the request came from this
+    /// site, and the form's token equals the CSRF cookie and carries a valid signature.
+    fn csrf_ok(&self, ctx: &Ctx<'_, '_>, body: &[u8]) -> bool {
+        let mut csrf_buf = [0u8; 2 * CSRF_TOKEN_LEN];
+        let form_token = form_field(body, "csrf", &mut csrf_buf).ok().flatten();
+        let cookie_token = ctx
+            .head
+            .header_values("cookie")
+            .find_map(|v| cookie_value(v, csrf_cookie_name(self.secure(ctx.ex))));
+        same_origin(ctx)
+            && match (form_token, cookie_token) {
+                (Some(f), Some(c)) => csrf_tokens_match(self.keys, f, c),
+                _ => false,
+            }
     }
 
     fn logout(&self, ctx: &Ctx<'_, '_>, out: &mut [u8]) -> Decision {
@@ -1410,12 +1503,14 @@ fn finish(
             len,
             close,
             outcome,
+            users_changed: false,
         }),
         Err(_) => Decision::Respond(Respond {
             consumed: ctx.head.head_len(),
             len: 0,
             close: true,
             outcome: Outcome::Refused(Refusal::OutputTooSmall),
+            users_changed: false,
         }),
     }
 }
@@ -1462,6 +1557,7 @@ fn refuse(refusal: Refusal, status: Status, consumed: usize, out: &mut [u8]) -> 
         len,
         close: true,
         outcome: Outcome::Refused(refusal),
+        users_changed: false,
     })
 }
 

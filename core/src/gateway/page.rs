@@ -6,14 +6,16 @@
 
 use crate::http::{OutputFull, ResponseWriter, Status};
 
-const HEAD: &str = r#"<!doctype html>
+const DOC_START: &str = r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>Sign in</title>
-<style>
+<title>"#;
+
+/// The style every gatehouse page shares (inline: the CSP allows no other).
+const STYLE: &str = r#"
 :root{color-scheme:light dark}
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:#f4f4f5;color:#18181b}
 main{background:#fff;padding:2rem 1.5rem;border-radius:.75rem;box-shadow:0 1px 4px rgba(0,0,0,.15);width:min(22rem,calc(100% - 2rem));box-sizing:border-box}
@@ -24,11 +26,6 @@ input:focus,button:focus{outline:3px solid #2563eb;outline-offset:2px}
 button{margin-top:1.5rem;width:100%;font:inherit;font-weight:600;padding:.8rem;border:0;border-radius:.4rem;background:#1d4ed8;color:#fff;cursor:pointer}
 .error{margin:0 0 .5rem;padding:.7rem;border-radius:.4rem;background:#fef2f2;color:#991b1b;border:1px solid #fca5a5}
 @media (prefers-color-scheme:dark){body{background:#18181b;color:#f4f4f5}main{background:#27272a}}
-</style>
-</head>
-<body>
-<main>
-<h1>Sign in</h1>
 "#;
 
 const TAIL: &str = r#"<label for="username">Username</label>
@@ -77,7 +74,7 @@ impl LoginPage<'_> {
     }
 
     fn html(&self, w: &mut Html<'_>) -> Result<(), OutputFull> {
-        w.raw(HEAD.as_bytes())?;
+        page_start(w, "Sign in", "", "")?;
         if let Some(e) = self.error {
             w.raw(b"<p class=\"error\" role=\"alert\">")?;
             w.text(e.as_bytes())?;
@@ -102,23 +99,67 @@ impl LoginPage<'_> {
         close: bool,
         out: &mut [u8],
     ) -> Result<usize, OutputFull> {
-        // Measure first, then write the page straight after the head.
-        let mut counter = Html {
-            out: &mut [],
-            len: 0,
-            count_only: true,
-        };
-        self.html(&mut counter)?;
-        let mut w = ResponseWriter::new(out, status);
-        w.header("Set-Cookie", set_cookie)
-            .header("Content-Security-Policy", PAGE_CSP);
-        w.finish_with("text/html; charset=utf-8", counter.len, close, |rest| {
-            self.write_html(rest)
-        })
+        html_response(status, &[set_cookie], close, out, |w| self.html(w))
     }
 }
 
-struct Html<'o> {
+/// Starts a page: the document head with `title`, the shared style and `extra_style`, then
+/// `<main class="main_class">` and the `<h1>`.
+pub(super) fn page_start(
+    w: &mut Html<'_>,
+    title: &str,
+    main_class: &str,
+    extra_style: &str,
+) -> Result<(), OutputFull> {
+    w.raw(DOC_START.as_bytes())?;
+    w.text(title.as_bytes())?;
+    w.raw(b"</title>\n<style>")?;
+    w.raw(STYLE.as_bytes())?;
+    w.raw(extra_style.as_bytes())?;
+    w.raw(b"</style>\n</head>\n<body>\n<main")?;
+    if !main_class.is_empty() {
+        w.raw(b" class=\"")?;
+        w.text(main_class.as_bytes())?;
+        w.raw(b"\"")?;
+    }
+    w.raw(b">\n<h1>")?;
+    w.text(title.as_bytes())?;
+    w.raw(b"</h1>\n")
+}
+
+/// A whole HTML response: `status`, each of `set_cookies`, the pages' CSP, and the page
+/// `html` writes (run twice: to measure it, then to write it straight after the head).
+pub(super) fn html_response(
+    status: Status,
+    set_cookies: &[&[u8]],
+    close: bool,
+    out: &mut [u8],
+    html: impl Fn(&mut Html<'_>) -> Result<(), OutputFull>,
+) -> Result<usize, OutputFull> {
+    let mut counter = Html {
+        out: &mut [],
+        len: 0,
+        count_only: true,
+    };
+    html(&mut counter)?;
+    let mut w = ResponseWriter::new(out, status);
+    for cookie in set_cookies.iter().filter(|c| !c.is_empty()) {
+        w.header("Set-Cookie", cookie);
+    }
+    w.header("Content-Security-Policy", PAGE_CSP);
+    w.finish_with("text/html; charset=utf-8", counter.len, close, |rest| {
+        let mut page = Html {
+            out: rest,
+            len: 0,
+            count_only: false,
+        };
+        html(&mut page)?;
+        Ok(page.len)
+    })
+}
+
+/// Writes HTML into a buffer, or only counts it.
+pub(super) struct Html<'o> {
     out: &'o mut [u8],
     len: usize,
     /// Only count the bytes (to learn the length before writing).
@@ -126,7 +167,8 @@ struct Html<'o> {
 }
 
 impl Html<'_> {
-    fn raw(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
+    /// Markup, as it is.
+    pub(super) fn raw(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
         if self.count_only {
             self.len += bytes.len();
             return Ok(());
@@ -141,7 +183,7 @@ impl Html<'_> {
     }
 
     /// Escapes for both text and double-quoted attribute values.
-    fn text(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
+    pub(super) fn text(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
         for &b in bytes {
             match b {
                 b'&' => self.raw(b"&amp;")?,

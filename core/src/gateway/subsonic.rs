@@ -358,6 +358,7 @@ impl Answer<'_, '_, '_> {
                 len: head_only(self.ctx.head, out, len),
                 close: self.close,
                 outcome,
+                users_changed: false,
             }),
             Err(_) => refuse(
                 Refusal::OutputTooSmall,

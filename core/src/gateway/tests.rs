@@ -1136,3 +1136,22 @@ fn gateway_borrows_its_config() {
     let gw = w.gateway();
     assert_eq!(gw.config.user_header, "Remote-User");
 }
+
+#[cfg(not(feature = "account"))]
+#[test]
+fn without_the_account_feature_the_account_page_is_an_unknown_endpoint() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("bob");
+    let request = format!(
+        "GET /_gatehouse/account HTTP/1.1\r\nHost: gw\r\nAccept: text/html\r\nCookie: {cookie}\r\n\r\n"
+    );
+    match w.decide("192.0.2.1:1", request.as_bytes(), &mut out) {
+        Decision::Respond(r) => {
+            assert_eq!(r.outcome, Outcome::NotFound);
+            assert!(out[..r.len].starts_with(b"HTTP/1.1 404 "));
+            assert!(!r.users_changed);
+        }
+        other => panic!("{other:?}"),
+    }
+}
