@@ -217,20 +217,9 @@ fn app_password(file: &UsersFile, command: AppPasswordCommand) -> Result<()> {
     Ok(())
 }
 
-/// A UNIX time as `YYYY-MM-DD HH:MM UTC` (days to a civil date: Howard Hinnant's algorithm).
+/// A UNIX time as `YYYY-MM-DD HH:MM UTC` (core's, as the account page shows it).
 fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+    gatehouse_core::time::utc_text(secs).as_str().to_owned()
 }
 
 /// Now, in UNIX seconds (app passwords record when they were made).

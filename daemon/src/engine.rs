@@ -45,6 +45,8 @@ pub struct Respond {
     pub close: bool,
     pub status: u16,
     pub log: RequestLog,
+    /// core changed the users table (the account page): the users file must be written.
+    pub users_changed: bool,
 }
 
 pub struct Fwd {
@@ -130,6 +132,7 @@ pub fn gateway_config(config: &crate::config::Config) -> GatewayConfig<'static> 
         password_iterations: config.password_iterations,
         secure_cookies: config.secure_cookies,
         subsonic: config.subsonic,
+        enable_user_editing: config.enable_user_editing,
         ..GatewayConfig::DEFAULT
     }
 }
@@ -197,6 +200,15 @@ pub async fn judge(
         let (shared, name) = (shared.clone(), name.clone());
         let _ = tokio::task::spawn_blocking(move || persist_provisioned(&shared, &name)).await;
     }
+    if let Judged::Respond(Respond {
+        users_changed: true,
+        ..
+    }) = &judged
+    {
+        // Written before the answer goes out, so that what the page says is on disk.
+        let shared = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || persist_account_change(&shared)).await;
+    }
     judged
 }
 
@@ -249,6 +261,7 @@ fn translate(
                 close: r.close,
                 status,
                 log,
+                users_changed: r.users_changed,
             })
         }
         Decision::Forward(f) => {
@@ -292,6 +305,22 @@ fn persist_provisioned(shared: &Shared, name: &str) {
         }
     });
     tracing::info!("saved the users file: user {name} provisioned, or an app password used");
+}
+
+/// A change core made on the account page (app passwords, a password, a generation) is
+/// written to the users file. If `gatehouse users` changed the file in the moment since the
+/// gateway last read it, the file's version wins and the change is reported as lost.
+fn persist_account_change(shared: &Shared) {
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    shared.persist_users(|_| lost.store(true, std::sync::atomic::Ordering::Relaxed));
+    if lost.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!(
+            "the users file changed on disk while an account page change was made; the file's \
+             version was kept and the account page change is lost"
+        );
+    } else {
+        tracing::info!("saved the users file: changed on the account page");
+    }
 }
 
 /// The method for the log line: the request line's first word, if it is a plain token.
@@ -346,6 +375,7 @@ fn metrics_response(shared: &Shared, consumed: usize, mut log: RequestLog) -> Ju
         close: false,
         status: 200,
         log,
+        users_changed: false,
     })
 }
 
@@ -358,6 +388,7 @@ fn internal_error(peer: PeerAddr, consumed: usize) -> Judged {
         bytes: out,
         close: true,
         status: 500,
+        users_changed: false,
         log: RequestLog {
             peer,
             method: "-".into(),

@@ -3,7 +3,9 @@
 
 mod support;
 
-use support::{Gateway, Recorder, basic, get, users};
+use support::{
+    Client, Gateway, Recorder, basic, form_encode, get, hidden_field, login, set_cookies, users,
+};
 
 const FAST: &[&str] = &["--password-iterations", "1000"];
 
@@ -116,4 +118,199 @@ fn subsonic_clients_and_basic_use_app_passwords_and_the_app_never_sees_them() {
     let (code, out, err) = users(&state, &["app-password", "list", "alice"], "");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\tlast used 20"), "{out}");
+}
+
+/// The account page through the gateway: GET it with a session, POST a form with its CSRF
+/// token and cookie. Returns the response and the cookies for the next POST.
+struct AccountPage {
+    addr: std::net::SocketAddr,
+    session: String,
+    csrf: String,
+    csrf_cookie: String,
+}
+
+impl AccountPage {
+    fn open(addr: std::net::SocketAddr, session: &str) -> AccountPage {
+        let page = get(
+            addr,
+            "/_gatehouse/account",
+            &format!("Accept: text/html\r\nCookie: {session}\r\n"),
+        );
+        assert_eq!(page.status, 200, "{}", page.body_text());
+        let mut account = AccountPage {
+            addr,
+            session: session.to_owned(),
+            csrf: String::new(),
+            csrf_cookie: String::new(),
+        };
+        account.take_csrf(&page);
+        account
+    }
+
+    fn take_csrf(&mut self, page: &support::Response) {
+        self.csrf = hidden_field(&page.body_text(), "csrf").expect("a csrf field");
+        self.csrf_cookie = set_cookies(page)
+            .into_iter()
+            .find(|c| c.starts_with("gatehouse_csrf="))
+            .expect("a csrf cookie");
+    }
+
+    fn post(&mut self, fields: &[(&str, &str)]) -> support::Response {
+        let mut body = format!("csrf={}", form_encode(&self.csrf));
+        for (k, v) in fields {
+            body.push_str(&format!("&{k}={}", form_encode(v)));
+        }
+        let mut c = Client::tcp(self.addr);
+        let r = c.request(
+            format!(
+                "POST /_gatehouse/account HTTP/1.1\r\nHost: gw.test\r\nOrigin: http://gw.test\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nCookie: {}; {}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.session,
+                self.csrf_cookie,
+                body.len()
+            )
+            .as_bytes(),
+        );
+        if r.status == 200 {
+            self.take_csrf(&r);
+        }
+        r
+    }
+}
+
+/// The secret the account page shows once.
+fn shown_secret(page: &str) -> Option<String> {
+    let marker = "<code class=\"secret\" id=\"secret\">";
+    let start = page.find(marker)? + marker.len();
+    let end = page[start..].find('<')? + start;
+    Some(page[start..end].to_owned())
+}
+
+#[test]
+fn the_account_page_makes_and_revokes_app_passwords_and_the_users_file_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    add_alice(&state);
+    let app = Recorder::start();
+    let gw = Gateway::start_with_state(&state, &app.upstream(), &["--listen", "127.0.0.1:0"], FAST);
+    let addr = gw.addr();
+    let users_file = state.join("users.json");
+
+    let session = login(addr, "alice", "correct horse");
+    let mut page = AccountPage::open(addr, &session);
+    let created = page.post(&[("do", "create"), ("label", "phone")]);
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    let secret = shown_secret(&created.body_text()).expect("the secret is shown");
+    assert!(created.body_text().contains("it will not be shown again"));
+    let on_disk = std::fs::read_to_string(&users_file).expect("users file");
+    assert!(on_disk.contains("\"label\":\"phone\""), "{on_disk}");
+    let (code, out, err) = users(&state, &["app-password", "list", "alice"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("phone\tcreated 20"), "{out}");
+    let again = get(
+        addr,
+        "/_gatehouse/account",
+        &format!("Accept: text/html\r\nCookie: {session}\r\n"),
+    );
+    assert!(again.body_text().contains("<strong>phone</strong>"));
+    assert!(!again.body_text().contains(&secret), "shown once only");
+
+    let ping = format!("/rest/ping.view?u=alice&p={secret}&v=1.16.1&c=test&f=json");
+    let r = get(addr, &ping, "");
+    assert_eq!(r.status, 200);
+    let seen = app.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].header("Remote-User"), Some("alice"));
+    assert!(!seen[0].request_line.contains(&secret), "{:?}", seen[0]);
+    assert!(!seen[0].headers.iter().any(|(_, v)| v.contains(&secret)));
+
+    let revoked = page.post(&[("do", "revoke"), ("label", "phone")]);
+    assert_eq!(revoked.status, 200, "{}", revoked.body_text());
+    assert!(revoked.body_text().contains("revoked"));
+    let r = get(addr, &ping, "");
+    let body = r.body_text();
+    assert!(body.contains("\"status\":\"failed\""), "{body}");
+    assert!(body.contains("\"code\":40"), "{body}");
+    assert_eq!(
+        app.requests().len(),
+        1,
+        "a revoked app password reaches nothing"
+    );
+    let on_disk = std::fs::read_to_string(&users_file).expect("users file");
+    assert!(!on_disk.contains("\"label\":\"phone\""), "{on_disk}");
+    assert!(
+        gw.logs()
+            .contains("saved the users file: changed on the account page"),
+        "{}",
+        gw.logs()
+    );
+    assert!(!gw.logs().contains("change is lost"), "{}", gw.logs());
+}
+
+#[test]
+fn the_account_page_changes_the_password_and_logs_out_everywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    add_alice(&state);
+    let app = Recorder::start();
+    let gw = Gateway::start_with_state(&state, &app.upstream(), &["--listen", "127.0.0.1:0"], FAST);
+    let addr = gw.addr();
+    let users_file = state.join("users.json");
+    let before = std::fs::read_to_string(&users_file).expect("users file");
+
+    let other_browser = login(addr, "alice", "correct horse");
+    let session = login(addr, "alice", "correct horse");
+    let mut page = AccountPage::open(addr, &session);
+    let wrong = page.post(&[
+        ("do", "password"),
+        ("current", "not it"),
+        ("new", "battery staple"),
+        ("confirm", "battery staple"),
+    ]);
+    assert!(wrong.body_text().contains("current password is wrong"));
+    assert_eq!(
+        std::fs::read_to_string(&users_file).expect("users file"),
+        before
+    );
+
+    let changed = page.post(&[
+        ("do", "password"),
+        ("current", "correct horse"),
+        ("new", "battery staple"),
+        ("confirm", "battery staple"),
+    ]);
+    assert_eq!(changed.status, 200, "{}", changed.body_text());
+    assert!(changed.body_text().contains("Your password was changed"));
+    let fresh = set_cookies(&changed)
+        .into_iter()
+        .find(|c| c.starts_with("gatehouse_session="))
+        .expect("this browser stays signed in");
+    assert_ne!(
+        std::fs::read_to_string(&users_file).expect("users file"),
+        before
+    );
+    let browse = |cookie: &str| {
+        get(
+            addr,
+            "/app/",
+            &format!("Accept: text/html\r\nCookie: {cookie}\r\n"),
+        )
+    };
+    assert_eq!(browse(&fresh).status, 200);
+    assert_eq!(browse(&other_browser).status, 302, "other sessions end");
+    assert_eq!(
+        get(addr, "/app/", &basic("alice", "battery staple")).status,
+        200
+    );
+
+    page.session = fresh.clone();
+    let out = page.post(&[("do", "logout-everywhere")]);
+    assert_eq!(out.status, 303);
+    assert!(
+        out.header("Location")
+            .unwrap_or("")
+            .ends_with("/_gatehouse/login")
+    );
+    assert_eq!(browse(&fresh).status, 302, "this session ended too");
 }
