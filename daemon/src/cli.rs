@@ -311,7 +311,8 @@ pub struct SettingFlags {
     /// How long a login lasts: seconds, or `30m`, `12h`, `7d`. [default: 7d]
     #[arg(long, value_name = "DURATION", help_heading = "Settings")]
     pub session_ttl: Option<String>,
-    /// Let non-admin users change their own password (Navidrome's EnableUserEditing).
+    /// Let non-admin users change their own password on the account page (Navidrome's
+    /// EnableUserEditing).
     /// [default: true]
     #[arg(long, value_name = "BOOL", help_heading = "Settings")]
     pub enable_user_editing: Option<String>,

@@ -121,6 +121,15 @@ impl Browser {
         self.session_call("POST", &format!("/element/{element}/click"), json!({}));
     }
 
+    /// The visible text of the element matching the CSS `selector`.
+    pub fn element_text(&self, selector: &str) -> String {
+        let element = self.element(selector);
+        self.session_call("GET", &format!("/element/{element}/text"), Value::Null)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     fn element(&self, selector: &str) -> String {
         let found = self.session_call(
             "POST",
