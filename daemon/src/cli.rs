@@ -322,6 +322,10 @@ pub struct SettingFlags {
     /// Open client connections at most; beyond it new ones wait. [default: 4096]
     #[arg(long, value_name = "N", help_heading = "Settings")]
     pub max_connections: Option<String>,
+    /// Threads serving connections, each with its own event loop, or `auto` for one per CPU.
+    /// [default: auto]
+    #[arg(long, value_name = "N", help_heading = "Settings")]
+    pub workers: Option<String>,
     /// Time a client has to send a whole request head (slowloris). [default: 10s]
     #[arg(long, value_name = "DURATION", help_heading = "Settings")]
     pub head_read_timeout: Option<String>,
@@ -355,7 +359,7 @@ impl SettingFlags {
         if !self.listen.is_empty() {
             out.push(("listen", FlagValue::List(self.listen.clone())));
         }
-        let singles: [(&'static str, &Option<String>); 20] = [
+        let singles: [(&'static str, &Option<String>); 21] = [
             ("upstream", &self.upstream),
             ("state_dir", &self.state_dir),
             ("tls_cert", &self.tls_cert),
@@ -369,6 +373,7 @@ impl SettingFlags {
             ("enable_user_editing", &self.enable_user_editing),
             ("logout_url", &self.logout_url),
             ("max_connections", &self.max_connections),
+            ("workers", &self.workers),
             ("head_read_timeout", &self.head_read_timeout),
             ("idle_timeout", &self.idle_timeout),
             ("upstream_connect_timeout", &self.upstream_connect_timeout),

@@ -286,9 +286,10 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     run_runtime(prepared.run(None, None))
 }
 
+/// Runs start-up, the accept loops, signals and shutdown on the main thread's runtime; the
+/// connections themselves run on the worker threads [`server::run`] starts.
 fn run_runtime(fut: impl std::future::Future<Output = Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads())
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -305,14 +306,6 @@ fn run_runtime(fut: impl std::future::Future<Output = Result<()>>) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// One worker per CPU, at most 4: a gateway on a NAS shares the machine with the app.
-fn worker_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
 }
 
 /// Called once the listeners are open, with their addresses (the demo prints its banner).
@@ -397,12 +390,13 @@ impl Prepared {
         if let Some(f) = on_ready {
             f(&described);
         }
-        server::run(listeners, shared.clone(), self.tls.clone(), shutdown).await;
+        let served = server::run(listeners, shared.clone(), self.tls.clone(), shutdown).await;
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         watcher.abort();
         for p in unix_paths {
             let _ = std::fs::remove_file(p);
         }
+        served?;
         tracing::info!("gatehouse stopped");
         Ok(())
     }

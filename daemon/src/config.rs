@@ -17,6 +17,9 @@ use crate::cli::{FlagValue, SettingFlags};
 /// Most entries a trusted-sources list may hold.
 pub const TRUSTED_SOURCES_CAPACITY: usize = 64;
 
+/// Most event-loop threads `workers` may ask for.
+pub const MAX_WORKERS: usize = 256;
+
 /// A parsed trusted-sources list (core's type, at the daemon's capacity).
 pub type TrustedList = gatehouse_core::trusted::TrustedSources<TRUSTED_SOURCES_CAPACITY>;
 
@@ -82,6 +85,7 @@ pub const KEYS: &[&str] = &[
     "enable_user_editing",
     "logout_url",
     "max_connections",
+    "workers",
     "head_read_timeout",
     "idle_timeout",
     "upstream_connect_timeout",
@@ -162,6 +166,8 @@ pub struct Config {
     pub enable_user_editing: bool,
     pub logout_url: Option<String>,
     pub max_connections: usize,
+    /// Event-loop threads serving connections; `None` (`"auto"`) is one per CPU.
+    pub workers: Option<usize>,
     pub head_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub upstream_connect_timeout: Duration,
@@ -197,6 +203,7 @@ impl Config {
             enable_user_editing: true,
             logout_url: None,
             max_connections: 4096,
+            workers: None,
             head_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             upstream_connect_timeout: Duration::from_secs(5),
@@ -562,6 +569,20 @@ fn apply(
             }
             config.max_connections = n as usize;
         }
+        "workers" => {
+            if as_text(&value).is_some_and(|s| s.trim() == "auto") {
+                config.workers = None;
+            } else {
+                let n = as_int(&value)
+                    .ok_or_else(|| bad("expected a whole number or \"auto\" (one per CPU)"))?;
+                if !(1..=MAX_WORKERS as i64).contains(&n) {
+                    return Err(bad(&format!(
+                        "must be between 1 and {MAX_WORKERS}, or \"auto\""
+                    )));
+                }
+                config.workers = Some(n as usize);
+            }
+        }
         "unix_socket_mode" => {
             let s = match &value {
                 Raw::Toml(toml::Value::Integer(_)) => {
@@ -791,6 +812,43 @@ mod tests {
         assert_eq!(c.upstream, UpstreamAddr::Unix("/run/app.sock".into()));
         assert_eq!(c.session_ttl, Duration::from_secs(7200));
         assert_eq!(c.idle_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn workers_is_a_count_or_auto_from_any_source() {
+        assert_eq!(
+            load("", &[], SettingFlags::default())
+                .expect("valid")
+                .workers,
+            None
+        );
+        let c = load("workers = 3\n", &[], SettingFlags::default()).expect("valid");
+        assert_eq!(c.workers, Some(3));
+        let c = load(
+            "workers = 3\n",
+            &[("GATEHOUSE_WORKERS", "auto")],
+            SettingFlags::default(),
+        )
+        .expect("valid");
+        assert_eq!(c.workers, None);
+        let flags = SettingFlags {
+            workers: Some("1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            load("workers = \"auto\"\n", &[], flags)
+                .expect("valid")
+                .workers,
+            Some(1)
+        );
+        for bad in [
+            "workers = 0\n",
+            "workers = \"many\"\n",
+            "workers = 100000\n",
+        ] {
+            let err = load(bad, &[], SettingFlags::default()).expect_err(bad);
+            assert!(err.to_string().contains("`workers`"), "{err}");
+        }
     }
 
     #[test]

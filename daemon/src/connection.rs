@@ -20,10 +20,12 @@ use crate::keys::RandomPool;
 use crate::metrics::Outcome;
 use crate::pump::{self, After, Buf, ForwardError, Limits};
 use crate::shared::Shared;
+use crate::upstream::Upstream;
 
 /// Serves one accepted connection until it closes, times out, or the server shuts down.
 pub async fn serve(
     shared: Arc<Shared>,
+    upstream: Arc<Upstream>,
     stream: ClientStream,
     peer: PeerAddr,
     tls: Option<TlsAcceptor>,
@@ -48,6 +50,7 @@ pub async fn serve(
     };
     let mut conn = Connection {
         shared,
+        upstream,
         peer,
         buf: Buf::new(),
         first: true,
@@ -59,6 +62,8 @@ pub async fn serve(
 
 struct Connection {
     shared: Arc<Shared>,
+    /// The idle connections to the app of the worker this connection runs on.
+    upstream: Arc<Upstream>,
     peer: PeerAddr,
     buf: Buf,
     first: bool,
@@ -187,8 +192,7 @@ impl Connection {
                     self.buf.consume(fwd.consumed);
                     let plan = fwd.plan();
                     let result =
-                        pump::forward(&self.shared.upstream, stream, &mut self.buf, &plan, limits)
-                            .await;
+                        pump::forward(&self.upstream, stream, &mut self.buf, &plan, limits).await;
                     return match result {
                         Ok((after, status)) => {
                             self.shared.metrics.request(Outcome::Forwarded);

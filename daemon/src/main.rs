@@ -5,7 +5,7 @@
 //! everything else. The files are named for what they hold:
 //!
 //! - [`cli`]: the command line; [`config`]: the configuration and its checks;
-//! - [`server`]: listeners, the connection limit, graceful shutdown;
+//! - [`server`]: listeners, the worker threads, the connection limit, graceful shutdown;
 //! - [`connection`]: one client connection, request after request, through the core engine;
 //! - [`upstream`]: connections to the app and their keep-alive pool;
 //! - [`store`]: the state directory (users file, session keys); [`files`]: atomic writes;

@@ -1,25 +1,36 @@
 //! The listeners: accept connections on every configured address, keep their number under
-//! `max_connections`, and shut down gracefully.
+//! `max_connections`, hand each to a worker, and shut down gracefully.
 //!
-//! The layout follows mini-redis: one accept loop per listener; a semaphore permit per open
-//! connection (when none is left, the loop stops accepting and new clients wait in the
-//! kernel's backlog, while open connections carry on); a broadcast that tells every
-//! connection to finish its current request and close; and a channel whose senders are held by
-//! the connection tasks, so "all senders dropped" means "all connections have finished".
+//! Connections are served by `workers` threads, each running its own single-threaded tokio
+//! runtime, as nginx runs one event loop per worker process: a connection stays on the thread
+//! that took it, its wake-ups never cross threads, and each worker keeps its own idle
+//! connections to the app. The accept loops run on the main runtime and hand each new
+//! connection to the worker with the fewest open ones. Password checks do not run on a
+//! worker's event loop but on its blocking pool (see [`crate::engine`]).
+//!
+//! The rest follows mini-redis: one accept loop per listener; a semaphore permit per open
+//! connection, for all workers together (when none is left, the loop stops accepting and new
+//! clients wait in the kernel's backlog, while open connections carry on); a broadcast that
+//! tells every connection to finish its current request and close; and a channel whose senders
+//! are held by the connection tasks, so "all senders dropped" means "all connections have
+//! finished".
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::client::{ClientStream, PeerAddr};
 use crate::config::{Config, ListenAddr};
 use crate::connection;
 use crate::shared::Shared;
 use crate::tls::TlsState;
+use crate::upstream::Upstream;
 
 /// One bound listener.
 pub enum Listener {
@@ -102,7 +113,8 @@ pub async fn run(
     shared: Arc<Shared>,
     tls: Option<TlsState>,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) -> Result<()> {
+    let workers = Arc::new(Workers::start(&shared)?);
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let (notify_shutdown, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -111,6 +123,7 @@ pub async fn run(
     for listener in listeners {
         let acceptor = Acceptor {
             shared: shared.clone(),
+            workers: workers.clone(),
             limit: limit.clone(),
             tls: tls.clone(),
             notify_shutdown: notify_shutdown.clone(),
@@ -143,10 +156,133 @@ pub async fn run(
             "shutdown deadline of {deadline:?} passed; closing the remaining connections"
         );
     }
+    // The acceptors held the only other references; stopping the workers drops whatever
+    // connection is still open past the deadline.
+    if let Ok(workers) = Arc::try_unwrap(workers) {
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    }
+    Ok(())
+}
+
+/// The number of workers `workers = "auto"` means: one per CPU.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The threads that serve connections, each with its own single-threaded runtime.
+struct Workers {
+    workers: Vec<Worker>,
+}
+
+struct Worker {
+    runtime: Handle,
+    /// Connections handed to this worker and not finished yet.
+    open: Arc<AtomicUsize>,
+    /// This worker's idle connections to the app: used by its connections only.
+    upstream: Arc<Upstream>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(shared: &Shared) -> Result<Workers> {
+        let count = shared.config.workers.unwrap_or_else(default_workers).max(1);
+        let mut workers = Vec::with_capacity(count);
+        for i in 0..count {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("gatehouse-worker-{i}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = handle_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                    // Whatever is left (connections past the shutdown deadline) is dropped,
+                    // without waiting for a password check still running on a blocking thread.
+                    runtime.shutdown_background();
+                })
+                .context("starting a worker thread")?;
+            let runtime = handle_rx
+                .recv()
+                .map_err(|_| anyhow!("a worker thread ended while starting"))?
+                .context("starting a worker's async runtime")?;
+            workers.push(Worker {
+                runtime,
+                open: Arc::new(AtomicUsize::new(0)),
+                upstream: Arc::new(Upstream::new(
+                    shared.config.upstream.clone(),
+                    shared.config.upstream_connect_timeout,
+                )),
+                stop: Some(stop),
+                thread: Some(thread),
+            });
+        }
+        tracing::info!("serving connections on {count} worker threads");
+        Ok(Workers { workers })
+    }
+
+    /// The worker with the fewest open connections (the first such, after `hint`, so ties go
+    /// round the workers).
+    fn pick(&self, hint: usize) -> &Worker {
+        let n = self.workers.len();
+        let mut best = &self.workers[hint % n];
+        let mut best_open = best.open.load(Ordering::Relaxed);
+        for k in 1..n {
+            let w = &self.workers[(hint + k) % n];
+            let open = w.open.load(Ordering::Relaxed);
+            if open < best_open {
+                best = w;
+                best_open = open;
+            }
+        }
+        best
+    }
+
+    /// Stops every worker's runtime and waits for its thread.
+    fn stop(mut self) {
+        for w in &mut self.workers {
+            if let Some(stop) = w.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for w in &mut self.workers {
+            if let Some(thread) = w.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// An accepted connection on its way to a worker: a plain socket, registered with the
+/// worker's runtime once there.
+enum Accepted {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Accepted {
+    fn into_client(self) -> std::io::Result<ClientStream> {
+        Ok(match self {
+            Accepted::Tcp(s) => ClientStream::Tcp(tokio::net::TcpStream::from_std(s)?),
+            Accepted::Unix(s) => ClientStream::Unix(tokio::net::UnixStream::from_std(s)?),
+        })
+    }
 }
 
 struct Acceptor {
     shared: Arc<Shared>,
+    workers: Arc<Workers>,
     limit: Arc<Semaphore>,
     tls: Option<TlsState>,
     notify_shutdown: broadcast::Sender<()>,
@@ -156,6 +292,7 @@ struct Acceptor {
 impl Acceptor {
     async fn run(self, listener: Listener) {
         let mut backoff_ms = 1;
+        let mut turn = 0usize;
         loop {
             // Wait for room under max_connections before accepting: beyond the limit, new
             // clients wait in the backlog and open connections are not disturbed.
@@ -163,14 +300,14 @@ impl Acceptor {
                 return;
             };
             let accepted = match &listener {
-                Listener::Tcp(l) => l.accept().await.map(|(s, addr)| {
+                Listener::Tcp(l) => l.accept().await.and_then(|(s, addr)| {
                     let _ = s.set_nodelay(true);
-                    (ClientStream::Tcp(s), PeerAddr::Tcp(addr))
+                    Ok((Accepted::Tcp(s.into_std()?), PeerAddr::Tcp(addr)))
                 }),
                 Listener::Unix(l, _) => l
                     .accept()
                     .await
-                    .map(|(s, _)| (ClientStream::Unix(s), PeerAddr::Unix)),
+                    .and_then(|(s, _)| Ok((Accepted::Unix(s.into_std()?), PeerAddr::Unix))),
             };
             let (stream, peer) = match accepted {
                 Ok(x) => {
@@ -187,15 +324,27 @@ impl Acceptor {
             };
             let shared = self.shared.clone();
             let tls = match (&stream, &self.tls) {
-                (ClientStream::Tcp(_), Some(t)) => Some(t.acceptor()),
+                (Accepted::Tcp(_), Some(t)) => Some(t.acceptor()),
                 _ => None,
             };
             let shutdown = self.notify_shutdown.subscribe();
             let done = self.done_tx.clone();
-            tokio::spawn(async move {
-                shared.metrics.connection_opened();
-                connection::serve(shared.clone(), stream, peer, tls, shutdown).await;
+            turn = turn.wrapping_add(1);
+            let worker = self.workers.pick(turn);
+            let open = worker.open.clone();
+            let upstream = worker.upstream.clone();
+            open.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.connection_opened();
+            worker.runtime.spawn(async move {
+                match stream.into_client() {
+                    Ok(stream) => {
+                        connection::serve(shared.clone(), upstream, stream, peer, tls, shutdown)
+                            .await;
+                    }
+                    Err(e) => tracing::warn!(%peer, "cannot serve an accepted connection: {e}"),
+                }
                 shared.metrics.connection_closed();
+                open.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
                 drop(done);
             });

@@ -1,5 +1,4 @@
-//! What every connection shares: the configuration, the app's address and connection pool,
-//! the counters, and the state core decides with (users, session keys, login throttle,
+//! What every connection shares: the configuration, the counters, and the state core decides with (users, session keys, login throttle,
 //! verified-credential cache) behind one mutex.
 //!
 //! The mutex is held only while core decides, which is microseconds except for a password
@@ -18,7 +17,6 @@ use crate::files::FileStamp;
 use crate::keys::{SessionKeys, os_random};
 use crate::metrics::Metrics;
 use crate::store::{USERS_CAPACITY, Users, UsersFile};
-use crate::upstream::Upstream;
 
 /// Recent login failures remembered (per client network and per username).
 pub const THROTTLE_CAPACITY: usize = 1024;
@@ -57,7 +55,6 @@ pub struct Shared {
     pub config: Config,
     /// The settings core decides with, built once from `config`.
     pub gateway_config: GatewayConfig<'static>,
-    pub upstream: Upstream,
     pub metrics: Metrics,
     pub users_file: UsersFile,
     state: Mutex<GateState>,
@@ -82,7 +79,6 @@ impl Shared {
         };
         Ok(Shared {
             gateway_config: crate::engine::gateway_config(&config),
-            upstream: Upstream::new(config.upstream.clone(), config.upstream_connect_timeout),
             metrics: Metrics::default(),
             users_file,
             config,

@@ -2,7 +2,9 @@
 //! connections to reuse.
 //!
 //! Opening a connection per request would cost a round trip and a socket each time; a small
-//! pool of idle connections avoids that. A pooled connection the app has closed meanwhile is
+//! pool of idle connections avoids that. Each worker thread keeps its own pool (see
+//! [`crate::server`]), so a connection to the app is only ever used by the thread whose
+//! runtime it is registered with. A pooled connection the app has closed meanwhile is
 //! noticed before use (a read that returns end-of-file) and dropped.
 
 use std::io;
@@ -16,7 +18,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::UpstreamAddr;
 
-/// How many idle connections to the app are kept.
+/// How many idle connections to the app each worker keeps.
 pub const POOL_CAPACITY: usize = 64;
 
 /// An idle pooled connection older than this is closed rather than reused (apps commonly
