@@ -190,7 +190,7 @@ pub async fn judge(
             .with_gateway(|gw, state| gw.finish(&ex, state, &check, verified, &mut out[..OUT_LEN]));
         drop::<PasswordCheck>(check);
     }
-    let judged = translate(shared, peer, bytes, decision, out);
+    let mut judged = translate(shared, peer, bytes, decision, out);
     if let Judged::Forward(Fwd {
         provisioned: Some(name),
         ..
@@ -200,14 +200,15 @@ pub async fn judge(
         let (shared, name) = (shared.clone(), name.clone());
         let _ = tokio::task::spawn_blocking(move || persist_provisioned(&shared, &name)).await;
     }
-    if let Judged::Respond(Respond {
-        users_changed: true,
-        ..
-    }) = &judged
+    if let Judged::Respond(respond) = &mut judged
+        && respond.users_changed
     {
         // Written before the answer goes out, so that what the page says is on disk.
         let shared = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || persist_account_change(&shared)).await;
+        let saved = tokio::task::spawn_blocking(move || persist_account_change(&shared)).await;
+        if !saved.unwrap_or(true) {
+            change_lost(respond);
+        }
     }
     judged
 }
@@ -309,18 +310,43 @@ fn persist_provisioned(shared: &Shared, name: &str) {
 
 /// A change core made on the account page (app passwords, a password, a generation) is
 /// written to the users file. If `gatehouse users` changed the file in the moment since the
-/// gateway last read it, the file's version wins and the change is reported as lost.
-fn persist_account_change(shared: &Shared) {
+/// gateway last read it, the file's version wins (it is loaded, core's change is dropped):
+/// returns false, and the browser is told that nothing was changed.
+fn persist_account_change(shared: &Shared) -> bool {
     let lost = std::sync::atomic::AtomicBool::new(false);
     shared.persist_users(|_| lost.store(true, std::sync::atomic::Ordering::Relaxed));
     if lost.load(std::sync::atomic::Ordering::Relaxed) {
-        tracing::error!(
+        tracing::warn!(
             "the users file changed on disk while an account page change was made; the file's \
-             version was kept and the account page change is lost"
+             version was loaded and the account page change dropped (the browser is told to \
+             try again)"
         );
+        false
     } else {
         tracing::info!("saved the users file: changed on the account page");
+        true
     }
+}
+
+/// The answer to an account page change that was dropped: the page would have said it was
+/// done, so it is replaced by one saying that nothing happened.
+fn change_lost(respond: &mut Respond) {
+    let mut out = vec![0u8; 512];
+    let mut w = ResponseWriter::new(&mut out, Status::ServiceUnavailable);
+    w.header_u64("Retry-After", 1);
+    let n = w
+        .finish(
+            "text/plain; charset=utf-8",
+            b"503 Service Unavailable: the users file changed while this change was being \
+              saved, so nothing was changed. Go back, reload the page and try again.\n",
+            respond.close,
+        )
+        .unwrap_or(0);
+    out.truncate(n);
+    respond.bytes = out;
+    respond.status = 503;
+    respond.users_changed = false;
+    respond.log.detail = Some("Account(ChangeLost)".into());
 }
 
 /// The method for the log line: the request line's first word, if it is a plain token.
@@ -415,4 +441,92 @@ pub fn bad_gateway() -> Vec<u8> {
     let n = write_error(Status::BadGateway, true, &mut out).unwrap_or(0);
     out.truncate(n);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gatehouse_core::password::{MIN_ITERATIONS, hash_password};
+    use gatehouse_core::session::{SessionKey, SessionKeys as CoreKeys};
+
+    use super::*;
+    use crate::keys::SessionKeys;
+    use crate::store::UsersFile;
+
+    fn text(judged: &Judged) -> String {
+        match judged {
+            Judged::Respond(r) => String::from_utf8_lossy(&r.bytes).into_owned(),
+            _ => panic!("not an answer"),
+        }
+    }
+
+    /// What a value between `name="csrf" value="` and `"` is.
+    fn csrf(page: &str) -> String {
+        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        page[at..at + page[at..].find('"').expect("end")].to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_account_change_racing_a_change_on_disk_is_dropped_and_said_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = UsersFile::open(dir.path()).expect("open");
+        let hash = |pw: &[u8]| hash_password(pw, &[1; 16], MIN_ITERATIONS).expect("hash");
+        file.modify(|u| {
+            u.add("alice", false, hash(b"pw"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        })
+        .expect("alice");
+        let keys = SessionKeys::load_or_create(dir.path()).expect("keys");
+        let mut config = crate::config::Config::defaults();
+        config.state_dir = dir.path().to_owned();
+        let shared =
+            Arc::new(Shared::new(config, file.clone(), keys.clone()).expect("shared state"));
+        let generation = shared.state().users.generation_of("alice").expect("alice");
+        let token = CoreKeys::new(SessionKey::from_bytes(keys.current))
+            .issue("alice", generation, now_unix(), 3600)
+            .expect("token");
+        let peer = PeerAddr::Tcp("127.0.0.1:4000".parse().expect("addr"));
+        let mut random = RandomPool::default();
+
+        let get = format!(
+            "GET /_gatehouse/account HTTP/1.1\r\nHost: gw\r\nCookie: gatehouse_session={token}\r\n\r\n"
+        );
+        let page = text(&judge(&shared, peer, false, get.as_bytes(), &mut random).await);
+        let csrf = csrf(&page);
+        let body = format!("csrf={csrf}&do=create&label=phone");
+        let post = format!(
+            "POST /_gatehouse/account HTTP/1.1\r\nHost: gw\r\n\
+             Cookie: gatehouse_session={token}; gatehouse_csrf={csrf}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+
+        // `gatehouse users` changes the file before the gateway has noticed.
+        file.modify(|u| {
+            u.add("bob", false, hash(b"pw2"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        })
+        .expect("bob");
+        let raced = judge(&shared, peer, false, post.as_bytes(), &mut random).await;
+        let answer = text(&raced);
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(answer.contains("nothing was changed"), "{answer}");
+        assert!(!answer.contains("secret"), "{answer}");
+        let on_disk = file.load().expect("load").users;
+        assert!(on_disk.find("bob").is_some(), "the other change is kept");
+        assert_eq!(on_disk.app_passwords("alice").count(), 0);
+        assert!(shared.state().users.find("bob").is_some());
+        assert_eq!(shared.state().users.app_passwords("alice").count(), 0);
+
+        // Tried again, it is made and saved.
+        let again = text(&judge(&shared, peer, false, post.as_bytes(), &mut random).await);
+        assert!(again.starts_with("HTTP/1.1 200 "), "{again}");
+        assert!(again.contains("it will not be shown again"), "{again}");
+        let on_disk = file.load().expect("load").users;
+        assert!(on_disk.find("bob").is_some());
+        assert_eq!(on_disk.app_passwords("alice").count(), 1);
+    }
 }
