@@ -167,6 +167,8 @@ pub struct RequestHead<'b> {
     headers: [httparse::Header<'b>; MAX_HEADERS],
     header_count: usize,
     head_len: usize,
+    /// The head's bytes (`head_len` of them), which the fields are views into.
+    raw: &'b [u8],
     host: Option<&'b [u8]>,
     body: BodyFraming,
     expect_continue: bool,
@@ -210,6 +212,7 @@ impl<'b> RequestHead<'b> {
             headers: [httparse::EMPTY_HEADER; MAX_HEADERS],
             header_count: 0,
             head_len: 0,
+            raw: &[],
             host: None,
             body: BodyFraming::None,
             expect_continue: false,
@@ -270,6 +273,7 @@ impl<'b> RequestHead<'b> {
         head.version = version;
         head.header_count = header_count;
         head.head_len = head_len;
+        head.raw = &window[..head_len];
         head.check()?;
         Ok(Parse::Complete(()))
     }
@@ -438,6 +442,11 @@ impl<'b> RequestHead<'b> {
         } else {
             Ok(first)
         }
+    }
+
+    /// The head's bytes as the client sent them (the fields are views into them).
+    pub(crate) fn raw(&self) -> &'b [u8] {
+        self.raw
     }
 
     /// Length of the head in the shell's buffer; the body (if any) starts here.

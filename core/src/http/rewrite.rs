@@ -129,9 +129,7 @@ const PROXY_CLAIMS: &[&str] = &[
     "x-scheme",
 ];
 
-/// What a client field is, by its folded name (see [`fold_name`]). The lists above (kept in
-/// step by a test) are the documentation; this `match` is what runs, one comparison tree per
-/// field instead of one comparison per listed name.
+/// What a client field is, by its folded name (see [`fold_name`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Identity,
@@ -142,45 +140,120 @@ enum Kind {
     Other,
 }
 
-fn kind(folded: &[u8]) -> Kind {
-    match folded {
-        b"remote-user"
-        | b"remote-name"
-        | b"remote-email"
-        | b"remote-groups"
-        | b"x-remote-user"
-        | b"x-forwarded-user"
-        | b"x-forwarded-email"
-        | b"x-forwarded-groups"
-        | b"x-forwarded-preferred-username"
-        | b"x-auth-request-user"
-        | b"x-auth-request-email"
-        | b"x-auth-request-groups"
-        | b"x-auth-request-preferred-username"
-        | b"x-webauth-user" => Kind::Identity,
-        b"connection" | b"keep-alive" | b"te" | b"trailer" | b"transfer-encoding"
-        | b"content-length" | b"host" | b"expect" | b"x-forwarded-for" | b"x-forwarded-proto"
-        | b"x-forwarded-host" | b"http2-settings" | b"proxy" => Kind::Dropped,
-        b"upgrade" => Kind::Upgrade,
-        b"authorization" => Kind::Authorization,
-        b"forwarded"
-        | b"x-real-ip"
-        | b"x-client-ip"
-        | b"true-client-ip"
-        | b"cf-connecting-ip"
-        | b"x-cluster-client-ip"
-        | b"x-original-uri"
-        | b"x-original-url"
-        | b"x-original-method"
-        | b"x-rewrite-url"
-        | b"x-original-host"
-        | b"x-host"
-        | b"x-forwarded"
-        | b"front-end-https"
-        | b"x-url-scheme"
-        | b"x-scheme" => Kind::ProxyClaim,
-        _ => Kind::Other,
+/// One list of folded names makes both [`kind`] and [`SPECIAL_NAMES`], so the prefilter
+/// ([`surely_kept`]) can never miss a name that `kind` knows.
+macro_rules! kinds {
+    ($($kind:ident => [$($name:literal),+ $(,)?]),+ $(,)?) => {
+        /// What a client field is, by its folded name. The lists above (kept in step by a
+        /// test) are the documentation; this `match` is what runs, one comparison tree per
+        /// field instead of one comparison per listed name.
+        fn kind(folded: &[u8]) -> Kind {
+            match folded {
+                $($($name)|+ => Kind::$kind,)+
+                _ => Kind::Other,
+            }
+        }
+
+        /// Every folded name [`kind`] classifies as something other than [`Kind::Other`].
+        const SPECIAL_NAMES: &[&[u8]] = &[$($($name),+),+];
+    };
+}
+
+kinds! {
+    Identity => [
+        b"remote-user",
+        b"remote-name",
+        b"remote-email",
+        b"remote-groups",
+        b"x-remote-user",
+        b"x-forwarded-user",
+        b"x-forwarded-email",
+        b"x-forwarded-groups",
+        b"x-forwarded-preferred-username",
+        b"x-auth-request-user",
+        b"x-auth-request-email",
+        b"x-auth-request-groups",
+        b"x-auth-request-preferred-username",
+        b"x-webauth-user",
+    ],
+    Dropped => [
+        b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding",
+        b"content-length", b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
+        b"x-forwarded-host", b"http2-settings", b"proxy",
+    ],
+    Upgrade => [b"upgrade"],
+    Authorization => [b"authorization"],
+    ProxyClaim => [
+        b"forwarded",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"true-client-ip",
+        b"cf-connecting-ip",
+        b"x-cluster-client-ip",
+        b"x-original-uri",
+        b"x-original-url",
+        b"x-original-method",
+        b"x-rewrite-url",
+        b"x-original-host",
+        b"x-host",
+        b"x-forwarded",
+        b"front-end-https",
+        b"x-url-scheme",
+        b"x-scheme",
+    ],
+}
+
+/// One class per letter (either case) and digit, and one for every other byte (all of which
+/// fold to `-`).
+const fn first_class(b: u8) -> u32 {
+    match b {
+        b'a'..=b'z' => (b - b'a') as u32,
+        b'A'..=b'Z' => (b - b'A') as u32,
+        b'0'..=b'9' => 26 + (b - b'0') as u32,
+        _ => 36,
     }
+}
+
+/// For each name length (the last row: every length past [`FOLD_LEN`]), the first bytes
+/// (as bits `1 << class`, see [`first_class`]) with which a name of that length may be more than a plain field: a
+/// name [`kind`] knows, `Cookie`, or a `proxy-…` or `x-forwarded-…` name (any length from
+/// its prefix's on). The configured user header and the names listed in `Connection` are
+/// checked at run time.
+static SPECIAL_FIRST: [u64; FOLD_LEN + 2] = {
+    let mut table = [0u64; FOLD_LEN + 2];
+    let mut i = 0;
+    while i < SPECIAL_NAMES.len() {
+        let name = SPECIAL_NAMES[i];
+        table[name.len()] |= 1 << first_class(name[0]);
+        i += 1;
+    }
+    table[b"cookie".len()] |= 1 << first_class(b'c');
+    let mut len = 0;
+    while len < table.len() {
+        if len >= b"proxy-".len() {
+            table[len] |= 1 << first_class(b'p');
+        }
+        if len >= b"x-forwarded-".len() {
+            table[len] |= 1 << first_class(b'x');
+        }
+        len += 1;
+    }
+    table
+};
+
+/// A cheap test that a client field is forwarded exactly as sent: `true` only when
+/// [`is_dropped`] is `false` and the field is not `Cookie`. `false` means "look closer",
+/// never "drop". Sound because every such name shares its length and folded first byte with
+/// one in [`SPECIAL_FIRST`], the configured user header ([`names_match_loosely`] needs equal
+/// lengths), or a name listed in `Connection` (compared ignoring case, so of equal length).
+fn surely_kept(name: &[u8], options: &ForwardOptions<'_>, nominated: &Nominated<'_>) -> bool {
+    let Some(&first) = name.first() else {
+        return false;
+    };
+    let row = SPECIAL_FIRST[name.len().min(FOLD_LEN + 1)];
+    row & (1 << first_class(FOLD[usize::from(first)])) == 0
+        && name.len() != options.user_header.len()
+        && !nominated.may_contain_len(name.len())
 }
 
 /// Longest field name [`fold_name`] folds; no listed name is longer.
@@ -244,6 +317,11 @@ impl<'b> Nominated<'b> {
             }
         }
         n
+    }
+
+    /// Whether a name of `len` bytes may be one of these.
+    fn may_contain_len(&self, len: usize) -> bool {
+        self.overflow || self.names[..self.len].iter().any(|t| t.len() == len)
     }
 
     fn contains(&self, head: &RequestHead<'_>, name: &[u8]) -> bool {
@@ -318,24 +396,46 @@ pub fn write_forward_head(
         c.header("Host", host);
     }
     let nominated = Nominated::of(head);
+    // Fields kept as sent are copied from the client's head a run of lines at a time: `run`
+    // is the span of `raw` not copied yet.
+    let raw = head.raw();
+    let mut run = 0..0;
     for h in head.headers() {
-        if is_dropped(head, h.name, options, &nominated) {
-            continue;
+        let name = h.name.as_bytes();
+        if !surely_kept(name, options, &nominated) {
+            if is_dropped(head, h.name, options, &nominated) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"cookie") {
+                c.put(&raw[core::mem::take(&mut run)]);
+                write_cookie_without(&mut c, h.value, options.session_cookie);
+                continue;
+            }
         }
-        if h.name.eq_ignore_ascii_case("cookie") {
-            write_cookie_without(&mut c, h.value, options.session_cookie);
-            continue;
+        match plain_line(raw, h) {
+            Some(line) if line.start == run.end => run.end = line.end,
+            Some(line) => {
+                c.put(&raw[core::mem::replace(&mut run, line)]);
+            }
+            None => {
+                c.put(&raw[core::mem::take(&mut run)]);
+                c.header(h.name, h.value);
+            }
         }
-        c.header(h.name, h.value);
     }
+    c.put(&raw[run]);
 
     let trusted = options.peer_trusted;
     // X-Forwarded-For: the trusted proxy's chain, then the peer.
+    let mut ip_buf = [0u8; MAX_IP_TEXT_LEN];
     let peer_ip = match options.peer {
-        Peer::Ip(ip) => Some(ip.to_canonical()),
+        Peer::Ip(ip) => Some(ip_text(ip.to_canonical(), &mut ip_buf)?),
         Peer::Unix => None,
     };
-    let mut chain = head.header_values("x-forwarded-for").filter(|_| trusted);
+    // A client's own forwarding fields count only from a trusted proxy: not even looked for
+    // otherwise.
+    let claims = |name: &'static str| trusted.then(|| head.header_values(name));
+    let mut chain = claims("x-forwarded-for").into_iter().flatten();
     let first = chain.next();
     if first.is_some() || peer_ip.is_some() {
         c.put(b"X-Forwarded-For: ");
@@ -351,30 +451,27 @@ pub fn write_forward_head(
             if sep {
                 c.put(b", ");
             }
-            put_ip(&mut c, ip);
+            c.put(ip);
         }
         c.put(b"\r\n");
     }
-    let client_proto = head.header_values("x-forwarded-proto").next().filter(|v| {
-        trusted && (v.eq_ignore_ascii_case(b"http") || v.eq_ignore_ascii_case(b"https"))
-    });
+    let client_proto = claims("x-forwarded-proto")
+        .and_then(|mut v| v.next())
+        .filter(|v| v.eq_ignore_ascii_case(b"http") || v.eq_ignore_ascii_case(b"https"));
     let proto: &[u8] = match client_proto {
         Some(p) => p,
         None if options.tls => b"https",
         None => b"http",
     };
     c.header("X-Forwarded-Proto", proto);
-    let client_host = head
-        .header_values("x-forwarded-host")
-        .next()
-        .filter(|v| trusted && !v.is_empty());
+    let client_host = claims("x-forwarded-host")
+        .and_then(|mut v| v.next())
+        .filter(|v| !v.is_empty());
     if let Some(host) = client_host.or(head.host()) {
         c.header("X-Forwarded-Host", host);
     }
     if let (false, Some(ip)) = (trusted, peer_ip) {
-        c.put(b"X-Real-IP: ");
-        put_ip(&mut c, ip);
-        c.put(b"\r\n");
+        c.header("X-Real-IP", ip);
     }
 
     match head.body() {
@@ -405,21 +502,57 @@ pub fn write_forward_head(
     c.finish().map_err(|_| RewriteError::OutputFull)
 }
 
-fn put_ip(c: &mut Cursor<'_>, ip: IpAddr) {
+/// Where the field `h` lies in `raw` (the client's head) when its line there is exactly
+/// `name: value\r\n`, the bytes [`Cursor::header`] would write for it; `None` for any other
+/// spelling (no space or more than one after the colon, trailing whitespace), which is then
+/// written out field by field.
+fn plain_line(raw: &[u8], h: &httparse::Header<'_>) -> Option<core::ops::Range<usize>> {
+    let base = raw.as_ptr() as usize;
+    let start = (h.name.as_ptr() as usize).checked_sub(base)?;
+    let colon = start.checked_add(h.name.len())?;
+    let value = colon.checked_add(2)?;
+    if (h.value.as_ptr() as usize).checked_sub(base)? != value {
+        return None;
+    }
+    let end = value.checked_add(h.value.len())?.checked_add(2)?;
+    let line = raw.get(start..end)?;
+    // `line` holds the name's and the value's own bytes (the same memory): only the
+    // separators need looking at.
+    (raw.get(colon..value)? == b": " && line.ends_with(b"\r\n")).then_some(start..end)
+}
+
+/// Longest text of an IP address (`ffff:…:255.255.255.255` style IPv6 is the longest).
+const MAX_IP_TEXT_LEN: usize = 45;
+
+/// `ip` as text in `buf` (written once, sent in `X-Forwarded-For` and `X-Real-IP`).
+fn ip_text(ip: IpAddr, buf: &mut [u8; MAX_IP_TEXT_LEN]) -> Result<&[u8], RewriteError> {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, cc, d] = v4.octets();
-            c.put_u64(a.into())
-                .put(b".")
-                .put_u64(b.into())
-                .put(b".")
-                .put_u64(cc.into())
-                .put(b".")
-                .put_u64(d.into());
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            Ok(&buf[..n])
         }
-        // A failed write leaves the cursor marked full, which `finish` reports.
         IpAddr::V6(_) => {
-            let _ = write!(c, "{ip}");
+            let mut c = Cursor::new(buf);
+            // Never too long for the buffer; if it were, the head could not be written.
+            write!(c, "{ip}").map_err(|_| RewriteError::OutputFull)?;
+            let (buf, n) = c.into_parts().map_err(|_| RewriteError::OutputFull)?;
+            Ok(&buf[..n])
         }
     }
 }
@@ -704,5 +837,141 @@ mod tests {
             text.starts_with("GET /a HTTP/1.0\r\nX-Forwarded-For"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn fields_are_forwarded_in_order_however_their_lines_were_spelled() {
+        // Plain `name: value` lines are copied as runs; other spellings are rewritten to that
+        // form; a dropped field or the Cookie field in between breaks a run, not the order.
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B:2\r\nX-C:  3 \t\r\nRemote-User: x\r\nX-D: 4\r\nCookie: a=b; gatehouse_session=s\r\nX-E: 5\r\nX-F:\r\nX-G: \r\nX-H:\t6\r\nX-I: 7\r\n\r\n";
+        let text = forward(req, "/", &options(None));
+        assert_eq!(
+            text,
+            "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nX-D: 4\r\nCookie: a=b\r\nX-E: 5\r\nX-F: \r\nX-G: \r\nX-H: 6\r\nX-I: 7\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nX-Real-IP: 203.0.113.7\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn peer_addresses_are_written_in_their_usual_text() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for (ip, want) in [
+            ("0.0.0.0", "0.0.0.0"),
+            ("9.10.99.100", "9.10.99.100"),
+            ("255.255.255.255", "255.255.255.255"),
+            ("2001:db8::7", "2001:db8::7"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            ),
+            ("::ffff:192.0.2.1", "192.0.2.1"),
+        ] {
+            let mut opts = options(None);
+            opts.peer = Peer::Ip(ip.parse().unwrap());
+            let text = forward(req, "/", &opts);
+            assert!(
+                text.contains(&format!("X-Forwarded-For: {want}\r\n"))
+                    && text.contains(&format!("X-Real-IP: {want}\r\n")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_prefilter_never_passes_a_field_that_needs_a_closer_look() {
+        use crate::identity::{FOREIGN_IDENTITY_HEADERS, IDENTITY_HEADERS};
+        let h = head(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Custom-Th\r\n\r\n");
+        let nominated = Nominated::of(&h);
+        let mut opts = options(None);
+        opts.user_header = "X-Login-Name";
+        let listed = IDENTITY_HEADERS
+            .iter()
+            .chain(FOREIGN_IDENTITY_HEADERS.iter())
+            .chain(DROPPED)
+            .chain(PROXY_CLAIMS)
+            .copied()
+            .chain([
+                "Upgrade",
+                "Authorization",
+                "Cookie",
+                "COOKIE",
+                "Proxy-Authorization",
+                "proxy_anything_at_all_that_is_very_long_indeed_and_longer_than_48",
+                "X-Forwarded-Server",
+                "x_forwarded_anything_at_all_that_is_very_long_indeed_and_longer",
+                "x-login-name",
+                "X_LOGIN.NAME",
+                "x-custom-th",
+                "X-CUSTOM-TH",
+            ]);
+        for name in listed {
+            assert!(!surely_kept(name.as_bytes(), &opts, &nominated), "{name}");
+        }
+        for name in [
+            "Accept",
+            "User-Agent",
+            "Sec-Fetch-Mode",
+            "X-Trace",
+            "Referer",
+        ] {
+            assert!(surely_kept(name.as_bytes(), &opts, &nominated), "{name}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// What the prefilter lets through untouched is exactly what the full check
+            /// keeps, whatever the name, the configured user header and `Connection`.
+            #[test]
+            fn the_prefilter_agrees_with_the_full_check(
+                name in "[A-Za-z0-9_.~!-]{1,60}",
+                user_header in "[A-Za-z0-9_-]{1,20}",
+                nominated in "[A-Za-z0-9_-]{1,20}",
+                trusted in any::<bool>(),
+                tunnel in any::<bool>(),
+                strip in any::<bool>(),
+            ) {
+                let req = format!(
+                    "GET / HTTP/1.1\r\nHost: a\r\nConnection: {nominated}\r\nUpgrade: websocket\r\n\r\n"
+                );
+                let h = head(req.as_bytes());
+                let n = Nominated::of(&h);
+                let mut opts = options(None);
+                opts.user_header = &user_header;
+                opts.peer_trusted = trusted;
+                opts.tunnel = tunnel;
+                opts.strip_authorization = strip;
+                if surely_kept(name.as_bytes(), &opts, &n) {
+                    prop_assert!(!is_dropped(&h, &name, &opts, &n));
+                    prop_assert!(!name.eq_ignore_ascii_case("cookie"));
+                }
+            }
+
+            /// Spelled with the listed names' letters, so that names close to them come up.
+            #[test]
+            fn the_prefilter_agrees_on_look_alikes(
+                index in 0..SPECIAL_NAMES.len(),
+                cut in 0usize..40,
+                tail in "[a-z_-]{0,6}",
+                upper in any::<bool>(),
+            ) {
+                let base = core::str::from_utf8(SPECIAL_NAMES[index]).unwrap();
+                let cut = cut.min(base.len());
+                let mut name = format!("{}{tail}", &base[..cut]).replace('-', "_");
+                if upper {
+                    name = name.to_ascii_uppercase();
+                }
+                prop_assume!(!name.is_empty());
+                let h = head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+                let n = Nominated::of(&h);
+                let opts = options(None);
+                if surely_kept(name.as_bytes(), &opts, &n) {
+                    prop_assert!(!is_dropped(&h, &name, &opts, &n));
+                    prop_assert!(!name.eq_ignore_ascii_case("cookie"));
+                }
+            }
+        }
     }
 }
