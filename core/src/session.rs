@@ -480,7 +480,7 @@ pub fn session_cookies_named<'h>(
     name: &'static str,
 ) -> impl Iterator<Item = &'h [u8]> {
     let wanted = name;
-    cookie_header.split(|&b| b == b';').filter_map(move |pair| {
+    crate::http::split_semicolons(cookie_header).filter_map(move |pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|&b| b == b'=')?;
         let (name, value) = pair.split_at(eq);

@@ -38,6 +38,7 @@ pub use body::{
     MAX_TRAILER_LEN, Relayed,
 };
 pub use path::{CanonicalTarget, PathClass, PathError, PathRules, canonicalize};
+pub(crate) use request::split_semicolons;
 pub use request::{
     ConnectionOptions, MAX_HEAD_LEN, MAX_HEADERS, Parse, RequestError, RequestHead, Version,
     list_tokens,

@@ -519,6 +519,25 @@ impl TransferEncoding {
     }
 }
 
+/// `value` split at every `;`, as `value.split(|&b| b == b';')` does, but finding each `;` a
+/// word at a time (a `Cookie` value is mostly one long session token).
+pub(crate) fn split_semicolons(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    core::iter::from_fn(move || {
+        let v = rest?;
+        match memchr::memchr(b';', v) {
+            Some(i) => {
+                rest = v.get(i + 1..);
+                v.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(v)
+            }
+        }
+    })
+}
+
 /// Splits a comma-separated field value into its non-empty, whitespace-trimmed elements.
 pub fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -964,6 +983,29 @@ mod tests {
         assert_eq!(h.single_header("x-a"), Err(()));
         assert_eq!(h.single_header("X-B"), Ok(Some(&b"3"[..])));
         assert_eq!(h.single_header("X-C"), Ok(None));
+    }
+
+    #[test]
+    fn semicolon_split_is_the_plain_split() {
+        let long = [b'x'; 100];
+        let mut with_long = b"a=1; ".to_vec();
+        with_long.extend_from_slice(&long);
+        with_long.extend_from_slice(b";b;;");
+        for value in [
+            &b""[..],
+            b";",
+            b";;",
+            b"a",
+            b"a;",
+            b";a",
+            b"a=1; b=2",
+            b"a=1;b=2;  ;c",
+            &with_long,
+        ] {
+            let fast: Vec<&[u8]> = split_semicolons(value).collect();
+            let plain: Vec<&[u8]> = value.split(|&b| b == b';').collect();
+            assert_eq!(fast, plain, "{:?}", core::str::from_utf8(value));
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use core::fmt::{self, Write as _};
 use core::net::IpAddr;
 
 use super::body::BodyFraming;
-use super::request::{RequestHead, list_tokens, trim_ows};
+use super::request::{RequestHead, list_tokens, split_semicolons, trim_ows};
 use super::write::Cursor;
 use crate::identity::names_match_loosely;
 use crate::peer::Peer;
@@ -581,7 +581,7 @@ fn write_cookie_without(c: &mut Cursor<'_>, value: &[u8], session_cookie: &str) 
             || name.strip_prefix(b"__Host-") == Some(session_cookie.as_bytes());
         !pair.is_empty() && !session
     };
-    let mut pairs = value.split(|&b| b == b';').filter(keep);
+    let mut pairs = split_semicolons(value).filter(keep);
     let Some(first) = pairs.next() else { return };
     c.put(b"Cookie: ").put(trim_ows(first));
     for p in pairs {
