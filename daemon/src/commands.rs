@@ -384,6 +384,7 @@ impl Prepared {
             .collect();
 
         let watcher = tokio::spawn(watch_users(shared.clone()));
+        let trimmer = tokio::spawn(give_back_memory());
         let shutdown = shutdown_signal(shared.clone(), self.tls.clone(), stop);
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         tracing::info!("gatehouse is ready");
@@ -393,6 +394,7 @@ impl Prepared {
         let served = server::run(listeners, shared.clone(), self.tls.clone(), shutdown).await;
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         watcher.abort();
+        trimmer.abort();
         for p in unix_paths {
             let _ = std::fs::remove_file(p);
         }
@@ -482,6 +484,18 @@ async fn watch_users(shared: Arc<Shared>) {
         tick.tick().await;
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || s.reload_users_if_changed(false)).await;
+    }
+}
+
+/// After a peak of requests in flight, hands the memory the allocator kept back to the
+/// system once the peak has passed (see [`crate::pool`]).
+async fn give_back_memory() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state = crate::pool::TrimState::default();
+    loop {
+        tick.tick().await;
+        state = crate::pool::trim_after_peak(state);
     }
 }
 

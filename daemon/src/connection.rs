@@ -188,11 +188,12 @@ impl Connection {
                         After::Close
                     };
                 }
-                Judged::Forward(fwd) => {
+                Judged::Forward(mut fwd) => {
                     self.buf.consume(fwd.consumed);
-                    let plan = fwd.plan();
+                    let (head, plan) = fwd.plan();
                     let result =
-                        pump::forward(&self.upstream, stream, &mut self.buf, &plan, limits).await;
+                        pump::forward(&self.upstream, stream, &mut self.buf, head, &plan, limits)
+                            .await;
                     return match result {
                         Ok((after, status)) => {
                             self.shared.metrics.request(Outcome::Forwarded);

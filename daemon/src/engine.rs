@@ -67,9 +67,10 @@ pub struct Fwd {
 }
 
 impl Fwd {
-    pub fn plan(&self) -> pump::Forward<'_> {
-        pump::Forward {
-            head: &self.head_buf[..self.head_len],
+    /// The buffer holding the head for the app, and what the pump needs besides.
+    pub fn plan(&mut self) -> (&mut [u8], pump::Forward<'_>) {
+        let plan = pump::Forward {
+            head_len: self.head_len,
             body: self.body,
             expect_continue: self.expect_continue,
             is_head: self.is_head,
@@ -77,7 +78,8 @@ impl Fwd {
             client_keep_alive: self.keep_alive,
             client_version: self.version,
             extra_response_headers: &self.extra,
-        }
+        };
+        (&mut self.head_buf[..], plan)
     }
 }
 

@@ -115,10 +115,11 @@ pub enum After {
     Close,
 }
 
-/// What core decided to forward, in the terms the pump needs.
+/// What core decided to forward, in the terms the pump needs. The head core wrote for the
+/// app is passed beside it, in the buffer core wrote it to (see [`forward`]).
 pub struct Forward<'a> {
-    /// The head core wrote for the app.
-    pub head: &'a [u8],
+    /// Length of the head core wrote for the app.
+    pub head_len: usize,
     /// How the request body is framed (core's reading of the client's head).
     pub body: BodyFraming,
     /// Answer `100 Continue` to the client before reading the body.
@@ -156,13 +157,16 @@ async fn io_timeout<T>(
     }
 }
 
-/// Forwards one request and relays its response. `client_buf` holds the client's bytes
-/// after the request head (the body's start, or pipelined requests); what is left in it
-/// afterwards is the next request.
+/// Forwards one request and relays its response. `head` is the buffer holding the head core
+/// wrote for the app (`plan.head_len` bytes); once the app has it, the same buffer holds the
+/// client's response head, so a request in flight needs one buffer less. `client_buf` holds
+/// the client's bytes after the request head (the body's start, or pipelined requests); what
+/// is left in it afterwards is the next request.
 pub async fn forward<C>(
     upstream: &Upstream,
     client: &mut C,
     client_buf: &mut Buf,
+    head: &mut [u8],
     plan: &Forward<'_>,
     limits: Limits,
 ) -> Result<(After, u16), ForwardError>
@@ -173,9 +177,10 @@ where
     // request has no body, a failure before any response byte is retried once on a new
     // connection; with a body, the body may already be half sent, so no retry.
     let retriable = matches!(plan.body, BodyFraming::None | BodyFraming::Length(0));
+    let request_head = head.get(..plan.head_len).unwrap_or_default();
     let (mut app, reused) = upstream.get().await?;
     let mut app_buf = Buf::new();
-    let sent = send_request(&mut app, client, client_buf, plan, limits).await;
+    let sent = send_request(&mut app, client, client_buf, request_head, plan, limits).await;
     let first = match sent {
         Ok(()) => read_response_head(&mut app, &mut app_buf, plan, limits).await,
         Err(e) => Err(e),
@@ -184,7 +189,7 @@ where
         Err(HeadError::Closed) if reused && retriable => {
             app = upstream.connect().await?;
             app_buf = Buf::new();
-            match send_request(&mut app, client, client_buf, plan, limits).await {
+            match send_request(&mut app, client, client_buf, request_head, plan, limits).await {
                 Ok(()) => read_response_head(&mut app, &mut app_buf, plan, limits).await,
                 Err(e) => Err(e),
             }
@@ -193,9 +198,9 @@ where
     };
     first.map_err(|e| e.into_forward())?;
 
-    // Room for the client's response head and, when it is already here, the start of the
-    // body: a small response then goes out in one write.
-    let mut out = PooledBuf::take();
+    // The app has the request head: its buffer now takes the client's response head and,
+    // when it is already here, the start of the body: a small response goes out in one write.
+    let out = head;
     let extra: Vec<(&str, &[u8])> = plan
         .extra_response_headers
         .iter()
@@ -216,7 +221,7 @@ where
                     plan.client_version,
                     plan.client_keep_alive,
                     &extra,
-                    &mut out,
+                    out,
                 )
                 .map(|p| (p, reusable, head_len))
                 .map_err(|_| {
@@ -317,6 +322,7 @@ async fn send_request<C>(
     app: &mut Stream,
     client: &mut C,
     client_buf: &mut Buf,
+    head: &[u8],
     plan: &Forward<'_>,
     limits: Limits,
 ) -> Result<(), HeadError>
@@ -327,7 +333,7 @@ where
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => HeadError::Closed,
         _ => HeadError::Io(e),
     };
-    io_timeout(limits.idle, "writing to the app", app.write_all(plan.head))
+    io_timeout(limits.idle, "writing to the app", app.write_all(head))
         .await
         .map_err(closed)?;
     if !matches!(plan.body, BodyFraming::None | BodyFraming::Length(0)) {
