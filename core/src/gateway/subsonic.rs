@@ -112,7 +112,15 @@ impl<const S: usize> Gateway<'_, S> {
 
         if endpoint == Endpoint::TokenInfo {
             let written = api::write_token_info(out, answer.format, &who.name, answer.close);
-            return answer.respond(written, Outcome::SubsonicAnswered, out);
+            // Authenticating may have changed the table (an app password's last use, a user
+            // provisioned from a trusted header): the shell saves it for this answer too.
+            return match answer.respond(written, Outcome::SubsonicAnswered, out) {
+                Decision::Respond(mut r) => {
+                    r.users_changed = who.users_changed;
+                    Decision::Respond(r)
+                }
+                other => other,
+            };
         }
         self.forward_without_secrets(ctx, who, form.as_ref(), out)
     }

@@ -377,3 +377,20 @@ fn the_first_use_of_an_app_password_asks_the_shell_to_save_the_table() {
         "within the granularity: nothing new to save"
     );
 }
+
+#[test]
+fn token_info_answered_by_gatehouse_still_asks_to_save_a_first_use() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let phone = w.phone.clone();
+    let target = format!("/rest/tokenInfo.view?apiKey={phone}&f=json");
+    let Decision::Respond(first) = w.get(&target, &mut out) else {
+        panic!("not answered")
+    };
+    assert_eq!(first.outcome, Outcome::SubsonicAnswered);
+    assert!(first.users_changed, "the first use moved last_used");
+    let Decision::Respond(again) = w.get(&target, &mut out) else {
+        panic!("not answered")
+    };
+    assert!(!again.users_changed);
+}
