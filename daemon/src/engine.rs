@@ -45,8 +45,11 @@ pub struct Respond {
     pub close: bool,
     pub status: u16,
     pub log: RequestLog,
-    /// core changed the users table (the account page): the users file must be written.
+    /// core changed the users table (the account page, or an app password's last use on a
+    /// Subsonic endpoint gatehouse answers): the users file must be written.
     pub users_changed: bool,
+    /// The answer is the account page's, which says a change was made.
+    pub account_page: bool,
 }
 
 pub struct Fwd {
@@ -207,8 +210,8 @@ pub async fn judge(
     {
         // Written before the answer goes out, so that what the page says is on disk.
         let shared = shared.clone();
-        let saved = tokio::task::spawn_blocking(move || persist_account_change(&shared)).await;
-        if !saved.unwrap_or(true) {
+        let saved = tokio::task::spawn_blocking(move || persist_answer_change(&shared)).await;
+        if !saved.unwrap_or(true) && respond.account_page {
             change_lost(respond);
         }
     }
@@ -265,6 +268,7 @@ fn translate(
                 status,
                 log,
                 users_changed: r.users_changed,
+                account_page: matches!(r.outcome, CoreOutcome::Account(_)),
             })
         }
         Decision::Forward(f) => {
@@ -310,22 +314,25 @@ fn persist_provisioned(shared: &Shared, name: &str) {
     tracing::info!("saved the users file: user {name} provisioned, or an app password used");
 }
 
-/// A change core made on the account page (app passwords, a password, a generation) is
-/// written to the users file. If `gatehouse users` changed the file in the moment since the
-/// gateway last read it, the file's version wins (it is loaded, core's change is dropped):
-/// returns false, and the browser is told that nothing was changed.
-fn persist_account_change(shared: &Shared) -> bool {
+/// A change core made while answering (the account page: app passwords, a password, a
+/// generation; or an app password's last use) is written to the users file. If
+/// `gatehouse users` changed the file in the moment since the gateway last read it, the
+/// file's version wins (it is loaded, core's change is dropped): returns false, and an account
+/// page answer is replaced by one saying that nothing was changed.
+fn persist_answer_change(shared: &Shared) -> bool {
     let lost = std::sync::atomic::AtomicBool::new(false);
     shared.persist_users(|_| lost.store(true, std::sync::atomic::Ordering::Relaxed));
     if lost.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
-            "the users file changed on disk while an account page change was made; the file's \
-             version was loaded and the account page change dropped (the browser is told to \
-             try again)"
+            "the users file changed on disk while gatehouse changed it too (account page, or \
+             an app password's last use); the file's version was loaded and gatehouse's change \
+             dropped"
         );
         false
     } else {
-        tracing::info!("saved the users file: changed on the account page");
+        tracing::info!(
+            "saved the users file: changed on the account page, or an app password used"
+        );
         true
     }
 }
@@ -404,6 +411,7 @@ fn metrics_response(shared: &Shared, consumed: usize, mut log: RequestLog) -> Ju
         status: 200,
         log,
         users_changed: false,
+        account_page: false,
     })
 }
 
@@ -417,6 +425,7 @@ fn internal_error(peer: PeerAddr, consumed: usize) -> Judged {
         close: true,
         status: 500,
         users_changed: false,
+        account_page: false,
         log: RequestLog {
             peer,
             method: "-".into(),

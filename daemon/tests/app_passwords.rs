@@ -245,7 +245,7 @@ fn the_account_page_makes_and_revokes_app_passwords_and_the_users_file_follows()
         "{}",
         gw.logs()
     );
-    assert!(!gw.logs().contains("change is lost"), "{}", gw.logs());
+    assert!(!gw.logs().contains("change dropped"), "{}", gw.logs());
 }
 
 #[test]
