@@ -10,10 +10,10 @@
 //!
 //! The rest follows mini-redis: one accept loop per listener; a semaphore permit per open
 //! connection, for all workers together (when none is left, the loop stops accepting and new
-//! clients wait in the kernel's backlog, while open connections carry on); a broadcast that
-//! tells every connection to finish its current request and close; and a channel whose senders
-//! are held by the connection tasks, so "all senders dropped" means "all connections have
-//! finished".
+//! clients wait in the kernel's backlog, while open connections carry on); a broadcast per
+//! worker that tells its connections to finish their current request and close; and a channel
+//! whose senders are held by the connection tasks, so "all senders dropped" means "all
+//! connections have finished".
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -116,7 +116,6 @@ pub async fn run(
 ) -> Result<()> {
     let workers = Arc::new(Workers::start(&shared)?);
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
-    let (notify_shutdown, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
 
     let mut accept_tasks = Vec::new();
@@ -126,7 +125,6 @@ pub async fn run(
             workers: workers.clone(),
             limit: limit.clone(),
             tls: tls.clone(),
-            notify_shutdown: notify_shutdown.clone(),
             done_tx: done_tx.clone(),
         };
         accept_tasks.push(tokio::spawn(acceptor.run(listener)));
@@ -144,7 +142,7 @@ pub async fn run(
         let _ = task.await;
     }
     // Every connection holds a receiver; this tells each to close after its current request.
-    drop(notify_shutdown);
+    workers.notify_shutdown();
     drop(done_tx);
     let deadline = shared.config.shutdown_timeout;
     if tokio::time::timeout(deadline, done_rx.recv())
@@ -180,6 +178,10 @@ struct Worker {
     open: Arc<AtomicUsize>,
     /// This worker's idle connections to the app: used by its connections only.
     upstream: Arc<Upstream>,
+    /// Tells this worker's connections to close after their current request when dropped.
+    /// One per worker: a connection waiting for its next request polls it, and a channel
+    /// shared by every worker would be a lock taken from every thread.
+    shutdown: std::sync::Mutex<Option<broadcast::Sender<()>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -224,6 +226,7 @@ impl Workers {
                     shared.config.upstream.clone(),
                     shared.config.upstream_connect_timeout,
                 )),
+                shutdown: std::sync::Mutex::new(Some(broadcast::channel(1).0)),
                 stop: Some(stop),
                 thread: Some(thread),
             });
@@ -249,6 +252,13 @@ impl Workers {
         best
     }
 
+    /// Tells every open connection to close after its current request.
+    fn notify_shutdown(&self) {
+        for w in &self.workers {
+            w.shutdown_sender().take();
+        }
+    }
+
     /// Stops every worker's runtime and waits for its thread.
     fn stop(mut self) {
         for w in &mut self.workers {
@@ -261,6 +271,22 @@ impl Workers {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+impl Worker {
+    fn shutdown_sender(&self) -> std::sync::MutexGuard<'_, Option<broadcast::Sender<()>>> {
+        match self.shutdown.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// A receiver for a new connection, or `None` once shutting down.
+    fn subscribe_shutdown(&self) -> Option<broadcast::Receiver<()>> {
+        self.shutdown_sender()
+            .as_ref()
+            .map(broadcast::Sender::subscribe)
     }
 }
 
@@ -285,7 +311,6 @@ struct Acceptor {
     workers: Arc<Workers>,
     limit: Arc<Semaphore>,
     tls: Option<TlsState>,
-    notify_shutdown: broadcast::Sender<()>,
     done_tx: mpsc::Sender<()>,
 }
 
@@ -327,10 +352,12 @@ impl Acceptor {
                 (Accepted::Tcp(_), Some(t)) => Some(t.acceptor()),
                 _ => None,
             };
-            let shutdown = self.notify_shutdown.subscribe();
             let done = self.done_tx.clone();
             turn = turn.wrapping_add(1);
             let worker = self.workers.pick(turn);
+            let Some(shutdown) = worker.subscribe_shutdown() else {
+                return;
+            };
             let open = worker.open.clone();
             let upstream = worker.upstream.clone();
             open.fetch_add(1, Ordering::Relaxed);
