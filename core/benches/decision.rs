@@ -1,6 +1,7 @@
 //! The whole gateway decision for a realistic browser request with a session cookie, beside
-//! `httparse` alone parsing the same head (the floor); and the trusted-sources match for lists
-//! of 1, 16 and 64 entries.
+//! `httparse` alone parsing the same head (the floor), with the session token in the session
+//! cache (a browser's every request after its first) and not; and the trusted-sources match
+//! for lists of 1, 16 and 64 entries.
 //!
 //! Run: `cargo bench -p gatehouse-core --bench decision`
 
@@ -16,7 +17,7 @@ use gatehouse_core::http::{
 };
 use gatehouse_core::password::{MIN_ITERATIONS, hash_password};
 use gatehouse_core::peer::Peer;
-use gatehouse_core::session::{SessionKey, SessionKeys};
+use gatehouse_core::session::{SESSION_CACHE_SLOTS, SessionCache, SessionKey, SessionKeys};
 use gatehouse_core::throttle::Throttle;
 use gatehouse_core::trusted::TrustedSources;
 use gatehouse_core::users::UserTable;
@@ -120,6 +121,42 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The same decision with a session token the session cache does not hold: the same
+    // request with one more distinct token (same length) than the cache has slots, taken in
+    // turn, so that each is pushed out before it comes round again. This is the base64
+    // decoding and the HMAC on every request, as a browser's first request pays them.
+    let cold: Vec<Vec<u8>> = (0..=SESSION_CACHE_SLOTS as u64)
+        .map(|i| {
+            let t = keys
+                .issue("carol", carol, NOW - 60 - i, 30 * 24 * 3600)
+                .unwrap();
+            browser_request(&t)
+        })
+        .collect();
+    assert!(cold.iter().all(|r| r.len() == request.len()));
+    let mut turn = 0;
+    group.bench_function("gatehouse_decision_uncached_session", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % cold.len();
+            let mut shared = Shared {
+                users: &mut users,
+                throttle: &mut throttle,
+                credentials: &mut cache,
+                pending: &mut pending,
+            };
+            let ex = Exchange {
+                peer,
+                tls: true,
+                bytes: black_box(&cold[turn]),
+                now: NOW,
+                random: &random,
+            };
+            match gateway.decide(&ex, &mut shared, &mut out) {
+                Decision::Forward(f) => black_box(f.head_len),
+                _ => 0,
+            }
+        })
+    });
     group.finish();
 
     // The parts of the decision, to see where its time goes.
@@ -131,10 +168,24 @@ fn bench(c: &mut Criterion) {
         })
     });
     let cookie_value = format!("{token}");
+    // Uncached: decoding, HMAC and the checks.
     parts.bench_function("session_verify", |b| {
         b.iter(|| {
             keys.verify_user(black_box(cookie_value.as_bytes()), NOW, &users)
                 .is_ok()
+        })
+    });
+    // A token the session cache holds: the comparison with every slot and the checks.
+    let mut sessions = SessionCache::<SESSION_CACHE_SLOTS>::new();
+    parts.bench_function("session_verify_cached", |b| {
+        b.iter(|| {
+            keys.verify_user_cached(
+                black_box(cookie_value.as_bytes()),
+                NOW,
+                &users,
+                &mut sessions,
+            )
+            .is_ok()
         })
     });
     let Ok(Parse::Complete(head)) = RequestHead::parse(&request) else {

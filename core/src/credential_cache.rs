@@ -29,6 +29,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use crate::session::{SESSION_CACHE_SLOTS, SessionCache};
+
 /// Length of the per-process secret key, in bytes.
 pub const KEY_LEN: usize = 32;
 
@@ -86,6 +88,10 @@ pub struct CredentialCache<const N: usize> {
     keyed: Hmac<Sha256>,
     ttl: u64,
     slots: [Slot; N],
+    /// Recently verified session tokens, the other credential a client sends with every
+    /// request: kept here so that every shell that holds a credential cache holds it too.
+    /// Its own rules are [`SessionCache`]'s.
+    pub sessions: SessionCache<SESSION_CACHE_SLOTS>,
 }
 
 impl<const N: usize> fmt::Debug for CredentialCache<N> {
@@ -98,6 +104,7 @@ impl<const N: usize> fmt::Debug for CredentialCache<N> {
                 &self.slots.iter().filter(|s| s.occupied).count(),
             )
             .field("ttl", &self.ttl)
+            .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +122,7 @@ impl<const N: usize> CredentialCache<N> {
             keyed: Hmac::<Sha256>::new((&block).into()),
             ttl: ttl_seconds,
             slots: [EMPTY; N],
+            sessions: SessionCache::new(),
         }
     }
 
@@ -174,9 +182,10 @@ impl<const N: usize> CredentialCache<N> {
         }
     }
 
-    /// Forgets every entry (e.g. after the users file was reloaded).
+    /// Forgets every entry, session tokens too (e.g. after the users file was reloaded).
     pub fn clear(&mut self) {
         self.slots = [EMPTY; N];
+        self.sessions.clear();
     }
 
     /// Number of entries held, stale ones included until they are next looked up or evicted.

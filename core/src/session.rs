@@ -87,7 +87,17 @@ pub struct SessionKey {
     /// HMAC-SHA256 already keyed with `bytes`: the key's inner and outer pad blocks are hashed
     /// once here, so a MAC costs two SHA-256 blocks fewer than keying it afresh each time.
     keyed: Hmac<Sha256>,
+    /// Names the key to a [`SessionCache`] without holding it: a MAC under the key of a
+    /// fixed label.
+    id: [u8; KEY_ID_LEN],
 }
+
+/// Bytes of a [`SessionKey`]'s id: long enough that two keys never share one.
+const KEY_ID_LEN: usize = 16;
+
+/// The label whose MAC under a key is the key's id (never a token's signed bytes, which
+/// start with [`MAC_CONTEXT`]).
+const KEY_ID_CONTEXT: &[u8] = b"gatehouse session key id\0";
 
 impl SessionKey {
     /// A key from random bytes (the daemon's OS RNG, a board's hardware RNG).
@@ -96,9 +106,18 @@ impl SessionKey {
         // HMAC-SHA256 under `random`, built without a fallible constructor.
         let mut block = [0u8; 64];
         block[..SESSION_KEY_LEN].copy_from_slice(&random);
+        let keyed = Hmac::<Sha256>::new((&block).into());
+        let full = keyed
+            .clone()
+            .chain_update(KEY_ID_CONTEXT)
+            .finalize()
+            .into_bytes();
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&full[..KEY_ID_LEN]);
         Self {
             bytes: random,
-            keyed: Hmac::<Sha256>::new((&block).into()),
+            keyed,
+            id,
         }
     }
 
@@ -358,6 +377,251 @@ impl SessionKeys {
         let user = found.ok_or(SessionError::UnknownUser)?;
         Ok((session, user))
     }
+
+    /// [`SessionKeys::verify_user`], remembering verified tokens in `cache`: a token verified
+    /// before skips the decoding and the MAC, and every other check is made again.
+    /// The answer is always the one [`SessionKeys::verify_user`] gives.
+    pub fn verify_user_cached<'u, const N: usize, const A: usize, const S: usize>(
+        &self,
+        token: &[u8],
+        now: u64,
+        users: &'u UserTable<N, A>,
+        cache: &mut SessionCache<S>,
+    ) -> Result<(Session, &'u crate::users::User), SessionError> {
+        if let Some(index) = cache.position(token) {
+            let slot = &mut cache.slots[index];
+            // Which of the keys held now made its MAC: as the full check tries them. A key
+            // rotated out makes the entry worthless; the full check below says why.
+            let key = if slot.key_id == self.current.id {
+                Some(KeyUsed::Current)
+            } else if self.previous.as_ref().is_some_and(|p| slot.key_id == p.id) {
+                Some(KeyUsed::Previous)
+            } else {
+                None
+            };
+            if let Some(key) = key {
+                let result = slot.recheck(key, now, users);
+                match &result {
+                    Ok(_) => slot.last_used = slot.last_used.max(now),
+                    Err(_) => *slot = CachedSession::EMPTY,
+                }
+                return result;
+            }
+            *slot = CachedSession::EMPTY;
+        }
+        let (session, user) = self.verify_user(token, now, users)?;
+        let id = match session.key {
+            KeyUsed::Current => &self.current.id,
+            // A previous key verified it, so there is one.
+            KeyUsed::Previous => match &self.previous {
+                Some(previous) => &previous.id,
+                None => return Ok((session, user)),
+            },
+        };
+        cache.insert(token, id, &session, now);
+        Ok((session, user))
+    }
+}
+
+/// How many verified session tokens a [`SessionCache`] holds (the `session-cache` feature;
+/// boards leave it off and spend no RAM on it).
+#[cfg(feature = "session-cache")]
+pub const SESSION_CACHE_SLOTS: usize = 8;
+
+/// How many verified session tokens a [`SessionCache`] holds (the `session-cache` feature;
+/// boards leave it off and spend no RAM on it).
+#[cfg(not(feature = "session-cache"))]
+pub const SESSION_CACHE_SLOTS: usize = 0;
+
+/// Bytes a cached token is kept in: [`MAX_TOKEN_LEN`] rounded up to whole 64-bit words.
+const CACHED_TOKEN_LEN: usize = MAX_TOKEN_LEN.next_multiple_of(8);
+
+/// The last `N` session tokens that passed [`SessionKeys::verify`], so that a browser's next
+/// request skips the base64 decoding and the HMAC ([`SessionKeys::verify_user_cached`]).
+///
+/// Why it is safe:
+/// - **Only verified tokens get in.** An entry is made only after the full check passed, so
+///   a forged token can neither enter nor push a real one out; a flood of forged tokens
+///   costs what it costs without the cache. A user can push others' entries out only with
+///   valid tokens of their own, and a pushed-out token is simply verified in full again.
+/// - **A hit is the exact token.** The presented token is compared with every slot, all of
+///   its bytes and its length, in constant time (folded 64-bit words tested with `subtle`),
+///   so timing shows neither which slot nor how much of a token matched; there are no
+///   buckets to aim at.
+/// - **Nothing is believed for longer than the token itself says.** A hit skips only what
+///   depends on the token's bytes and the key alone (format, version, MAC). The key that
+///   verified it must still be the current or the previous one (by its id: a MAC of a label,
+///   not the key), and issued-at, expiry, the user's existence and generation are checked on
+///   every hit exactly as the full check does; an entry failing any of them is dropped. So
+///   rotation, "log out everywhere", a password change or a deleted user take effect at once.
+/// - **No new secret.** An entry holds a token, no more than the session key can make at
+///   will; whoever can read the cache in memory can read that key too.
+///
+/// Fixed capacity, no allocation; the least recently used entry makes room.
+#[derive(Clone)]
+pub struct SessionCache<const N: usize> {
+    slots: [CachedSession; N],
+}
+
+#[derive(Clone)]
+struct CachedSession {
+    /// The token, zero-padded; `len == 0` is a free slot.
+    token: [u8; CACHED_TOKEN_LEN],
+    len: usize,
+    key_id: [u8; KEY_ID_LEN],
+    username: Username,
+    generation: u32,
+    issued_at: u64,
+    expires_at: u64,
+    last_used: u64,
+}
+
+impl CachedSession {
+    const EMPTY: Self = Self {
+        token: [0; CACHED_TOKEN_LEN],
+        len: 0,
+        key_id: [0; KEY_ID_LEN],
+        username: Username::new(),
+        generation: 0,
+        issued_at: 0,
+        expires_at: 0,
+        last_used: 0,
+    };
+
+    /// The checks of [`SessionKeys::verify_user`] that come after the MAC, in its order.
+    fn recheck<'u, const N: usize, const A: usize>(
+        &self,
+        key: KeyUsed,
+        now: u64,
+        users: &'u UserTable<N, A>,
+    ) -> Result<(Session, &'u crate::users::User), SessionError> {
+        if self.issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(SessionError::IssuedInFuture);
+        }
+        if now >= self.expires_at {
+            return Err(SessionError::Expired);
+        }
+        match users.find(&self.username) {
+            None => Err(SessionError::UnknownUser),
+            Some(user) if user.generation != self.generation => Err(SessionError::Revoked),
+            Some(user) => Ok((
+                Session {
+                    username: self.username.clone(),
+                    generation: self.generation,
+                    issued_at: self.issued_at,
+                    expires_at: self.expires_at,
+                    key,
+                },
+                user,
+            )),
+        }
+    }
+}
+
+impl<const N: usize> Default for SessionCache<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> fmt::Debug for SessionCache<N> {
+    /// Occupancy only: tokens stay out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("capacity", &N)
+            .field("occupied", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize> SessionCache<N> {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        Self {
+            slots: [const { CachedSession::EMPTY }; N],
+        }
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        for slot in &mut self.slots {
+            *slot = CachedSession::EMPTY;
+        }
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.len != 0).count()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The slot holding exactly `token`, compared with every slot in constant time.
+    fn position(&self, token: &[u8]) -> Option<usize> {
+        if N == 0 || token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let mut want = [0u8; CACHED_TOKEN_LEN];
+        want[..token.len()].copy_from_slice(token);
+        let mut found = subtle::Choice::from(0);
+        let mut index = 0u64;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let diff = slot
+                .token
+                .chunks_exact(8)
+                .zip(want.chunks_exact(8))
+                .fold((slot.len ^ token.len()) as u64, |acc, (h, w)| {
+                    acc | (word(h) ^ word(w))
+                });
+            let hit = diff.ct_eq(&0) & subtle::Choice::from(u8::from(slot.len != 0));
+            subtle::ConditionallySelectable::conditional_assign(&mut index, &(i as u64), hit);
+            found |= hit;
+        }
+        if bool::from(found) {
+            usize::try_from(index).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Remembers a token that just passed the full check under the key with `key_id`.
+    fn insert(&mut self, token: &[u8], key_id: &[u8; KEY_ID_LEN], session: &Session, now: u64) {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return;
+        }
+        let victim = self
+            .slots
+            .iter()
+            .position(|s| s.len == 0 || now >= s.expires_at)
+            .or_else(|| {
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(i, _)| i)
+            });
+        let Some(slot) = victim.and_then(|i| self.slots.get_mut(i)) else {
+            return;
+        };
+        slot.token = [0; CACHED_TOKEN_LEN];
+        slot.token[..token.len()].copy_from_slice(token);
+        slot.len = token.len();
+        slot.key_id = *key_id;
+        slot.username.clone_from(&session.username);
+        slot.generation = session.generation;
+        slot.issued_at = session.issued_at;
+        slot.expires_at = session.expires_at;
+        slot.last_used = now;
+    }
+}
+
+fn word(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(bytes);
+    u64::from_ne_bytes(b)
 }
 
 /// The signed fields of a token, after the MAC has been checked.
@@ -870,9 +1134,188 @@ mod tests {
         assert!(!debug.contains("171") && !debug.contains("ab"), "{debug}");
     }
 
+    fn table() -> UserTable<4> {
+        let mut users = UserTable::<4>::new();
+        let hash = hash_password(b"pw", &[1; SALT_LEN], MIN_ITERATIONS).unwrap();
+        users.add("Alice", false, hash.clone()).unwrap();
+        users.add("bob", false, hash).unwrap();
+        users
+    }
+
+    type Answer = Result<(Session, Username), SessionError>;
+
+    fn plain(keys: &SessionKeys, token: &[u8], now: u64, users: &UserTable<4>) -> Answer {
+        keys.verify_user(token, now, users)
+            .map(|(s, u)| (s, u.name.clone()))
+    }
+
+    fn cached<const S: usize>(
+        keys: &SessionKeys,
+        token: &[u8],
+        now: u64,
+        users: &UserTable<4>,
+        cache: &mut SessionCache<S>,
+    ) -> Answer {
+        keys.verify_user_cached(token, now, users, cache)
+            .map(|(s, u)| (s, u.name.clone()))
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_and_every_later_check_still_made() {
+        let mut users = table();
+        let mut keys = keys();
+        let mut cache = SessionCache::<4>::new();
+        let token = keys.issue("Alice", 0, NOW, TTL).unwrap();
+        let token = token.as_bytes();
+        let first = cached(&keys, token, NOW, &users, &mut cache);
+        assert!(first.is_ok());
+        assert_eq!(cache.len(), 1);
+        assert_eq!(
+            cached(&keys, token, NOW + 1, &users, &mut cache),
+            plain(&keys, token, NOW + 1, &users)
+        );
+        assert_eq!(cache.len(), 1, "a hit adds nothing");
+
+        // Time: expiry and issued-at are checked on a hit.
+        assert_eq!(
+            cached(&keys, token, NOW + TTL, &users, &mut cache).map(|_| ()),
+            Err(SessionError::Expired)
+        );
+        assert!(cache.is_empty(), "a failing entry is dropped");
+        assert!(cached(&keys, token, NOW, &users, &mut cache).is_ok());
+        assert_eq!(
+            cached(
+                &keys,
+                token,
+                NOW - MAX_CLOCK_SKEW_SECS - 1,
+                &users,
+                &mut cache
+            )
+            .map(|_| ()),
+            Err(SessionError::IssuedInFuture)
+        );
+
+        // Key rotation: the previous key still verifies (and says so); two rotations end it.
+        assert!(cached(&keys, token, NOW, &users, &mut cache).is_ok());
+        keys.rotate(key(2));
+        let (session, _) = cached(&keys, token, NOW, &users, &mut cache).unwrap();
+        assert_eq!(session.key, KeyUsed::Previous);
+        keys.rotate(key(3));
+        assert_eq!(
+            cached(&keys, token, NOW, &users, &mut cache).map(|_| ()),
+            Err(SessionError::BadSignature)
+        );
+
+        // Revocation and deletion are seen on a hit.
+        let token = keys.issue("alice", 0, NOW, TTL).unwrap();
+        let token = token.as_bytes();
+        assert!(cached(&keys, token, NOW, &users, &mut cache).is_ok());
+        users.bump_generation("alice").unwrap();
+        assert_eq!(
+            cached(&keys, token, NOW, &users, &mut cache).map(|_| ()),
+            Err(SessionError::Revoked)
+        );
+        let bob = users.generation_of("bob").unwrap();
+        let token = keys.issue("bob", bob, NOW, TTL).unwrap();
+        let token = token.as_bytes();
+        assert!(cached(&keys, token, NOW, &users, &mut cache).is_ok());
+        users.remove("bob").unwrap();
+        assert_eq!(
+            cached(&keys, token, NOW, &users, &mut cache).map(|_| ()),
+            Err(SessionError::UnknownUser)
+        );
+    }
+
+    #[test]
+    fn only_verified_tokens_get_in() {
+        let users = table();
+        let keys = keys();
+        let mut cache = SessionCache::<4>::new();
+        let token = keys.issue("Alice", 0, NOW, TTL).unwrap();
+        let mut forged = token.as_bytes().to_vec();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let other = SessionKeys::new(key(9))
+            .issue("Alice", 0, NOW, TTL)
+            .unwrap();
+        for bad in [&forged[..], other.as_bytes(), b"", b"x", &[b'A'; 300][..]] {
+            assert!(cached(&keys, bad, NOW, &users, &mut cache).is_err());
+        }
+        assert!(cache.is_empty());
+        // A token that differs from a cached one only in its last character is not a hit.
+        assert!(cached(&keys, token.as_bytes(), NOW, &users, &mut cache).is_ok());
+        assert_eq!(
+            cached(&keys, &forged, NOW, &users, &mut cache).map(|_| ()),
+            plain(&keys, &forged, NOW, &users).map(|_| ())
+        );
+        assert!(cached(&keys, &forged, NOW, &users, &mut cache).is_err());
+        assert_eq!(
+            format!("{cache:?}"),
+            "SessionCache { capacity: 4, occupied: 1, .. }"
+        );
+        assert!(!format!("{cache:?}").contains(token.as_str()));
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_and_a_cache_of_none_is_no_cache() {
+        let users = table();
+        let keys = keys();
+        let mut cache = SessionCache::<2>::new();
+        let tokens: Vec<_> = (0..5)
+            .map(|i| keys.issue("Alice", 0, NOW - i, TTL).unwrap())
+            .collect();
+        for (i, t) in tokens.iter().enumerate() {
+            assert!(cached(&keys, t.as_bytes(), NOW + i as u64, &users, &mut cache).is_ok());
+            assert!(cache.len() <= 2);
+        }
+        for t in &tokens {
+            assert!(cached(&keys, t.as_bytes(), NOW + 9, &users, &mut cache).is_ok());
+        }
+        let mut none = SessionCache::<0>::new();
+        assert!(cached(&keys, tokens[0].as_bytes(), NOW, &users, &mut none).is_ok());
+        assert!(none.is_empty());
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Step {
+            Issue {
+                user: usize,
+                generation: u32,
+                at: i64,
+            },
+            Verify {
+                token: usize,
+                at: i64,
+            },
+            Tamper {
+                token: usize,
+                at: usize,
+            },
+            Rotate(u8),
+            Bump(usize),
+            Remove(usize),
+            AddBack(usize),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0..3usize, 0..3u32, -100i64..100).prop_map(|(user, generation, at)| Step::Issue {
+                    user,
+                    generation,
+                    at
+                }),
+                (0..16usize, -200i64..200).prop_map(|(token, at)| Step::Verify { token, at }),
+                (0..16usize, 0..200usize).prop_map(|(token, at)| Step::Tamper { token, at }),
+                (1..4u8).prop_map(Step::Rotate),
+                (0..3usize).prop_map(Step::Bump),
+                (0..3usize).prop_map(Step::Remove),
+                (0..3usize).prop_map(Step::AddBack),
+            ]
+        }
 
         proptest! {
             #[test]
@@ -907,6 +1350,48 @@ mod tests {
             #[test]
             fn cookie_scanner_never_panics(header in proptest::collection::vec(any::<u8>(), 0..200)) {
                 let _ = session_cookies(&header).count();
+            }
+
+            /// Whatever happens between two requests (rotations, revocations, deletions,
+            /// time, forged tokens, a full cache), the cached check answers exactly as the
+            /// full one.
+            #[test]
+            fn the_cached_check_answers_as_the_full_one(steps in proptest::collection::vec(step(), 1..40)) {
+                const NAMES: [&str; 3] = ["Alice", "bob", "carol"];
+                let mut users = table();
+                let hash = users.find("bob").unwrap().password.clone();
+                let mut keys = keys();
+                let mut cache = SessionCache::<2>::new();
+                let mut tokens: Vec<Vec<u8>> = Vec::new();
+                for step in steps {
+                    match step {
+                        Step::Issue { user, generation, at } => {
+                            let t = keys.issue(NAMES[user], generation, NOW.saturating_add_signed(at * 1000), TTL).unwrap();
+                            tokens.push(t.as_bytes().to_vec());
+                        }
+                        Step::Verify { token, at } => {
+                            if let Some(t) = tokens.get(token % tokens.len().max(1)) {
+                                let now = NOW.saturating_add_signed(at * 1000);
+                                prop_assert_eq!(
+                                    cached(&keys, t, now, &users, &mut cache),
+                                    plain(&keys, t, now, &users)
+                                );
+                            }
+                        }
+                        Step::Tamper { token, at } => {
+                            if let Some(t) = tokens.get(token % tokens.len().max(1)) {
+                                let mut t = t.clone();
+                                let i = at % t.len();
+                                t[i] = if t[i] == b'A' { b'B' } else { b'A' };
+                                tokens.push(t);
+                            }
+                        }
+                        Step::Rotate(k) => keys.rotate(key(k)),
+                        Step::Bump(user) => { let _ = users.bump_generation(NAMES[user]); }
+                        Step::Remove(user) => { let _ = users.remove(NAMES[user]); }
+                        Step::AddBack(user) => { let _ = users.add(NAMES[user], false, hash.clone()); }
+                    }
+                }
             }
         }
     }

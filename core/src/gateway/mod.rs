@@ -642,7 +642,13 @@ impl<const S: usize> Gateway<'_, S> {
         for value in head.header_values("cookie") {
             let name = session::cookie_name(self.secure(ex));
             for token in session::session_cookies_named(value, name) {
-                if let Ok((s, user)) = self.keys.verify_user(token, ex.now, shared.users) {
+                let verified = self.keys.verify_user_cached(
+                    token,
+                    ex.now,
+                    shared.users,
+                    &mut shared.credentials.sessions,
+                );
+                if let Ok((s, user)) = verified {
                     let set_cookie = if s.should_renew(ex.now) {
                         self.session_cookie(&user.name, user.generation, ex)
                     } else {
