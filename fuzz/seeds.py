@@ -349,6 +349,15 @@ def gateway():
     form = b"csrf=" + c + b"&username=alice&password=wonderland&return=%2Fapp%2F"
     wrong = b"csrf=" + c + b"&username=bob&password=nope&return=//evil.example/"
     host = b"Host: music.example.org\r\n"
+    relogin = b"csrf=" + c + b"&username=alice&password=looking+glass&return=%2F"
+
+    def account_post(fields, prefix=b""):
+        body = b"csrf=" + c + b"&" + fields
+        return (b"POST /_gatehouse/account HTTP/1.1\r\n" + host
+                + b"Origin: https://music.example.org\r\nSec-Fetch-Site: same-origin\r\n"
+                + b"Content-Type: application/x-www-form-urlencoded\r\nCookie: " + prefix + alice
+                + b"; " + prefix + b"gatehouse_csrf=" + c + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
     cases = [
         # (name, peer and TLS bits, hours after ISSUED_AT, bytes)
         ("browser-anonymous", 0, 1, FIREFOX),
@@ -388,6 +397,13 @@ def gateway():
         ("subsonic-form", 0, 1, b"POST /rest/ping.view HTTP/1.1\r\n" + host + b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 40\r\n\r\nu=alice&p=wonderland&v=1.16.1&c=x&f=json"),
         ("subsonic-wrong", 0, 1, b"GET /rest/ping.view?u=alice&p=nope&f=json&callback=cb HTTP/1.1\r\n" + host + b"\r\n"),
         ("subsonic-extensions", 0, 1, b"GET /rest/getOpenSubsonicExtensions HTTP/1.1\r\n" + host + b"\r\n"),
+        ("account-page", 0, 1, b"GET /_gatehouse/account HTTP/1.1\r\n" + host + b"Accept: text/html\r\nCookie: " + alice + b"\r\n\r\n"),
+        ("account-anonymous", 0, 1, b"GET /_gatehouse/account HTTP/1.1\r\n" + host + b"Accept: text/html\r\n\r\n"),
+        ("account-create-revoke", 0, 1, account_post(b"do=create&label=phone") + account_post(b"do=revoke&label=PHONE") + b"GET /_gatehouse/account HTTP/1.1\r\n" + host + b"Cookie: " + alice + b"\r\n\r\n"),
+        ("account-password", 0, 1, account_post(b"do=password&current=wonderland&new=looking+glass&confirm=looking+glass") + b"POST /_gatehouse/login HTTP/1.1\r\n" + host + b"Cookie: gatehouse_csrf=" + c + b"\r\nContent-Length: %d\r\n\r\n" % len(relogin) + relogin),
+        ("account-password-wrong", 4, 1, account_post(b"do=password&current=nope&new=x&confirm=x", b"__Host-")),
+        ("account-logout-everywhere", 0, 1, account_post(b"do=logout-everywhere") + b"GET /app/ HTTP/1.1\r\n" + host + b"Cookie: " + alice + b"\r\n\r\n"),
+        ("account-no-csrf", 0, 1, b"POST /_gatehouse/account HTTP/1.1\r\n" + host + b"Cookie: " + alice + b"\r\nContent-Length: 21\r\n\r\ndo=create&label=phone"),
         ("limit-fields-64", 0, 1, fields(63).replace(b"Host: a\r\n", b"Host: a\r\nCookie: " + alice + b"\r\n")),
         ("limit-head-8191", 0, 1, padded(8191 - 30 - len(alice)).replace(b"Host: a\r\n", b"Host: a\r\nCookie: " + alice + b"\r\n")),
     ]

@@ -18,7 +18,10 @@
 //!   identity header from an untrusted peer;
 //! - forward-auth allows a user only on a cookie or Basic password, never on a header;
 //! - a session cookie is set only for the right password (login form) or a valid session;
-//! - gatehouse's own answers are valid responses, and refusals close the connection.
+//! - gatehouse's own answers are valid responses, and refusals close the connection;
+//! - the account page changes the users table only for a valid session with a valid CSRF
+//!   token pair, a password change only with the right current password, and an answer says
+//!   `users_changed` exactly when the table changed.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -26,8 +29,8 @@ use std::sync::OnceLock;
 use base64ct::{Base64, Encoding};
 use gatehouse_core::credential_cache::CredentialCache;
 use gatehouse_core::gateway::{
-    Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, Outcome, PendingChecks, RANDOM_LEN,
-    Shared, form_field,
+    AccountOutcome, Decision, Exchange, Gateway, GatewayConfig, OUT_LEN, Outcome, PendingChecks,
+    RANDOM_LEN, Shared, cookie_value, csrf_cookie_name, csrf_tokens_match, form_field,
 };
 use gatehouse_core::http::{
     BodyFraming, MAX_HEAD_LEN, MAX_HEADERS, Parse, PathClass, RequestError, RequestHead,
@@ -103,6 +106,8 @@ fuzz_target!(|data: &[u8]| {
     let mut out = vec![0u8; OUT_LEN];
 
     for _ in 0..4 {
+        // The table this request is judged against (the account page may change it).
+        let before = users.clone();
         let ex = Exchange {
             peer,
             tls,
@@ -134,7 +139,8 @@ fuzz_target!(|data: &[u8]| {
             tls,
             now,
             keys: &keys,
-            users: &users,
+            users: &before,
+            after: &users,
         };
         let consumed = match decision {
             Decision::NeedMoreBytes => {
@@ -178,7 +184,10 @@ struct Judge<'a> {
     tls: bool,
     now: u64,
     keys: &'a SessionKeys,
+    /// The users as the request found them.
     users: &'a Users,
+    /// The users after the decision.
+    after: &'a Users,
 }
 
 impl Judge<'_> {
@@ -209,7 +218,7 @@ impl Judge<'_> {
             .any(|(s, _)| same_username(&s.username, user));
         let by_basic = match head.single_header("authorization") {
             Ok(Some(value)) => basic(value).is_some_and(|(name, password)| {
-                same_username(&name, user) && right_password(&name, &password)
+                same_username(&name, user) && self.right_password(&name, &password)
             }),
             _ => false,
         };
@@ -233,7 +242,7 @@ impl Judge<'_> {
         [None, body].into_iter().any(
             |body| match subsonic::parse_request(query, body).credential {
                 Ok(Credential::Password { user: u, password }) => {
-                    same_username(&u, user) && right_password(&u, password.as_bytes())
+                    same_username(&u, user) && self.right_password(&u, password.as_bytes())
                 }
                 _ => false,
             },
@@ -374,7 +383,21 @@ impl Judge<'_> {
                     .get(cookie_name(self.tls).len() + 1)
                     .is_some_and(|&b| b != b';')
         });
-        if session_set {
+        if let Outcome::Account(outcome) = r.outcome {
+            self.account(r, outcome);
+        } else {
+            assert!(!r.users_changed, "{:?} changed the users", r.outcome);
+        }
+        assert_eq!(
+            r.users_changed,
+            self.users != self.after,
+            "users_changed says {} for {:?}",
+            r.users_changed,
+            r.outcome
+        );
+        if session_set && r.outcome == Outcome::Account(AccountOutcome::PasswordChanged) {
+            // Checked in `account`: a fresh session after a password change.
+        } else if session_set {
             assert_eq!(r.outcome, Outcome::LoggedIn);
             let head = self.head();
             let body = &self.bytes[head.head_len()..r.consumed];
@@ -386,7 +409,7 @@ impl Judge<'_> {
                 .unwrap();
             let name = core::str::from_utf8(name).unwrap();
             assert!(
-                right_password(name, password),
+                self.right_password(name, password),
                 "logged in without the password"
             );
         }
@@ -408,6 +431,80 @@ impl Judge<'_> {
     }
 }
 
+impl Judge<'_> {
+    /// The login password of `name`: the world's, or (after a password change earlier on this
+    /// connection) the one the table holds now.
+    fn right_password(&self, name: &str, password: &[u8]) -> bool {
+        let original = PASSWORDS
+            .iter()
+            .any(|(n, p)| same_username(n, name) && same_pbkdf2_key(p.as_bytes(), password));
+        let changed = self.users.find(name).is_some_and(|u| {
+            users().find(name).is_some_and(|o| o.password != u.password)
+                && gatehouse_core::password::verify_or_dummy(
+                    Some(&u.password),
+                    password,
+                    MIN_ITERATIONS,
+                )
+        });
+        let unchanged = self
+            .users
+            .find(name)
+            .zip(users().find(name))
+            .is_some_and(|(u, o)| u.password == o.password);
+        (original && unchanged) || changed
+    }
+
+    /// The user a session cookie of the request names, as the request found the table.
+    fn session_user(&self) -> Option<String> {
+        let head = self.head();
+        head.header_values("cookie")
+            .flat_map(|v| session_cookies_named(v, cookie_name(self.tls)))
+            .find_map(|t| self.keys.verify_user(t, self.now, self.users).ok())
+            .map(|(_, u)| u.name.to_string())
+    }
+
+    /// The form's CSRF token equals the CSRF cookie and is signed by gatehouse.
+    fn csrf_valid(&self, body: &[u8]) -> bool {
+        let head = self.head();
+        let mut buf = [0u8; 128];
+        let form = form_field(body, "csrf", &mut buf).ok().flatten();
+        let cookie = head
+            .header_values("cookie")
+            .find_map(|v| cookie_value(v, csrf_cookie_name(self.tls)));
+        matches!((form, cookie), (Some(f), Some(c)) if csrf_tokens_match(self.keys, f, c))
+    }
+
+    /// What the account page may do, and may not.
+    fn account(&self, r: &gatehouse_core::gateway::Respond, outcome: AccountOutcome) {
+        if !r.users_changed && outcome != AccountOutcome::PasswordChanged {
+            return;
+        }
+        let head = self.head();
+        assert_eq!(head.method(), "POST", "{outcome:?} without a POST");
+        let body = &self.bytes[head.head_len()..r.consumed];
+        let user = self
+            .session_user()
+            .unwrap_or_else(|| panic!("{outcome:?} without a session"));
+        assert!(self.csrf_valid(body), "{outcome:?} without a CSRF token pair");
+        if outcome == AccountOutcome::PasswordChanged {
+            let mut buf = [0u8; 256];
+            let current = form_field(body, "current", &mut buf).unwrap().unwrap();
+            assert!(
+                self.right_password(&user, current),
+                "a password changed without the current one"
+            );
+            let mut new = [0u8; 256];
+            let new = form_field(body, "new", &mut new).unwrap().unwrap();
+            let stored = &self.after.find(&user).unwrap().password;
+            assert!(gatehouse_core::password::verify_or_dummy(
+                Some(stored),
+                new,
+                MIN_ITERATIONS
+            ));
+        }
+    }
+}
+
 fn basic(value: &[u8]) -> Option<(String, Vec<u8>)> {
     let (scheme, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
     if !scheme.eq_ignore_ascii_case(b"basic") {
@@ -417,12 +514,6 @@ fn basic(value: &[u8]) -> Option<(String, Vec<u8>)> {
     let colon = raw.iter().position(|&b| b == b':')?;
     let name = String::from_utf8(raw[..colon].to_vec()).ok()?;
     Some((name, raw[colon + 1..].to_vec()))
-}
-
-fn right_password(name: &str, password: &[u8]) -> bool {
-    PASSWORDS
-        .iter()
-        .any(|(n, p)| same_username(n, name) && same_pbkdf2_key(p.as_bytes(), password))
 }
 
 /// Whether PBKDF2-HMAC-SHA256 treats two passwords as one. HMAC pads a key shorter than its
