@@ -566,11 +566,14 @@ impl<const N: usize> SessionCache<N> {
         }
         let mut want = [0u8; CACHED_TOKEN_LEN];
         want[..token.len()].copy_from_slice(token);
+        // Both are zero past their length: when the lengths agree, the words that hold the
+        // token decide (how many depends only on the token presented).
+        let words = token.len().div_ceil(8) * 8;
+        let want = &want[..words];
         let mut found = subtle::Choice::from(0);
         let mut index = 0u64;
         for (i, slot) in self.slots.iter().enumerate() {
-            let diff = slot
-                .token
+            let diff = slot.token[..words]
                 .chunks_exact(8)
                 .zip(want.chunks_exact(8))
                 .fold((slot.len ^ token.len()) as u64, |acc, (h, w)| {

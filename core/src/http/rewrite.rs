@@ -203,19 +203,14 @@ kinds! {
     ],
 }
 
-/// One class per letter (either case) and digit, and one for every other byte (all of which
-/// fold to `-`).
-const fn first_class(b: u8) -> u32 {
-    match b {
-        b'a'..=b'z' => (b - b'a') as u32,
-        b'A'..=b'Z' => (b - b'A') as u32,
-        b'0'..=b'9' => 26 + (b - b'0') as u32,
-        _ => 36,
-    }
+/// The prefilter's bit for a folded byte (see [`FOLD`]): its low six bits. Digits share bits
+/// with `p`…`y` and `-` with `m`; a shared bit only sends more names to the full check.
+const fn first_bit(folded: u8) -> u64 {
+    1 << (folded & 63)
 }
 
-/// For each name length (the last row: every length past [`FOLD_LEN`]), the first bytes
-/// (as bits `1 << class`, see [`first_class`]) with which a name of that length may be more than a plain field: a
+/// For each name length (the last row: every length past [`FOLD_LEN`]), the folded first
+/// bytes (as [`first_bit`]s) with which a name of that length may be more than a plain field: a
 /// name [`kind`] knows, `Cookie`, or a `proxy-…` or `x-forwarded-…` name (any length from
 /// its prefix's on). The configured user header and the names listed in `Connection` are
 /// checked at run time.
@@ -224,17 +219,17 @@ static SPECIAL_FIRST: [u64; FOLD_LEN + 2] = {
     let mut i = 0;
     while i < SPECIAL_NAMES.len() {
         let name = SPECIAL_NAMES[i];
-        table[name.len()] |= 1 << first_class(name[0]);
+        table[name.len()] |= first_bit(name[0]);
         i += 1;
     }
-    table[b"cookie".len()] |= 1 << first_class(b'c');
+    table[b"cookie".len()] |= first_bit(b'c');
     let mut len = 0;
     while len < table.len() {
         if len >= b"proxy-".len() {
-            table[len] |= 1 << first_class(b'p');
+            table[len] |= first_bit(b'p');
         }
         if len >= b"x-forwarded-".len() {
-            table[len] |= 1 << first_class(b'x');
+            table[len] |= first_bit(b'x');
         }
         len += 1;
     }
@@ -243,15 +238,16 @@ static SPECIAL_FIRST: [u64; FOLD_LEN + 2] = {
 
 /// A cheap test that a client field is forwarded exactly as sent: `true` only when
 /// [`is_dropped`] is `false` and the field is not `Cookie`. `false` means "look closer",
-/// never "drop". Sound because every such name shares its length and folded first byte with
-/// one in [`SPECIAL_FIRST`], the configured user header ([`names_match_loosely`] needs equal
-/// lengths), or a name listed in `Connection` (compared ignoring case, so of equal length).
+/// never "drop". Sound because every such name has the length and the folded first byte's
+/// [`first_bit`] of an entry of [`SPECIAL_FIRST`], or the length of the configured user
+/// header ([`names_match_loosely`] needs equal lengths) or of a name listed in `Connection`
+/// (compared ignoring case, so of equal length).
 fn surely_kept(name: &[u8], options: &ForwardOptions<'_>, nominated: &Nominated<'_>) -> bool {
     let Some(&first) = name.first() else {
         return false;
     };
     let row = SPECIAL_FIRST[name.len().min(FOLD_LEN + 1)];
-    row & (1 << first_class(FOLD[usize::from(first)])) == 0
+    row & first_bit(FOLD[usize::from(first)]) == 0
         && name.len() != options.user_header.len()
         && !nominated.may_contain_len(name.len())
 }
