@@ -21,7 +21,8 @@
 //! - [`credential_cache`]: recently verified HTTP Basic credentials, as keyed MACs, so a Basic
 //!   client does not pay a password hash on every request.
 //! - [`gateway`]: the one decision both shells call for every request: who is asking, may
-//!   they pass, what the app receives; gatehouse's own login, logout and forward-auth.
+//!   they pass, what the app receives; gatehouse's own login, logout and forward-auth, and
+//!   (feature `account`) each user's account page.
 //! - [`subsonic`]: the Subsonic API's own credentials (`u`+`p`, `u`+`t`+`s`, `apiKey`), the
 //!   answers a Subsonic server gives, and the query without the secrets.
 //! - [`time`]: UNIX seconds as UTC calendar text, for what core shows people.

@@ -152,7 +152,8 @@ fn render(head: &str) -> String {
     page.push_str(
         "</table><p>Try sending your own <code>Remote-User</code> header with curl: gatehouse \
          removes it before the app sees it.</p>\
-         <p><a href=\"/_gatehouse/logout\">Log out</a></p></body></html>",
+         <p><a href=\"/_gatehouse/account\">Your account</a> (app passwords for music apps, \
+         your password) &middot; <a href=\"/_gatehouse/logout\">Log out</a></p></body></html>",
     );
     page
 }
@@ -169,6 +170,7 @@ mod tests {
         assert!(page.contains("you are <strong>&lt;alice&gt;</strong>"));
         assert!(page.contains("<td>Remote-Groups</td><td>admins</td>"));
         assert!(!page.contains("<alice>"));
+        assert!(page.contains("<a href=\"/_gatehouse/account\">Your account</a>"));
     }
 
     #[test]
