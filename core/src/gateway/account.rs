@@ -19,10 +19,10 @@
 //!
 //! # What every POST must pass
 //!
-//! The same CSRF checks as the login form ([`super::form`]): `Sec-Fetch-Site`/`Origin` say
-//! the form came from this site, and the signed double-submit token of the page's hidden field
-//! equals the `gatehouse_csrf` cookie (compared in constant time). Then a valid session. Each
-//! refusal is its own [`AccountOutcome`].
+//! The same CSRF checks as the login form (see the `form` module): `Sec-Fetch-Site` and
+//! `Origin` say the form came from this site, and the signed double-submit token of the page's
+//! hidden field equals the `gatehouse_csrf` cookie (compared in constant time). Then a valid
+//! session. Each refusal is its own [`AccountOutcome`].
 //!
 //! # Changing the password
 //!
@@ -122,7 +122,7 @@ struct Answer<'a> {
     created: Option<(&'a str, &'a str)>,
     /// A fresh session cookie (after a password change).
     session_cookie: Option<&'a [u8]>,
-    outcome: AccountOutcome,
+    outcome: Outcome,
     users_changed: bool,
 }
 
@@ -134,7 +134,7 @@ impl<'a> Answer<'a> {
             notice: None,
             created: None,
             session_cookie: None,
-            outcome,
+            outcome: Outcome::Account(outcome),
             users_changed: false,
         }
     }
@@ -571,22 +571,27 @@ impl<const S: usize> Gateway<'_, S> {
                     "Too many failed attempts. Please try again in {} seconds.",
                     seconds.max(1)
                 ));
-                let answer = Answer::error(
-                    Status::TooManyRequests,
-                    AccountOutcome::WrongPassword,
-                    &text,
-                );
-                let d = self.account_page(ctx, shared.users, user, &answer, out);
-                with_outcome(d, Outcome::Throttled)
+                // Counted as the login throttle's refusal, like a login's.
+                let answer = Answer {
+                    outcome: Outcome::Throttled,
+                    ..Answer::error(
+                        Status::TooManyRequests,
+                        AccountOutcome::WrongPassword,
+                        &text,
+                    )
+                };
+                self.account_page(ctx, shared.users, user, &answer, out)
             }
             Handout::Busy => {
-                let answer = Answer::error(
-                    Status::ServiceUnavailable,
-                    AccountOutcome::WrongPassword,
-                    "The server is busy. Please try again in a moment.",
-                );
-                let d = self.account_page(ctx, shared.users, user, &answer, out);
-                with_outcome(d, Outcome::PasswordChecksBusy)
+                let answer = Answer {
+                    outcome: Outcome::PasswordChecksBusy,
+                    ..Answer::error(
+                        Status::ServiceUnavailable,
+                        AccountOutcome::WrongPassword,
+                        "The server is busy. Please try again in a moment.",
+                    )
+                };
+                self.account_page(ctx, shared.users, user, &answer, out)
             }
             Handout::Failed => {
                 let answer = Answer::error(
@@ -656,21 +661,11 @@ impl<const S: usize> Gateway<'_, S> {
                 consumed: consumed.unwrap_or(ctx.head.head_len()),
                 len,
                 close,
-                outcome: Outcome::Account(answer.outcome),
+                outcome: answer.outcome,
                 users_changed: answer.users_changed,
             }),
             Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
         }
-    }
-}
-
-fn with_outcome(decision: Decision, outcome: Outcome) -> Decision {
-    match decision {
-        Decision::Respond(mut r) => {
-            r.outcome = outcome;
-            Decision::Respond(r)
-        }
-        other => other,
     }
 }
 
