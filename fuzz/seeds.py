@@ -395,6 +395,7 @@ def gateway():
         ("subsonic-token", 0, 1, b"GET /rest/stream.view?id=1&u=alice&t=" + hashlib.md5(b"wonderlandc19b2d").hexdigest().encode() + b"&s=c19b2d&v=1.16.1&c=x HTTP/1.1\r\n" + host + b"\r\n"),
         ("subsonic-apikey", 0, 1, b"GET /rest/ping.view?apiKey=abc&f=xml HTTP/1.1\r\n" + host + b"\r\n"),
         ("subsonic-form", 0, 1, b"POST /rest/ping.view HTTP/1.1\r\n" + host + b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 40\r\n\r\nu=alice&p=wonderland&v=1.16.1&c=x&f=json"),
+        ("subsonic-basic-and-p", 0, 1, b"GET /rest/ping.view?u=alice&p=wonderland&v=1.16.1&c=x&f=json HTTP/1.1\r\n" + host + b"Authorization: " + basic(b"alice:nope") + b"\r\n\r\n"),
         ("subsonic-wrong", 0, 1, b"GET /rest/ping.view?u=alice&p=nope&f=json&callback=cb HTTP/1.1\r\n" + host + b"\r\n"),
         ("subsonic-extensions", 0, 1, b"GET /rest/getOpenSubsonicExtensions HTTP/1.1\r\n" + host + b"\r\n"),
         ("account-page", 0, 1, b"GET /_gatehouse/account HTTP/1.1\r\n" + host + b"Accept: text/html\r\nCookie: " + alice + b"\r\n\r\n"),

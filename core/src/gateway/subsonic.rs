@@ -243,6 +243,13 @@ impl<const S: usize> Gateway<'_, S> {
                         _ => Err(Failed::Refused(SubsonicRefusal::WrongPassword)),
                     };
                 }
+                // One password check per request: when the request's HTTP Basic password was
+                // just checked and found wrong, its `p` gets no second check (`finish` gives the
+                // shell its final decision); a client sending two passwords that disagree gets
+                // "wrong credentials".
+                if verified.is_some() {
+                    return Err(Failed::Refused(SubsonicRefusal::WrongPassword));
+                }
                 match self.password_check(Purpose::Subsonic, user, password, ctx, shared) {
                     Handout::Check(check) => Err(Failed::Decided(Decision::VerifyPassword(check))),
                     Handout::Throttled(seconds) => Err(Failed::Throttled(seconds)),

@@ -379,6 +379,24 @@ fn the_first_use_of_an_app_password_asks_the_shell_to_save_the_table() {
 }
 
 #[test]
+fn a_wrong_basic_password_beside_p_costs_one_check_and_is_refused() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let basic = "YWxpY2U6bm90IGl0"; // alice:not it
+    let req = format!(
+        "GET /rest/ping.view?u=alice&p=wonderland&v=1.16.1&c=x&f=json HTTP/1.1\r\n\
+         Host: music\r\nAuthorization: Basic {basic}\r\n\r\n"
+    );
+    let d = w.decide(req.as_bytes(), &mut out);
+    assert!(
+        !matches!(d, Decision::VerifyPassword(_)),
+        "finish asked for a second password check"
+    );
+    assert_eq!(w.checks, 1);
+    assert_eq!(subsonic_error(&d, &out).0, 40);
+}
+
+#[test]
 fn token_info_answered_by_gatehouse_still_asks_to_save_a_first_use() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
