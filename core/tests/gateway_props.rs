@@ -84,6 +84,7 @@ impl World {
                 out[..r.len].to_vec(),
             ),
             Decision::VerifyPassword(c) => (format!("verify {}", c.username()), Vec::new()),
+            Decision::WaitForCheck => ("wait for check".into(), Vec::new()),
         }
     }
 }

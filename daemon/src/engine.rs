@@ -158,8 +158,17 @@ fn class_name(c: PathClass) -> &'static str {
     }
 }
 
+/// Longest wait for another request's check of the same credential, in rounds of
+/// [`CHECK_WAIT`] (core stops counting a check as in flight after
+/// `PENDING_CHECK_EXPIRY_SECS`, so this bound is never reached in practice).
+const MAX_CHECK_WAITS: u32 = 120;
+
+/// How long one wait for a finished check lasts before core is asked again.
+const CHECK_WAIT: Duration = Duration::from_secs(1);
+
 /// Asks core about the request at the start of `bytes`; runs a password check off the async
-/// threads when core asks for one.
+/// threads when core asks for one, and waits when core says the same credential is being
+/// checked for another request.
 pub async fn judge(
     shared: &std::sync::Arc<Shared>,
     peer: PeerAddr,
@@ -181,6 +190,23 @@ pub async fn judge(
     };
     let mut out = PooledBuf::take();
     let mut decision = shared.with_gateway(|gw, state| gw.decide(&ex, state, &mut out[..OUT_LEN]));
+    let mut waits = 0;
+    while let Decision::WaitForCheck = decision {
+        waits += 1;
+        if waits > MAX_CHECK_WAITS {
+            return internal_error(peer, bytes.len());
+        }
+        // Registered before core is asked again, so that a check finishing in between is
+        // not missed; only this slow path touches the notifier shared by every worker.
+        let finished = shared.checks_finished.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
+        decision = shared.with_gateway(|gw, state| gw.decide(&ex, state, &mut out[..OUT_LEN]));
+        if let Decision::WaitForCheck = decision {
+            let _ = tokio::time::timeout(CHECK_WAIT, finished).await;
+            decision = shared.with_gateway(|gw, state| gw.decide(&ex, state, &mut out[..OUT_LEN]));
+        }
+    }
     if let Decision::VerifyPassword(check) = decision {
         let (check, verified) = match tokio::task::spawn_blocking(move || {
             let ok = check.verify();
@@ -193,6 +219,7 @@ pub async fn judge(
         };
         decision = shared
             .with_gateway(|gw, state| gw.finish(&ex, state, &check, verified, &mut out[..OUT_LEN]));
+        shared.checks_finished.notify_waiters();
         drop::<PasswordCheck>(check);
     }
     let mut judged = translate(shared, peer, bytes, decision, out);
@@ -242,7 +269,7 @@ fn translate(
             total,
             send_continue,
         },
-        Decision::VerifyPassword(_) => internal_error(peer, bytes.len()),
+        Decision::VerifyPassword(_) | Decision::WaitForCheck => internal_error(peer, bytes.len()),
         Decision::Respond(r) => {
             log.class = path_class(shared, bytes);
             log.detail = Some(format!("{:?}", r.outcome));

@@ -57,6 +57,8 @@ pub struct Shared {
     pub gateway_config: GatewayConfig<'static>,
     pub metrics: Metrics,
     pub users_file: UsersFile,
+    /// Woken when a password check finishes, for requests core told to wait for it.
+    pub checks_finished: tokio::sync::Notify,
     state: Mutex<GateState>,
 }
 
@@ -82,6 +84,7 @@ impl Shared {
             metrics: Metrics::default(),
             users_file,
             config,
+            checks_finished: tokio::sync::Notify::new(),
             state: Mutex::new(state),
         })
     }

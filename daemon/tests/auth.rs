@@ -183,6 +183,36 @@ fn http_basic_names_the_user_and_the_app_never_sees_the_credentials() {
 }
 
 #[test]
+fn many_connections_with_the_same_credential_before_its_first_check_are_all_served() {
+    // A cold cache: a password at the full hashing cost, sent on more connections at once
+    // than the cap on checks in flight, before its first check can finish. The copies wait
+    // for that check instead of being refused as busy.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (code, _, err) = users(&state, &["add", "dave", "--password-stdin"], "slow hash\n");
+    assert_eq!(code, 0, "{err}");
+    let app = Recorder::start();
+    let gw = Gateway::start_with_state(&state, &app.upstream(), &["--listen", "127.0.0.1:0"], &[]);
+    let addr = gw.addr();
+    let clients = 24;
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| s.spawn(move || get(addr, "/x", &basic("dave", "slow hash")).status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let seen = app.requests();
+    assert_eq!(seen.len(), clients);
+    for s in &seen {
+        only_identity(s, "dave");
+    }
+}
+
+#[test]
 fn a_spoofed_identity_in_a_pipelined_request_on_an_authenticated_connection_never_passes() {
     let (app, gw, _dir) = setup(&[]);
     let cookie = login(gw.addr(), "bob", "battery staple");

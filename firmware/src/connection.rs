@@ -306,8 +306,12 @@ pub async fn serve<C: Read + Write, U: Upstream>(
                     Err(end) => return end,
                 }
             }
-            // Handled in the loop above.
-            Decision::NeedMoreBytes | Decision::ReadBody { .. } | Decision::VerifyPassword(_) => {
+            // Handled in the loop above; no check is ever in flight here, since each is
+            // verified and finished before another request is decided.
+            Decision::NeedMoreBytes
+            | Decision::ReadBody { .. }
+            | Decision::VerifyPassword(_)
+            | Decision::WaitForCheck => {
                 return End::EngineLoop;
             }
         };

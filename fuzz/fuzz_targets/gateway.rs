@@ -151,7 +151,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(total > bytes.len());
                 return;
             }
-            Decision::VerifyPassword(_) => unreachable!(),
+            Decision::VerifyPassword(_) | Decision::WaitForCheck => unreachable!(),
             Decision::Forward(f) => {
                 judge.forward(&f, &out[..f.head_len]);
                 if f.body != BodyFraming::None || f.upgrade {

@@ -582,7 +582,7 @@ impl<const S: usize> Gateway<'_, S> {
                 };
                 self.account_page(ctx, shared.users, user, &answer, out)
             }
-            Handout::Busy => {
+            Handout::Busy | Handout::InFlight => {
                 let answer = Answer {
                     outcome: Outcome::PasswordChecksBusy,
                     ..Answer::error(

@@ -233,6 +233,11 @@ pub enum Decision {
     Respond(Respond),
     /// Verify a password outside the lock, then call [`Gateway::finish`].
     VerifyPassword(PasswordCheck),
+    /// The same credential is being verified for another request: nothing to verify or
+    /// write. Wait until a check finishes (a [`Gateway::finish`]), then call
+    /// [`Gateway::decide`] again with the same bytes; the verified-credential cache then
+    /// answers, or a check is handed out if the first one failed.
+    WaitForCheck,
 }
 
 /// Forward a request: write `out[..head_len]` to the app, then relay the body.
@@ -441,6 +446,8 @@ enum Handout {
     Check(PasswordCheck),
     Throttled(u64),
     Busy,
+    /// The same Basic or Subsonic credential is being checked already.
+    InFlight,
     Failed,
 }
 
@@ -463,6 +470,7 @@ enum Auth {
     Verify(PasswordCheck),
     Throttled(u64),
     Busy,
+    InFlight,
     BasicFailed,
     Anonymous,
     ProvisionFailed(UserError),
@@ -577,6 +585,7 @@ impl<const S: usize> Gateway<'_, S> {
                     self.forward(&ctx, class, Some(who), front)
                 }
                 Auth::Verify(check) => Decision::VerifyPassword(check),
+                Auth::InFlight => Decision::WaitForCheck,
                 Auth::Throttled(secs) => respond_too_many(&ctx, secs, front),
                 Auth::Busy => respond_busy(&ctx, front),
                 Auth::BasicFailed => {
@@ -728,6 +737,7 @@ impl<const S: usize> Gateway<'_, S> {
             Handout::Check(check) => Auth::Verify(check),
             Handout::Throttled(seconds) => Auth::Throttled(seconds),
             Handout::Busy => Auth::Busy,
+            Handout::InFlight => Auth::InFlight,
             Handout::Failed => Auth::BasicFailed,
         }
     }
@@ -755,6 +765,12 @@ impl<const S: usize> Gateway<'_, S> {
             return Handout::Failed;
         }
         let guess = pending::guess_digest(name, password);
+        // A credential sent with every request is checked once at a time; the cache
+        // answers the copies once it is verified.
+        if matches!(purpose, Purpose::Basic | Purpose::Subsonic) && shared.pending.has(&guess, now)
+        {
+            return Handout::InFlight;
+        }
         let Some(claim) = shared.pending.claim(&guess, now) else {
             return Handout::Busy;
         };
@@ -1069,7 +1085,7 @@ impl<const S: usize> Gateway<'_, S> {
                 }
                 return match handout {
                     Handout::Check(check) => Decision::VerifyPassword(check),
-                    Handout::Busy => self.login_page(
+                    Handout::Busy | Handout::InFlight => self.login_page(
                         ctx,
                         Status::ServiceUnavailable,
                         return_target,
@@ -1296,6 +1312,7 @@ impl<const S: usize> Gateway<'_, S> {
                 )
             }
             Auth::Verify(check) => Decision::VerifyPassword(check),
+            Auth::InFlight => Decision::WaitForCheck,
             Auth::Throttled(secs) => respond_too_many(ctx, secs, out),
             Auth::Busy => respond_busy(ctx, out),
             Auth::ProvisionFailed(e) => respond_error(

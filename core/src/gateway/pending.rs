@@ -14,7 +14,12 @@
 //! counted as failures until they finish, and the user would be throttled for knowing their
 //! own password. So each place remembers a digest of the guess (username folded to ASCII
 //! lower case, and password), and a check whose guess is already in flight is not charged
-//! again: it tells an attacker nothing the first one will not.
+//! again: it tells an attacker nothing the first one will not. A credential sent with every
+//! request (HTTP Basic, Subsonic) is not even checked twice: while its guess is in flight,
+//! another request with it is told to wait ([`super::Decision::WaitForCheck`]) and decide
+//! again once the check finished, when the verified-credential cache answers; it takes no
+//! place, so a cold cache and many connections with the same credential cost one hash and
+//! no `503`.
 //!
 //! A shell may drop a check without finishing it (the client went away while it ran, the
 //! verification thread failed): a place held longer than [`PENDING_CHECK_EXPIRY_SECS`] is
@@ -91,13 +96,17 @@ impl PendingChecks {
             .count()
     }
 
-    /// Takes a place for a new check of `guess`, or `None` when all are taken.
-    pub(super) fn claim(&mut self, guess: &Guess, now: u64) -> Option<Claim> {
-        let duplicate = self
-            .places
+    /// Whether a check of `guess` is in flight at `now`.
+    pub(super) fn has(&self, guess: &Guess, now: u64) -> bool {
+        self.places
             .iter()
             .flatten()
-            .any(|p| !abandoned(*p, now) && p.guess == *guess);
+            .any(|p| !abandoned(*p, now) && p.guess == *guess)
+    }
+
+    /// Takes a place for a new check of `guess`, or `None` when all are taken.
+    pub(super) fn claim(&mut self, guess: &Guess, now: u64) -> Option<Claim> {
+        let duplicate = self.has(guess, now);
         let place = self
             .places
             .iter_mut()

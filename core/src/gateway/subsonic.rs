@@ -89,6 +89,7 @@ impl<const S: usize> Gateway<'_, S> {
                 users_changed,
             },
             Auth::Verify(check) => return Decision::VerifyPassword(check),
+            Auth::InFlight => return Decision::WaitForCheck,
             Auth::Throttled(seconds) => return answer.throttled(seconds, out),
             Auth::Busy => return respond_busy(ctx, out),
             Auth::ProvisionFailed(e) => {
@@ -254,6 +255,7 @@ impl<const S: usize> Gateway<'_, S> {
                     Handout::Check(check) => Err(Failed::Decided(Decision::VerifyPassword(check))),
                     Handout::Throttled(seconds) => Err(Failed::Throttled(seconds)),
                     Handout::Busy => Err(Failed::Busy),
+                    Handout::InFlight => Err(Failed::Decided(Decision::WaitForCheck)),
                     Handout::Failed => Err(Failed::Refused(SubsonicRefusal::WrongPassword)),
                 }
             }

@@ -487,16 +487,18 @@ fn concurrent_guesses_are_bounded_by_the_throttle() {
 fn password_checks_in_flight_are_capped_for_the_whole_gateway() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
-    let req = basic("alice", "guess");
     let mut in_flight = Vec::new();
-    // Clients from many networks, each well within its own throttle burst.
+    // Clients from many networks, each well within its own throttle burst, each trying its
+    // own name (copies of one guess wait for it instead; see the next test).
     for i in 0..MAX_PENDING_CHECKS {
         let peer = format!("198.51.100.{i}:1");
+        let req = basic(&format!("user{i}"), "guess");
         match w.step(&peer, req.as_bytes(), None, &mut out) {
             Decision::VerifyPassword(c) => in_flight.push(c),
             other => panic!("{other:?}"),
         }
     }
+    let req = basic("someone", "guess");
     let d = w.step("203.0.113.1:1", req.as_bytes(), None, &mut out);
     let (resp, outcome, _) = responded(&d, &out);
     assert_eq!(outcome, Outcome::PasswordChecksBusy);
@@ -505,48 +507,74 @@ fn password_checks_in_flight_are_capped_for_the_whole_gateway() {
     // A finished check gives its place back.
     let c = in_flight.pop().unwrap();
     let ok = c.verify();
-    w.step("198.51.100.0:1", req.as_bytes(), Some((&c, ok)), &mut out);
+    let last = MAX_PENDING_CHECKS - 1;
+    let req_last = basic(&format!("user{last}"), "guess");
+    w.step(
+        &format!("198.51.100.{last}:1"),
+        req_last.as_bytes(),
+        Some((&c, ok)),
+        &mut out,
+    );
     let d = w.step("203.0.113.1:1", req.as_bytes(), None, &mut out);
     assert!(matches!(d, Decision::VerifyPassword(_)), "{d:?}");
 }
 
 #[test]
-fn the_same_right_password_on_many_connections_at_once_is_not_throttled() {
+fn the_same_credential_on_many_connections_at_once_is_checked_once() {
     // A browser or a music app opens several connections with the same Basic credentials
-    // before the first check finishes: more than the name's burst of failures.
+    // before the first check finishes (a cold cache): more than the cap on checks in flight
+    // and more than the name's burst of failures.
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
     let good = basic("alice", "wonderland");
-    let mut in_flight = Vec::new();
-    for _ in 0..MAX_PENDING_CHECKS {
-        match w.step(CLIENT, good.as_bytes(), None, &mut out) {
-            Decision::VerifyPassword(c) => in_flight.push(c),
-            d => panic!(
-                "refused while the same guess was in flight: {:?}",
-                responded(&d, &out)
-            ),
-        }
+    let Decision::VerifyPassword(first) = w.step(CLIENT, good.as_bytes(), None, &mut out) else {
+        panic!("no check handed out");
+    };
+    let copies = MAX_PENDING_CHECKS * 4;
+    assert!(copies > ThrottlePolicy::DEFAULT.user_burst as usize);
+    for _ in 0..copies {
+        let d = w.step(CLIENT, good.as_bytes(), None, &mut out);
+        assert!(
+            matches!(d, Decision::WaitForCheck),
+            "{:?}",
+            responded(&d, &out)
+        );
     }
-    assert!(MAX_PENDING_CHECKS > ThrottlePolicy::DEFAULT.user_burst as usize);
-    for c in in_flight.drain(..) {
-        let ok = c.verify();
-        let d = w.step(CLIENT, good.as_bytes(), Some((&c, ok)), &mut out);
+    // The copies took no place: another credential is still checked at once.
+    let other = basic("bob", "builder");
+    assert!(matches!(
+        w.step("198.51.100.9:1", other.as_bytes(), None, &mut out),
+        Decision::VerifyPassword(_)
+    ));
+    let ok = first.verify();
+    let d = w.step(CLIENT, good.as_bytes(), Some((&first, ok)), &mut out);
+    assert!(forwarded(&d, &out).contains("Remote-User: alice"));
+    // Asked again once the check finished, every copy is answered by the cache: no check.
+    for _ in 0..copies {
+        let d = w.step(CLIENT, good.as_bytes(), None, &mut out);
         assert!(forwarded(&d, &out).contains("Remote-User: alice"));
     }
-    // The same wrong guess in flight many times is charged once, not once per copy: the
-    // client can still try another password right after.
+
+    // The same wrong guess in flight: the copies wait too, and are charged nothing while
+    // they wait; once it failed, a copy asked again is checked (and charged) like a guess in a
+    // row, and the client can still try another password.
     let wrong = basic("alice", "not-it");
-    for _ in 0..MAX_PENDING_CHECKS {
-        match w.step(CLIENT, wrong.as_bytes(), None, &mut out) {
-            Decision::VerifyPassword(c) => in_flight.push(c),
-            d => panic!("{:?}", responded(&d, &out)),
-        }
+    let Decision::VerifyPassword(first) = w.step(CLIENT, wrong.as_bytes(), None, &mut out) else {
+        panic!("no check handed out");
+    };
+    for _ in 0..copies {
+        let d = w.step(CLIENT, wrong.as_bytes(), None, &mut out);
+        assert!(
+            matches!(d, Decision::WaitForCheck),
+            "{:?}",
+            responded(&d, &out)
+        );
     }
-    for c in in_flight.drain(..) {
-        let ok = c.verify();
-        let d = w.step(CLIENT, wrong.as_bytes(), Some((&c, ok)), &mut out);
-        assert_eq!(responded(&d, &out).1, Outcome::BasicFailed);
-    }
+    let ok = first.verify();
+    let d = w.step(CLIENT, wrong.as_bytes(), Some((&first, ok)), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::BasicFailed);
+    let d = w.decide(CLIENT, wrong.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::BasicFailed);
     let another = basic("alice", "second-try");
     assert!(matches!(
         w.step(CLIENT, another.as_bytes(), None, &mut out),
