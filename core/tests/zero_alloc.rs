@@ -366,6 +366,12 @@ mod engine {
             let plan =
                 write_client_response_head(&resp, Version::Http11, true, &[], &mut out).ok()?;
 
+            // The same session again: answered from the session cache.
+            let Decision::Forward(again) = gateway.decide(&ex, &mut shared, &mut out) else {
+                return None;
+            };
+            let session_again = again.user.as_deref() == Some("alice");
+
             // HTTP Basic: a password check outside the lock, then the cached path.
             let ex = Exchange { bytes: basic, ..ex };
             let Decision::VerifyPassword(check) = gateway.decide(&ex, &mut shared, &mut out) else {
@@ -377,12 +383,16 @@ mod engine {
             Some(
                 body_ok
                     && plan.head_len > 0
+                    && session_again
                     && matches!(first, Decision::Forward(_))
                     && matches!(cached, Decision::Forward(_)),
             )
         });
         assert_eq!(ok, Some(true));
         assert_eq!(n, 0);
+        // The second request with the session was a hit, not a second full check.
+        #[cfg(feature = "session-cache")]
+        assert_eq!(cache.sessions.len(), 1);
     }
 
     #[test]
