@@ -167,6 +167,17 @@ fn bench(c: &mut Criterion) {
             _ => 0,
         })
     });
+    // As the decision parses: into a head on the stack, not moved out (httparse and
+    // gatehouse's framing, host and line-end checks).
+    parts.bench_function("request_head_parse_in_place", |b| {
+        b.iter(|| {
+            let mut head = RequestHead::empty();
+            match head.parse_in_place(black_box(&request)) {
+                Ok(Parse::Complete(())) => head.head_len(),
+                _ => 0,
+            }
+        })
+    });
     let cookie_value = format!("{token}");
     // Uncached: decoding, HMAC and the checks.
     parts.bench_function("session_verify", |b| {

@@ -31,7 +31,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use core::fmt;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 /// Name of the session cookie on a plain-HTTP deployment.
 pub const COOKIE_NAME: &str = "gatehouse_session";
@@ -570,20 +570,22 @@ impl<const N: usize> SessionCache<N> {
         // token decide (how many depends only on the token presented).
         let words = token.len().div_ceil(8) * 8;
         let want = &want[..words];
-        let mut found = subtle::Choice::from(0);
+        // One `subtle` test per slot; the rest is plain arithmetic and masked assignment.
+        let mut found = 0u8;
         let mut index = 0u64;
         for (i, slot) in self.slots.iter().enumerate() {
+            // A free slot (length 0, never a token's) differs in its length.
             let diff = slot.token[..words]
                 .chunks_exact(8)
                 .zip(want.chunks_exact(8))
                 .fold((slot.len ^ token.len()) as u64, |acc, (h, w)| {
                     acc | (word(h) ^ word(w))
                 });
-            let hit = diff.ct_eq(&0) & subtle::Choice::from(u8::from(slot.len != 0));
-            subtle::ConditionallySelectable::conditional_assign(&mut index, &(i as u64), hit);
-            found |= hit;
+            let hit = diff.ct_eq(&0);
+            index.conditional_assign(&(i as u64), hit);
+            found.conditional_assign(&1, hit);
         }
-        if bool::from(found) {
+        if found == 1 {
             usize::try_from(index).ok()
         } else {
             None
