@@ -252,9 +252,17 @@ fn translate(
     decision: Decision,
     out: PooledBuf,
 ) -> Judged {
+    // The log line's fields cost a parse of the head (for an answer) and a few allocations:
+    // made only when the line is written (`RUST_LOG` at info or finer), as a web server with
+    // its access log off does not format one either.
+    let logged = tracing::enabled!(tracing::Level::INFO);
     let mut log = RequestLog {
         peer,
-        method: request_method(bytes),
+        method: if logged {
+            request_method(bytes)
+        } else {
+            String::new()
+        },
         class: "-",
         outcome: Outcome::Answered,
         user: None,
@@ -271,8 +279,10 @@ fn translate(
         },
         Decision::VerifyPassword(_) | Decision::WaitForCheck => internal_error(peer, bytes.len()),
         Decision::Respond(r) => {
-            log.class = path_class(shared, bytes);
-            log.detail = Some(format!("{:?}", r.outcome));
+            if logged {
+                log.class = path_class(shared, bytes);
+                log.detail = Some(format!("{:?}", r.outcome));
+            }
             match r.outcome {
                 CoreOutcome::Refused(_) => log.outcome = Outcome::Refused,
                 CoreOutcome::LoggedIn => shared.metrics.login(LoginResult::Ok),
@@ -301,7 +311,9 @@ fn translate(
         Decision::Forward(f) => {
             log.outcome = Outcome::Forwarded;
             log.class = class_name(f.class);
-            log.user = f.user.as_ref().map(|u| u.as_str().to_owned());
+            if logged {
+                log.user = f.user.as_ref().map(|u| u.as_str().to_owned());
+            }
             let provisioned = if f.users_changed {
                 f.user.as_ref().map(|u| u.as_str().to_owned())
             } else {
