@@ -1219,7 +1219,7 @@ def write_report(results, out, argv):
         "- **Fairness**: request logs off everywhere (nginx `access_log off`, Caddy's default, gatehouse "
         f"`RUST_LOG={a['gatehouse_log']}`); nginx and Caddy keep keep-alive connections to the app (and to "
         "the auth endpoint) as gatehouse does; one worker per core for nginx (`auto`), Caddy and gatehouse "
-        "use their defaults (Go and tokio: one thread per core). The load generator, the app and the "
+        "use their defaults (Go: one thread per core; gatehouse: one single-threaded tokio runtime per core, `workers = \"auto\"`). The load generator, the app and the "
         "gateway share the same cores: this measures what each gateway costs, not what it could do alone."
     )
     L.append(
