@@ -1,5 +1,6 @@
-//! What every connection shares: the configuration, the counters, and the state core decides with (users, session keys, login throttle,
-//! verified-credential cache) behind one mutex.
+//! What every connection shares: the configuration, the counters, and the state core decides
+//! with (users, session keys, login throttle, verified-credential cache) behind one mutex. Each
+//! worker keeps its own connections to the app (see [`crate::server`]).
 //!
 //! The mutex is held only while core decides, which is microseconds except for a password
 //! verification (a login, or a Basic credential the cache does not know yet).
