@@ -485,7 +485,10 @@ impl Judge<'_> {
         let user = self
             .session_user()
             .unwrap_or_else(|| panic!("{outcome:?} without a session"));
-        assert!(self.csrf_valid(body), "{outcome:?} without a CSRF token pair");
+        assert!(
+            self.csrf_valid(body),
+            "{outcome:?} without a CSRF token pair"
+        );
         if outcome == AccountOutcome::PasswordChanged {
             let mut buf = [0u8; 256];
             let current = form_field(body, "current", &mut buf).unwrap().unwrap();
