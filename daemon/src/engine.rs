@@ -41,7 +41,7 @@ pub enum Judged {
 pub struct Respond {
     /// Bytes of the client's buffer this request used.
     pub consumed: usize,
-    pub bytes: Vec<u8>,
+    pub bytes: Answer,
     pub close: bool,
     pub status: u16,
     pub log: RequestLog,
@@ -50,6 +50,23 @@ pub struct Respond {
     pub users_changed: bool,
     /// The answer is the account page's, which says a change was made.
     pub account_page: bool,
+}
+
+/// The bytes of gatehouse's own response: core's, still in the buffer it wrote them to (no
+/// copy per answer, e.g. per forward-auth request), or made by the daemon.
+pub enum Answer {
+    Core(PooledBuf, usize),
+    Daemon(Vec<u8>),
+}
+
+impl std::ops::Deref for Answer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Answer::Core(buf, len) => buf.get(..*len).unwrap_or_default(),
+            Answer::Daemon(v) => v,
+        }
+    }
 }
 
 pub struct Fwd {
@@ -296,7 +313,7 @@ fn translate(
             if r.outcome == CoreOutcome::NotFound && is_metrics_request(bytes) {
                 return metrics_response(shared, r.consumed, log);
             }
-            let bytes = out.get(..r.len).unwrap_or_default().to_vec();
+            let bytes = Answer::Core(out, r.len);
             let status = status_of(&bytes);
             Judged::Respond(Respond {
                 consumed: r.consumed,
@@ -391,7 +408,7 @@ fn change_lost(respond: &mut Respond) {
         )
         .unwrap_or(0);
     out.truncate(n);
-    respond.bytes = out;
+    respond.bytes = Answer::Daemon(out);
     respond.status = 503;
     respond.users_changed = false;
     respond.log.detail = Some("Account(ChangeLost)".into());
@@ -445,7 +462,7 @@ fn metrics_response(shared: &Shared, consumed: usize, mut log: RequestLog) -> Ju
     log.detail = Some("Metrics".into());
     Judged::Respond(Respond {
         consumed,
-        bytes: out,
+        bytes: Answer::Daemon(out),
         close: false,
         status: 200,
         log,
@@ -460,7 +477,7 @@ fn internal_error(peer: PeerAddr, consumed: usize) -> Judged {
     out.truncate(n);
     Judged::Respond(Respond {
         consumed,
-        bytes: out,
+        bytes: Answer::Daemon(out),
         close: true,
         status: 500,
         users_changed: false,
