@@ -539,7 +539,6 @@ impl<const S: usize> Gateway<'_, S> {
             Ok(Parse::Incomplete) => return Decision::NeedMoreBytes,
             Err(e) => return refuse(Refusal::Request(e), e.status(), 0, out),
         }
-        let head = head;
         // The canonical target lives at the end of `out`; heads are written at the front.
         let scratch_len = (head.path_and_query().len() * 3 + 2).min(out.len() / 2);
         let split = out.len() - scratch_len;
