@@ -204,7 +204,9 @@ impl<'b> RequestHead<'b> {
 
     /// A head with no fields, to parse into with [`RequestHead::parse_in_place`].
     pub fn empty() -> Self {
-        RequestHead {
+        // A copy of one constant: built in place field by field, the header array was
+        // written in a loop and then copied again.
+        const EMPTY: RequestHead<'static> = RequestHead {
             method: "",
             target: "",
             path_and_query: "",
@@ -216,9 +218,14 @@ impl<'b> RequestHead<'b> {
             host: None,
             body: BodyFraming::None,
             expect_continue: false,
-            connection: ConnectionOptions::default(),
+            connection: ConnectionOptions {
+                close: false,
+                keep_alive: false,
+                upgrade: false,
+            },
             upgrade: None,
-        }
+        };
+        EMPTY
     }
 
     /// [`RequestHead::parse`] into `self`, which holds the result on
