@@ -1,7 +1,8 @@
 //! The whole gateway decision for a realistic browser request with a session cookie, beside
 //! `httparse` alone parsing the same head (the floor), with the session token in the session
-//! cache (a browser's every request after its first) and not; and the trusted-sources match
-//! for lists of 1, 16 and 64 entries.
+//! cache (a browser's every request after its first) and not, and on a public path (no
+//! session check, no identity); and the trusted-sources match for lists of 1, 16 and 64
+//! entries.
 //!
 //! Run: `cargo bench -p gatehouse-core --bench decision`
 
@@ -112,6 +113,33 @@ fn bench(c: &mut Criterion) {
                 peer,
                 tls: true,
                 bytes: black_box(&request),
+                now: NOW,
+                random: &random,
+            };
+            match gateway.decide(&ex, &mut shared, &mut out) {
+                Decision::Forward(f) => black_box(f.head_len),
+                _ => 0,
+            }
+        })
+    });
+    // The same head on a public path (`/share/`): parsed, canonicalised and forwarded with
+    // no identity, so the session check and the identity header are all it lacks.
+    let public = String::from_utf8(request.clone())
+        .unwrap()
+        .replacen("GET /app/", "GET /share/", 1)
+        .into_bytes();
+    group.bench_function("gatehouse_decision_public_path", |b| {
+        b.iter(|| {
+            let mut shared = Shared {
+                users: &mut users,
+                throttle: &mut throttle,
+                credentials: &mut cache,
+                pending: &mut pending,
+            };
+            let ex = Exchange {
+                peer,
+                tls: true,
+                bytes: black_box(&public),
                 now: NOW,
                 random: &random,
             };
