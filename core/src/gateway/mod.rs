@@ -464,7 +464,8 @@ enum Auth {
         name: Username,
         admin: bool,
         via_basic: bool,
-        set_cookie: Option<SetCookie>,
+        /// The session is due for renewal: the user's generation to issue a new one for.
+        renew: Option<u32>,
         users_changed: bool,
     },
     Verify(PasswordCheck),
@@ -571,14 +572,14 @@ impl<const S: usize> Gateway<'_, S> {
                     name,
                     admin,
                     via_basic,
-                    set_cookie,
+                    renew,
                     users_changed,
                 } => {
                     let who = Who {
                         name,
                         admin,
                         via_basic,
-                        set_cookie,
+                        renew,
                         users_changed,
                     };
                     self.forward(&ctx, class, Some(who), front)
@@ -635,7 +636,7 @@ impl<const S: usize> Gateway<'_, S> {
                             name: p.user.name.clone(),
                             admin: p.user.admin,
                             via_basic: false,
-                            set_cookie: None,
+                            renew: None,
                             users_changed: p.created,
                         };
                     }
@@ -657,16 +658,11 @@ impl<const S: usize> Gateway<'_, S> {
                     &mut shared.credentials.sessions,
                 );
                 if let Ok((s, user)) = verified {
-                    let set_cookie = if s.should_renew(ex.now) {
-                        self.session_cookie(&user.name, user.generation, ex)
-                    } else {
-                        None
-                    };
                     return Auth::User {
                         name: user.name.clone(),
                         admin: user.admin,
                         via_basic: false,
-                        set_cookie,
+                        renew: s.should_renew(ex.now).then_some(user.generation),
                         users_changed: false,
                     };
                 }
@@ -696,7 +692,7 @@ impl<const S: usize> Gateway<'_, S> {
                 name,
                 admin,
                 via_basic: true,
-                set_cookie: None,
+                renew: None,
                 users_changed,
             };
         }
@@ -713,7 +709,7 @@ impl<const S: usize> Gateway<'_, S> {
                     name: user.name.clone(),
                     admin: user.admin,
                     via_basic: true,
-                    set_cookie: None,
+                    renew: None,
                     users_changed: false,
                 };
             }
@@ -726,7 +722,7 @@ impl<const S: usize> Gateway<'_, S> {
                     name: user.name.clone(),
                     admin: user.admin,
                     via_basic: true,
-                    set_cookie: None,
+                    renew: None,
                     users_changed: false,
                 },
                 _ => Auth::BasicFailed,
@@ -852,7 +848,12 @@ impl<const S: usize> Gateway<'_, S> {
             }
         };
         let (user, set_cookie, users_changed) = match who {
-            Some(w) => (Some(w.name), w.set_cookie, w.users_changed),
+            Some(w) => {
+                let set_cookie = w
+                    .renew
+                    .and_then(|generation| self.session_cookie(&w.name, generation, ctx.ex));
+                (Some(w.name), set_cookie, w.users_changed)
+            }
             None => (None, None, false),
         };
         Decision::Forward(Forward {
@@ -1363,7 +1364,9 @@ struct Who {
     name: Username,
     admin: bool,
     via_basic: bool,
-    set_cookie: Option<SetCookie>,
+    /// Renew the session (the user's generation): the Set-Cookie is written straight into
+    /// the [`Forward`], not carried here.
+    renew: Option<u32>,
     users_changed: bool,
 }
 

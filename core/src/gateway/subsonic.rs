@@ -79,13 +79,13 @@ impl<const S: usize> Gateway<'_, S> {
                 name,
                 admin,
                 via_basic,
-                set_cookie,
+                renew,
                 users_changed,
             } => Who {
                 name,
                 admin,
                 via_basic,
-                set_cookie,
+                renew,
                 users_changed,
             },
             Auth::Verify(check) => return Decision::VerifyPassword(check),
@@ -196,7 +196,7 @@ impl<const S: usize> Gateway<'_, S> {
             name,
             admin,
             via_basic: false,
-            set_cookie: None,
+            renew: None,
             users_changed: false,
         };
         let with_use = |name: Username, admin: bool, recorded: bool| Who {
