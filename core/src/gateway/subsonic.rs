@@ -147,34 +147,11 @@ impl<const S: usize> Gateway<'_, S> {
         if !is_form {
             return Ok(None);
         }
-        let len = match head.body() {
-            BodyFraming::None => 0,
-            BodyFraming::Length(n) if n <= MAX_FORM_LEN as u64 => n as usize,
-            BodyFraming::Length(_) => {
-                return Err(refuse(
-                    Refusal::FormTooLarge,
-                    Status::ContentTooLarge,
-                    head.head_len(),
-                    out,
-                ));
-            }
-            BodyFraming::Chunked | BodyFraming::UntilClose => {
-                return Err(refuse(
-                    Refusal::LengthRequired,
-                    Status::LengthRequired,
-                    head.head_len(),
-                    out,
-                ));
-            }
-        };
-        let total = head.head_len() + len;
-        match ctx.ex.bytes.get(head.head_len()..total) {
-            Some(bytes) => Ok(Some(FormBody { bytes, total })),
-            None => Err(Decision::ReadBody {
-                total,
-                send_continue: head.expect_continue(),
-            }),
-        }
+        let bytes = self.form_body(ctx, out)?;
+        Ok(Some(FormBody {
+            bytes,
+            total: head.head_len() + bytes.len(),
+        }))
     }
 
     /// Checks the Subsonic credentials themselves.
