@@ -1584,4 +1584,6 @@ fn refuse(refusal: Refusal, status: Status, consumed: usize, out: &mut [u8]) -> 
 }
 
 #[cfg(test)]
+mod test_world;
+#[cfg(test)]
 mod tests;

@@ -1,65 +1,14 @@
 //! The decision, end to end over byte-level requests.
 
+use super::test_world::{ITER, NOW, World};
 use super::*;
-use crate::credential_cache::CredentialCache;
 use crate::http::MAX_HEAD_LEN;
 use crate::password::hash_password;
-use crate::session::{SessionKey, SessionKeys};
-use crate::throttle::{Throttle, ThrottlePolicy};
-use crate::trusted::TrustedSources;
+use crate::throttle::ThrottlePolicy;
 use crate::users::UserTable;
 use base64ct::Encoding;
 
-const ITER: u32 = crate::password::MIN_ITERATIONS;
-const NOW: u64 = 1_800_000_000;
-
-struct World {
-    users: UserTable<8>,
-    throttle: Throttle<16>,
-    cache: CredentialCache<4>,
-    pending: PendingChecks,
-    trusted: TrustedSources<4>,
-    keys: SessionKeys,
-}
-
 impl World {
-    fn new() -> Self {
-        let mut users = UserTable::new();
-        users
-            .add(
-                "alice",
-                true,
-                hash_password(b"wonderland", &[1; 16], ITER).unwrap(),
-            )
-            .unwrap();
-        users
-            .add(
-                "bob",
-                false,
-                hash_password(b"builder", &[2; 16], ITER).unwrap(),
-            )
-            .unwrap();
-        World {
-            users,
-            throttle: Throttle::new(ThrottlePolicy::DEFAULT),
-            cache: CredentialCache::new(&[9; 32], 300),
-            pending: PendingChecks::new(),
-            trusted: TrustedSources::parse("10.0.0.0/8, @").unwrap(),
-            keys: SessionKeys::new(SessionKey::from_bytes([5; 32])),
-        }
-    }
-
-    fn gateway(&self) -> Gateway<'_, 4> {
-        Gateway {
-            config: GatewayConfig {
-                password_iterations: ITER,
-                ..GatewayConfig::DEFAULT
-            },
-            trusted: &self.trusted,
-            keys: &self.keys,
-        }
-    }
-
     /// Decides, running any password check to the end like a shell would.
     fn decide_at(&mut self, peer: &str, bytes: &[u8], now: u64, out: &mut [u8]) -> Decision {
         match self.step_at(peer, bytes, now, None, out) {
@@ -86,44 +35,6 @@ impl World {
         out: &mut [u8],
     ) -> Decision {
         self.step_at(peer, bytes, NOW, finished, out)
-    }
-
-    fn step_at(
-        &mut self,
-        peer: &str,
-        bytes: &[u8],
-        now: u64,
-        finished: Option<(&PasswordCheck, bool)>,
-        out: &mut [u8],
-    ) -> Decision {
-        let keys = self.keys.clone();
-        let trusted = self.trusted.clone();
-        let gw = Gateway {
-            config: GatewayConfig {
-                password_iterations: ITER,
-                ..GatewayConfig::DEFAULT
-            },
-            trusted: &trusted,
-            keys: &keys,
-        };
-        let random = [42u8; RANDOM_LEN];
-        let ex = Exchange {
-            peer: peer.parse().unwrap(),
-            tls: false,
-            bytes,
-            now,
-            random: &random,
-        };
-        let mut shared = Shared {
-            users: &mut self.users,
-            throttle: &mut self.throttle,
-            credentials: &mut self.cache,
-            pending: &mut self.pending,
-        };
-        match finished {
-            None => gw.decide(&ex, &mut shared, out),
-            Some((check, ok)) => gw.finish(&ex, &mut shared, check, ok, out),
-        }
     }
 
     fn decide(&mut self, peer: &str, bytes: &[u8], out: &mut [u8]) -> Decision {

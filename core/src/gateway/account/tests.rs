@@ -1,25 +1,27 @@
 //! The account page over byte-level requests, as a shell would drive it.
 
-use super::*;
-use crate::credential_cache::CredentialCache;
-use crate::password::hash_password;
-use crate::session::{SessionKey, SessionKeys};
-use crate::throttle::{Throttle, ThrottlePolicy};
-use crate::trusted::TrustedSources;
-use crate::users::UserTable;
+use core::ops::{Deref, DerefMut};
 
-const ITER: u32 = crate::password::MIN_ITERATIONS;
-const NOW: u64 = 1_800_000_000;
+use super::*;
+use crate::gateway::test_world::{self, ITER, NOW};
+use crate::password::hash_password;
+
 const PAGE: &str = "/_gatehouse/account";
 
-struct World {
-    users: UserTable<8>,
-    throttle: Throttle<16>,
-    cache: CredentialCache<4>,
-    pending: PendingChecks,
-    trusted: TrustedSources<4>,
-    keys: SessionKeys,
-    enable_user_editing: bool,
+/// The shared test world, with the account page's own steps.
+struct World(test_world::World);
+
+impl Deref for World {
+    type Target = test_world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 /// What gatehouse answered.
@@ -69,68 +71,17 @@ impl Answered {
 
 impl World {
     fn new() -> Self {
-        let mut users = UserTable::new();
-        users
-            .add(
-                "alice",
-                true,
-                hash_password(b"wonderland", &[1; 16], ITER).unwrap(),
-            )
-            .unwrap();
-        users
-            .add(
-                "bob",
-                false,
-                hash_password(b"builder", &[2; 16], ITER).unwrap(),
-            )
-            .unwrap();
-        World {
-            users,
-            throttle: Throttle::new(ThrottlePolicy::DEFAULT),
-            cache: CredentialCache::new(&[9; 32], 300),
-            pending: PendingChecks::new(),
-            trusted: TrustedSources::parse("10.0.0.0/8").unwrap(),
-            keys: SessionKeys::new(SessionKey::from_bytes([5; 32])),
-            enable_user_editing: true,
-        }
+        World(test_world::World::new())
     }
 
-    /// One step as a shell takes it: `decide`, or the `finish` of a check it verified.
+    /// One step as a shell takes it, from one client.
     fn step(
         &mut self,
         bytes: &[u8],
         finished: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
-        let keys = self.keys.clone();
-        let trusted = self.trusted.clone();
-        let gw = Gateway {
-            config: GatewayConfig {
-                password_iterations: ITER,
-                enable_user_editing: self.enable_user_editing,
-                ..GatewayConfig::DEFAULT
-            },
-            trusted: &trusted,
-            keys: &keys,
-        };
-        let random = [42u8; RANDOM_LEN];
-        let ex = Exchange {
-            peer: "192.0.2.9:4000".parse().unwrap(),
-            tls: false,
-            bytes,
-            now: NOW,
-            random: &random,
-        };
-        let mut shared = Shared {
-            users: &mut self.users,
-            throttle: &mut self.throttle,
-            credentials: &mut self.cache,
-            pending: &mut self.pending,
-        };
-        match finished {
-            None => gw.decide(&ex, &mut shared, out),
-            Some((check, ok)) => gw.finish(&ex, &mut shared, check, ok, out),
-        }
+        self.0.step_at("192.0.2.9:4000", bytes, NOW, finished, out)
     }
 
     /// Decides to the end (a password check run in between, as the shell does) and returns
@@ -496,7 +447,7 @@ fn a_confirmation_that_differs_is_refused_before_any_check() {
 #[test]
 fn with_user_editing_disabled_only_admins_change_their_password() {
     let mut w = World::new();
-    w.enable_user_editing = false;
+    w.config.enable_user_editing = false;
     let session = w.session("bob");
     let page = w.get(&session);
     assert!(page.body().contains("Password changes are turned off"));

@@ -1,50 +1,44 @@
 //! Subsonic paths through the whole decision, over byte-level requests.
 
-use super::*;
-use crate::credential_cache::CredentialCache;
-use crate::password::hash_password;
-use crate::session::{SessionKey, SessionKeys};
-use crate::throttle::{Throttle, ThrottlePolicy};
-use crate::trusted::TrustedSources;
-use crate::users::UserTable;
+use core::ops::{Deref, DerefMut};
 
-const ITER: u32 = crate::password::MIN_ITERATIONS;
-const NOW: u64 = 1_800_000_000;
+use super::*;
+use crate::gateway::test_world::{self, NOW};
+
 const CLIENT: &str = "192.0.2.10:5000";
 
+/// The shared test world, with an app password and a count of password checks.
 struct World {
-    users: UserTable<8>,
-    throttle: Throttle<16>,
-    cache: CredentialCache<4>,
-    pending: PendingChecks,
-    trusted: TrustedSources<4>,
-    keys: SessionKeys,
-    mode: SubsonicMode,
+    base: test_world::World,
     /// alice's app password "phone".
     phone: String,
     /// Password checks the shell ran.
     checks: usize,
 }
 
+impl Deref for World {
+    type Target = test_world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
+}
+
 impl World {
     fn new() -> Self {
-        let mut users = UserTable::new();
-        let hash = hash_password(b"wonderland", &[1; 16], ITER).unwrap();
-        users.add("alice", true, hash).unwrap();
-        let hash = hash_password(b"builder", &[2; 16], ITER).unwrap();
-        users.add("bob", false, hash).unwrap();
-        let phone = users
+        let mut base = test_world::World::new();
+        let phone = base
+            .users
             .add_app_password("alice", "phone", &[7; 18], NOW - 100)
             .unwrap()
             .to_string();
         World {
-            users,
-            throttle: Throttle::new(ThrottlePolicy::DEFAULT),
-            cache: CredentialCache::new(&[9; 32], 300),
-            pending: PendingChecks::new(),
-            trusted: TrustedSources::parse("10.0.0.0/8").unwrap(),
-            keys: SessionKeys::new(SessionKey::from_bytes([5; 32])),
-            mode: SubsonicMode::Authenticate,
+            base,
             phone,
             checks: 0,
         }
@@ -52,36 +46,12 @@ impl World {
 
     /// Decides, running any password check to the end like a shell would.
     fn decide(&mut self, bytes: &[u8], out: &mut [u8]) -> Decision {
-        let keys = self.keys.clone();
-        let trusted = self.trusted.clone();
-        let gw = Gateway {
-            config: GatewayConfig {
-                password_iterations: ITER,
-                subsonic: self.mode,
-                ..GatewayConfig::DEFAULT
-            },
-            trusted: &trusted,
-            keys: &keys,
-        };
-        let random = [42u8; RANDOM_LEN];
-        let ex = Exchange {
-            peer: CLIENT.parse().unwrap(),
-            tls: false,
-            bytes,
-            now: NOW,
-            random: &random,
-        };
-        let mut shared = Shared {
-            users: &mut self.users,
-            throttle: &mut self.throttle,
-            credentials: &mut self.cache,
-            pending: &mut self.pending,
-        };
-        match gw.decide(&ex, &mut shared, out) {
+        match self.base.step_at(CLIENT, bytes, NOW, None, out) {
             Decision::VerifyPassword(check) => {
                 self.checks += 1;
                 let ok = check.verify();
-                gw.finish(&ex, &mut shared, &check, ok, out)
+                self.base
+                    .step_at(CLIENT, bytes, NOW, Some((&check, ok)), out)
             }
             other => other,
         }
@@ -330,7 +300,7 @@ fn basic_accepts_app_passwords_without_hashing() {
 #[test]
 fn pass_through_forwards_with_no_identity_and_the_parameters_as_sent() {
     let mut w = World::new();
-    w.mode = SubsonicMode::PassThrough;
+    w.config.subsonic = SubsonicMode::PassThrough;
     let mut out = [0u8; OUT_LEN];
     let req = b"GET /rest/ping.view?u=bob&p=builder HTTP/1.1\r\nHost: music\r\nRemote-User: alice\r\nremote_user: alice\r\n\r\n";
     let head = forwarded(&w.decide(req, &mut out), &out);
