@@ -272,6 +272,14 @@ struct SignedIn {
     admin: bool,
 }
 
+/// Whether the request names the site it came from: browsers send `Origin` (and
+/// `Sec-Fetch-Site`) with every form POST; whether it is this site is `csrf_ok`'s check.
+fn says_where_it_came_from(ctx: &Ctx<'_, '_>) -> bool {
+    let head = ctx.head;
+    head.header_values("origin").next().is_some()
+        || head.header_values("sec-fetch-site").next().is_some()
+}
+
 impl<const S: usize> Gateway<'_, S> {
     pub(super) fn account<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
@@ -344,7 +352,9 @@ impl<const S: usize> Gateway<'_, S> {
         let Some(user) = self.signed_in(ctx, shared.users) else {
             return self.account_to_login(ctx, Outcome::Account(AccountOutcome::NoSession), out);
         };
-        if !self.csrf_ok(ctx, body) {
+        // Browsers name the page a POST came from (`Origin`, `Sec-Fetch-Site`); a change to
+        // the account is refused when neither says, rather than assumed to be same-site.
+        if !(says_where_it_came_from(ctx) && self.csrf_ok(ctx, body)) {
             let answer = Answer::error(
                 Status::Forbidden,
                 AccountOutcome::CsrfRejected,

@@ -508,8 +508,8 @@ fn a_change_made_meanwhile_voids_the_check() {
         ("confirm", "mine"),
     ]);
     let request = format!(
-        "POST {PAGE} HTTP/1.1\r\nHost: gw\r\nCookie: {session}; gatehouse_csrf={csrf}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+        "POST {PAGE} HTTP/1.1\r\nHost: gw\r\nOrigin: http://gw\r\n\
+         Cookie: {session}; gatehouse_csrf={csrf}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let mut out = vec![0u8; OUT_LEN];
@@ -571,32 +571,42 @@ fn csrf_failures_and_missing_sessions_are_refused_and_change_nothing() {
     };
     /// Cookie header, form fields, extra header lines.
     type Case<'a> = (String, Vec<(&'a str, String)>, &'a str);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         // No token in the form.
         (
             format!("{session}; gatehouse_csrf={csrf}"),
             vec![("do", "create".into()), ("label", "x".into())],
-            "",
+            "Sec-Fetch-Site: same-origin\r\n",
         ),
         // No cookie.
-        (session.clone(), create(&csrf), ""),
+        (
+            session.clone(),
+            create(&csrf),
+            "Sec-Fetch-Site: same-origin\r\n",
+        ),
         // A token that is not the cookie's.
         (
             format!("{session}; gatehouse_csrf={csrf}"),
             create(&format!("{}A", &csrf[..csrf.len() - 1])),
-            "",
+            "Sec-Fetch-Site: same-origin\r\n",
         ),
         // Both the same but not signed by gatehouse.
         (
             format!("{session}; gatehouse_csrf=BwcHBwcHBwcHBwcHBwcHBwAAAAAAAAAAAAAAAAAAAAA"),
             create("BwcHBwcHBwcHBwcHBwcHBwAAAAAAAAAAAAAAAAAAAAA"),
-            "",
+            "Sec-Fetch-Site: same-origin\r\n",
         ),
         // Right token, but posted from another site.
         (
             format!("{session}; gatehouse_csrf={csrf}"),
             create(&csrf),
             "Sec-Fetch-Site: cross-site\r\n",
+        ),
+        // Right token, but the request does not say which page it came from.
+        (
+            format!("{session}; gatehouse_csrf={csrf}"),
+            create(&csrf),
+            "",
         ),
     ];
     for (cookie, fields, extra) in cases {
@@ -623,7 +633,7 @@ fn csrf_failures_and_missing_sessions_are_refused_and_change_nothing() {
     let (a, _) = w.post(
         &format!("{session}; gatehouse_csrf={csrf}"),
         &[("csrf", &csrf), ("do", "delete-everything")],
-        "",
+        "Origin: http://gw\r\n",
     );
     assert_eq!(a.outcome, Outcome::Account(AccountOutcome::BadForm));
     assert!(!a.users_changed);
