@@ -254,9 +254,11 @@ pub async fn judge(
     {
         // Written before the answer goes out, so that what the page says is on disk.
         let shared = shared.clone();
-        let saved = tokio::task::spawn_blocking(move || persist_answer_change(&shared)).await;
-        if !saved.unwrap_or(true) && respond.account_page {
-            change_lost(respond);
+        let persisted = tokio::task::spawn_blocking(move || persist_answer_change(&shared))
+            .await
+            .unwrap_or(Persisted::NotSaved);
+        if persisted != Persisted::Saved && respond.account_page {
+            change_lost(respond, persisted);
         }
     }
     judged
@@ -361,57 +363,86 @@ fn translate(
 /// A user core provisioned from a trusted header is written to the users file.
 fn persist_provisioned(shared: &Shared, name: &str) {
     let iterations = shared.config.password_iterations;
-    shared.persist_users(|users| {
+    let saved = shared.persist_users(|users| {
         // Someone else changed the file meanwhile: core provisions again on their version.
         if let Ok((random, salt)) = crate::store::password_randomness() {
             let _ = users.provision(name, &random, &salt, iterations);
         }
     });
-    tracing::info!("saved the users file: user {name} provisioned, or an app password used");
+    if saved {
+        tracing::info!("saved the users file: user {name} provisioned, or an app password used");
+    }
 }
 
 /// A change core made while answering (the account page: app passwords, a password, a
 /// generation; or an app password's last use) is written to the users file. If
 /// `gatehouse users` changed the file in the moment since the gateway last read it, the
-/// file's version wins (it is loaded, core's change is dropped): returns false, and an account
-/// page answer is replaced by one saying that nothing was changed.
-fn persist_answer_change(shared: &Shared) -> bool {
+/// file's version wins (it is loaded, core's change is dropped). Anything but
+/// [`Persisted::Saved`] replaces an account page answer with one saying what happened.
+fn persist_answer_change(shared: &Shared) -> Persisted {
     let lost = std::sync::atomic::AtomicBool::new(false);
-    shared.persist_users(|_| lost.store(true, std::sync::atomic::Ordering::Relaxed));
-    if lost.load(std::sync::atomic::Ordering::Relaxed) {
+    let saved = shared.persist_users(|_| lost.store(true, std::sync::atomic::Ordering::Relaxed));
+    if !saved {
+        // Kept in memory only (the reason is logged): a restart would undo it.
+        Persisted::NotSaved
+    } else if lost.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
             "the users file changed on disk while gatehouse changed it too (account page, or \
              an app password's last use); the file's version was loaded and gatehouse's change \
              dropped"
         );
-        false
+        Persisted::Dropped
     } else {
         tracing::info!(
             "saved the users file: changed on the account page, or an app password used"
         );
-        true
+        Persisted::Saved
     }
 }
 
-/// The answer to an account page change that was dropped: the page would have said it was
-/// done, so it is replaced by one saying that nothing happened.
-fn change_lost(respond: &mut Respond) {
-    let mut out = vec![0u8; 512];
-    let mut w = ResponseWriter::new(&mut out, Status::ServiceUnavailable);
-    w.header_u64("Retry-After", 1);
-    let n = w
-        .finish(
-            "text/plain; charset=utf-8",
+/// What became of a change core made while answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Persisted {
+    /// Written to the users file.
+    Saved,
+    /// The file changed on disk meanwhile; its version was loaded and the change is gone.
+    Dropped,
+    /// The file could not be written (locked, corrupt on disk, I/O error): the change holds
+    /// in memory only, until gatehouse restarts.
+    NotSaved,
+}
+
+/// The answer to an account page change that is not on disk: the page would have said it
+/// was done, so it is replaced by one saying what happened.
+fn change_lost(respond: &mut Respond, persisted: Persisted) {
+    let (status, text, detail): (Status, &[u8], &str) = match persisted {
+        Persisted::NotSaved => (
+            Status::InternalServerError,
+            b"500 Internal Server Error: this change could not be written to the users file \
+              (the server's log says why). It holds only until gatehouse restarts; tell an \
+              administrator.\n",
+            "Account(ChangeNotSaved)",
+        ),
+        Persisted::Dropped | Persisted::Saved => (
+            Status::ServiceUnavailable,
             b"503 Service Unavailable: the users file changed while this change was being \
               saved, so nothing was changed. Go back, reload the page and try again.\n",
-            respond.close,
-        )
+            "Account(ChangeLost)",
+        ),
+    };
+    let mut out = vec![0u8; 512];
+    let mut w = ResponseWriter::new(&mut out, status);
+    if status == Status::ServiceUnavailable {
+        w.header_u64("Retry-After", 1);
+    }
+    let n = w
+        .finish("text/plain; charset=utf-8", text, respond.close)
         .unwrap_or(0);
     out.truncate(n);
     respond.bytes = Answer::Daemon(out);
-    respond.status = 503;
+    respond.status = status.code();
     respond.users_changed = false;
-    respond.log.detail = Some("Account(ChangeLost)".into());
+    respond.log.detail = Some(detail.into());
 }
 
 /// The method for the log line: the request line's first word, if it is a plain token.
@@ -534,11 +565,24 @@ mod tests {
         page[at..at + page[at..].find('"').expect("end")].to_owned()
     }
 
-    #[tokio::test]
-    async fn an_account_change_racing_a_change_on_disk_is_dropped_and_said_so() {
+    /// A gateway whose users file holds alice, and alice's POST that makes an app password
+    /// on the account page (with the page's CSRF token).
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        file: UsersFile,
+        shared: Arc<Shared>,
+        peer: PeerAddr,
+        random: RandomPool,
+        post: String,
+    }
+
+    fn hash(pw: &[u8]) -> gatehouse_core::password::PasswordHash {
+        hash_password(pw, &[1; 16], MIN_ITERATIONS).expect("hash")
+    }
+
+    async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = UsersFile::open(dir.path()).expect("open");
-        let hash = |pw: &[u8]| hash_password(pw, &[1; 16], MIN_ITERATIONS).expect("hash");
         file.modify(|u| {
             u.add("alice", false, hash(b"pw"))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -564,11 +608,31 @@ mod tests {
         let csrf = csrf(&page);
         let body = format!("csrf={csrf}&do=create&label=phone");
         let post = format!(
-            "POST /_gatehouse/account HTTP/1.1\r\nHost: gw\r\n\
+            "POST /_gatehouse/account HTTP/1.1\r\nHost: gw\r\nOrigin: http://gw\r\n\
              Cookie: gatehouse_session={token}; gatehouse_csrf={csrf}\r\n\
              Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
+        Fixture {
+            _dir: dir,
+            file,
+            shared,
+            peer,
+            random,
+            post,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_account_change_racing_a_change_on_disk_is_dropped_and_said_so() {
+        let Fixture {
+            _dir,
+            file,
+            shared,
+            peer,
+            mut random,
+            post,
+        } = fixture().await;
 
         // `gatehouse users` changes the file before the gateway has noticed.
         file.modify(|u| {
@@ -595,5 +659,29 @@ mod tests {
         let on_disk = file.load().expect("load").users;
         assert!(on_disk.find("bob").is_some());
         assert_eq!(on_disk.app_passwords("alice").count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_account_change_that_cannot_be_saved_is_not_reported_as_done() {
+        let Fixture {
+            _dir,
+            file,
+            shared,
+            peer,
+            mut random,
+            post,
+        } = fixture().await;
+        // The users file on disk is broken (by hand, say) before the change is saved.
+        std::fs::write(file.path(), b"{ not json").expect("break the file");
+
+        let answer = text(&judge(&shared, peer, false, post.as_bytes(), &mut random).await);
+        assert!(answer.starts_with("HTTP/1.1 500 "), "{answer}");
+        assert!(answer.contains("could not be written"), "{answer}");
+        assert!(!answer.contains("it will not be shown again"), "{answer}");
+        assert_eq!(
+            std::fs::read(file.path()).expect("read"),
+            b"{ not json",
+            "a broken file is never written over"
+        );
     }
 }

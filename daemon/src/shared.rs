@@ -189,12 +189,14 @@ impl Shared {
     /// Writes the table after core changed it (a user provisioned from a trusted header). If
     /// someone else changed the file meanwhile, their version is read first and core's
     /// change is applied to it again with `reapply`; a broken file is never written over.
-    pub fn persist_users(&self, reapply: impl Fn(&mut Users)) {
+    /// Returns whether the table is on disk: false when the change is kept in memory only.
+    #[must_use]
+    pub fn persist_users(&self, reapply: impl Fn(&mut Users)) -> bool {
         let _lock = match self.users_file.lock() {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot lock the users file, change kept in memory only: {e:#}");
-                return;
+                return false;
             }
         };
         let disk_stamp = self.users_file.stamp().ok().flatten();
@@ -208,20 +210,24 @@ impl Shared {
                 }
                 Err(e) => {
                     state.users_file_ok = false;
-                    tracing::error!("{e:#}; the new user is kept in memory only");
-                    return;
+                    tracing::error!("{e:#}; the change is kept in memory only");
+                    return false;
                 }
             }
         }
         if !state.users_file_ok {
-            tracing::error!(
-                "the users file on disk is corrupt; the new user is kept in memory only"
-            );
-            return;
+            tracing::error!("the users file on disk is corrupt; the change is kept in memory only");
+            return false;
         }
         match self.users_file.save(&state.users) {
-            Ok(stamp) => state.users_stamp = stamp,
-            Err(e) => tracing::error!("{e:#}; the change is kept in memory only"),
+            Ok(stamp) => {
+                state.users_stamp = stamp;
+                true
+            }
+            Err(e) => {
+                tracing::error!("{e:#}; the change is kept in memory only");
+                false
+            }
         }
     }
 }
