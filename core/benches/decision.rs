@@ -74,6 +74,7 @@ fn bench(c: &mut Criterion) {
     let gateway = Gateway {
         config: GatewayConfig::DEFAULT,
         trusted: &trusted,
+        proxies: &TrustedSources::new(),
         keys: &keys,
     };
     let random = [7u8; RANDOM_LEN];

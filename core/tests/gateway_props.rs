@@ -52,6 +52,7 @@ impl World {
                 ..GatewayConfig::DEFAULT
             },
             trusted: &self.trusted,
+            proxies: &TrustedSources::new(),
             keys: &self.keys,
         };
         let mut shared = Shared {

@@ -334,6 +334,7 @@ mod engine {
                     ..GatewayConfig::DEFAULT
                 },
                 trusted: &trusted,
+                proxies: &TrustedSources::new(),
                 keys: &keys,
             };
             let mut shared = Shared {
@@ -409,6 +410,7 @@ mod engine {
             let gateway = Gateway {
                 config: GatewayConfig::DEFAULT,
                 trusted: &trusted,
+                proxies: &TrustedSources::new(),
                 keys: &keys,
             };
             let mut shared = Shared {
@@ -490,6 +492,7 @@ mod subsonic_gateway {
                     ..GatewayConfig::DEFAULT
                 },
                 trusted: &trusted,
+                proxies: &TrustedSources::new(),
                 keys: &keys,
             };
             let mut shared = Shared {

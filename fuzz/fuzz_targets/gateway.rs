@@ -3,7 +3,8 @@
 //! Input: 2 option bytes, then the bytes a client sent on one connection (possibly several
 //! pipelined requests, judged one after another against the same state).
 //! - byte 0, bits 0–1: the peer (0 an untrusted client, 1 a trusted proxy, 2 a UNIX-socket
-//!   peer, trusted, 3 a trusted proxy's IPv4-mapped IPv6 address); bit 2: TLS;
+//!   peer, trusted, 3 a trusted proxy's IPv4-mapped IPv6 address); bit 2: TLS; bit 3: the
+//!   untrusted client's network is in `trusted_proxies` (forwarding trust, never identity);
 //! - byte 1: the clock, in hours after the seed corpus's session tokens were issued.
 //!
 //! The world: users `alice` (admin, password `wonderland`) and `bob` (`builder`), trusted
@@ -89,6 +90,10 @@ fuzz_target!(|data: &[u8]| {
     let now = ISSUED_AT + u64::from(opts[1]) * 3600;
 
     let trusted: TrustedSources<4> = TrustedSources::parse("10.0.0.0/8, @").unwrap();
+    let proxies: TrustedSources<4> = match opts[0] & 8 {
+        0 => TrustedSources::new(),
+        _ => TrustedSources::parse("203.0.113.0/24").unwrap(),
+    };
     let keys = keys();
     let gateway = Gateway {
         config: GatewayConfig {
@@ -96,6 +101,7 @@ fuzz_target!(|data: &[u8]| {
             ..GatewayConfig::DEFAULT
         },
         trusted: &trusted,
+        proxies: &proxies,
         keys: &keys,
     };
     let mut users = users().clone();

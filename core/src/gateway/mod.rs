@@ -6,12 +6,14 @@
 //! 1. **Parse** the head ([`crate::http::RequestHead`]); anything ambiguous is refused and the
 //!    connection closed.
 //! 2. **Canonicalise** the target and **classify** it ([`crate::http::PathRules`]).
-//! 3. gatehouse's own endpoints under the reserved prefix (`/_gatehouse/`): `login` (GET: the
-//!    page; POST: the form), `logout`, `auth` (forward-auth for Caddy, Traefik and nginx),
-//!    `health`, and with the `account` feature `account` (a signed-in user's app passwords,
+//! 3. gatehouse's own endpoints under the reserved prefix (`/_gatehouse/`, matched
+//!    case-insensitively, endpoint names too): `login` (GET: the page; POST: the form),
+//!    `logout`, `auth` (forward-auth for Caddy and Traefik), `auth/nginx` (forward-auth for
+//!    nginx), `health`, and with the `account` feature `account` (a signed-in user's app passwords,
 //!    password and sessions: see the `account` module). Public paths are forwarded with no
 //!    identity at all.
-//! 4. Everyone else must be someone. In order: the identity header from a **trusted** peer
+//! 4. Everyone else must be someone. In order: the identity header from a peer with
+//!    **identity trust** (`trusted_sources`; never on a reserved path)
 //!    (the user is provisioned on first sight, the first user ever is admin); a valid
 //!    **session cookie**; **HTTP Basic** credentials (through the credential cache, then the
 //!    login throttle and a password check). Anonymous browsers are sent to the login page,
@@ -69,7 +71,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Username;
 use crate::credential_cache::{CredentialCache, Lookup};
-use crate::http::path::{is_safe_return_target, percent_encode_component};
+use crate::http::path::{has_prefix, is_safe_return_target, percent_encode_component};
 use crate::http::{
     BASIC_CHALLENGE, BodyFraming, ForwardOptions, Identity, MAX_HEAD_LEN, Parse, PathClass,
     PathError, PathRules, RequestError, RequestHead, ResponseWriter, Status, Version, canonicalize,
@@ -167,8 +169,14 @@ impl Default for GatewayConfig<'static> {
 pub struct Gateway<'a, const S: usize> {
     /// Settings.
     pub config: GatewayConfig<'a>,
-    /// Peers whose identity header is believed.
+    /// Identity trust (`trusted_sources`, Navidrome's `ExtAuth.TrustedSources`): peers whose
+    /// identity header is believed. They have forwarding trust too.
     pub trusted: &'a TrustedSources<S>,
+    /// Forwarding trust only (`trusted_proxies`): peers whose `X-Forwarded-For`,
+    /// `X-Forwarded-Host` and forward-auth original-request headers are believed, never their
+    /// identity header. A plain reverse proxy relays whatever its clients send, so naming it
+    /// for its forwarding must not make it an identity source.
+    pub proxies: &'a TrustedSources<S>,
     /// Session (and CSRF) signing keys.
     pub keys: &'a SessionKeys,
 }
@@ -302,6 +310,70 @@ pub enum Refusal {
     OutputTooSmall,
 }
 
+/// Which kind of proxy calls a forward-auth endpoint, and so which headers carry the original
+/// request. The endpoint names it: guessing from whichever header is present lets a client
+/// add the header its proxy does not set (Caddy and Traefik pass every client header along)
+/// and have it believed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardAuthKind {
+    /// `/_gatehouse/auth`: Caddy `forward_auth`, Traefik `ForwardAuth`. The original request
+    /// is in `X-Forwarded-Method`, `X-Forwarded-Uri` (and `X-Forwarded-Host`).
+    Forwarded,
+    /// `/_gatehouse/auth/nginx`: nginx `auth_request`. The original request is in
+    /// `X-Original-URI` and `X-Original-Method`.
+    Nginx,
+}
+
+impl ForwardAuthKind {
+    /// The headers this kind of proxy sets for the original request: URI, method, others.
+    fn own_headers(self) -> (&'static str, &'static str, &'static [&'static str]) {
+        match self {
+            ForwardAuthKind::Forwarded => (
+                "x-forwarded-uri",
+                "x-forwarded-method",
+                &["x-forwarded-host"],
+            ),
+            ForwardAuthKind::Nginx => ("x-original-uri", "x-original-method", &[]),
+        }
+    }
+
+    /// The original-URL and method headers of the other kind: present at all, they mean the
+    /// call is not what its endpoint says (or a client added them), so it is refused.
+    fn foreign_headers(self) -> &'static [&'static str] {
+        match self {
+            ForwardAuthKind::Forwarded => &["x-original-uri", "x-original-method"],
+            ForwardAuthKind::Nginx => &["x-forwarded-uri", "x-forwarded-method"],
+        }
+    }
+}
+
+/// Why a forward-auth call was refused (403) before anything was judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardAuthRefusal {
+    /// The caller is in neither `trusted_sources` nor `trusted_proxies`: what it says about
+    /// the original request means nothing.
+    UntrustedCaller,
+    /// A header of the other kind of proxy is present (`X-Original-URI` at `/_gatehouse/auth`,
+    /// `X-Forwarded-Uri` at `/_gatehouse/auth/nginx`, or their method headers).
+    ForeignHeaders,
+    /// One of the kind's own headers appears more than once.
+    Repeated,
+    /// The kind's original-URI header is missing.
+    MissingUri,
+}
+
+impl ForwardAuthRefusal {
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardAuthRefusal::UntrustedCaller => "forward-auth caller not trusted",
+            ForwardAuthRefusal::ForeignHeaders => "forward-auth headers of the other proxy kind",
+            ForwardAuthRefusal::Repeated => "forward-auth header repeated",
+            ForwardAuthRefusal::MissingUri => "forward-auth original URI missing",
+        }
+    }
+}
+
 /// What gatehouse answered, for logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -334,6 +406,8 @@ pub enum Outcome {
     ForwardAuthAllowed,
     /// Forward-auth: denied (401 or redirect).
     ForwardAuthDenied,
+    /// Forward-auth: the call itself could not be believed (403); see the reason.
+    ForwardAuthRefused(ForwardAuthRefusal),
     /// The health endpoint.
     Health,
     /// An unknown reserved endpoint.
@@ -546,12 +620,14 @@ impl<const S: usize> Gateway<'_, S> {
             Err(e) => return refuse(Refusal::Path(e), Status::BadRequest, head.head_len(), front),
         };
         let trusted = self.trusted.trusts(&ex.peer);
+        let forwarding = trusted || self.proxies.trusts(&ex.peer);
         let ctx = Ctx {
             ex,
             head: &head,
             target: target.as_str(),
             trusted,
-            client: client_peer(&head, ex.peer, trusted),
+            forwarding,
+            client: client_peer(&head, ex.peer, forwarding),
         };
         match self.config.paths.classify(target.path()) {
             PathClass::Reserved => {
@@ -825,7 +901,7 @@ impl<const S: usize> Gateway<'_, S> {
         let options = ForwardOptions {
             user_header: self.config.user_header,
             peer: ctx.ex.peer,
-            peer_trusted: ctx.trusted,
+            peer_trusted: ctx.forwarding,
             tls: ctx.ex.tls,
             strip_authorization: self.config.strip_authorization
                 && who.as_ref().is_some_and(|w| w.via_basic),
@@ -932,7 +1008,7 @@ impl<const S: usize> Gateway<'_, S> {
     ) -> Decision {
         let method = ctx.head.method();
         let read_only = matches!(method, "GET" | "HEAD");
-        match endpoint {
+        match endpoint_name(endpoint) {
             "login" if read_only => {
                 let mut buf = [0u8; MAX_RETURN_LEN];
                 let target = query_param(ctx.target, "return", &mut buf)
@@ -942,7 +1018,8 @@ impl<const S: usize> Gateway<'_, S> {
             }
             "login" if method == "POST" => self.login_post(ctx, shared, verified, out),
             "logout" if read_only || method == "POST" => self.logout(ctx, out),
-            "auth" => self.forward_auth(ctx, shared, verified, out),
+            "auth" => self.forward_auth(ctx, ForwardAuthKind::Forwarded, shared, verified, out),
+            "auth/nginx" => self.forward_auth(ctx, ForwardAuthKind::Nginx, shared, verified, out),
             #[cfg(feature = "account")]
             ACCOUNT_ENDPOINT => self.account(ctx, shared, verified, out),
             "health" if read_only => {
@@ -1240,34 +1317,31 @@ impl<const S: usize> Gateway<'_, S> {
     /// Forward-auth (Caddy `forward_auth`, Traefik `ForwardAuth`, nginx `auth_request`): the
     /// proxy asks whether the request it describes may pass.
     ///
-    /// The identity header is *not* read here even from a trusted proxy: a proxy doing
+    /// The identity header is *not* read here even from a trusted source: a proxy doing
     /// forward-auth passes the client's own headers along, so a `Remote-User` in this request
-    /// is the client's, not the proxy's word. The original URI and method are read only from
-    /// a trusted proxy.
+    /// is the client's, not the proxy's word. For the same reason the original request is read
+    /// only from the headers the calling kind of proxy sets (see [`ForwardAuthKind`]), only
+    /// from a caller with forwarding trust, and anything ambiguous is refused.
     fn forward_auth<const U: usize, const T: usize, const C: usize, const A: usize>(
         &self,
         ctx: &Ctx<'_, '_>,
+        kind: ForwardAuthKind,
         shared: &mut Shared<'_, U, T, C, A>,
         verified: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
         let head = ctx.head;
-        let claim = |name: &str| {
-            if ctx.trusted {
-                head.single_header(name).ok().flatten()
-            } else {
-                None
+        let (uri, method) = match original_request(ctx, kind) {
+            Ok(original) => original,
+            Err(refusal) => {
+                return respond_error(
+                    ctx,
+                    Status::Forbidden,
+                    Outcome::ForwardAuthRefused(refusal),
+                    out,
+                );
             }
         };
-        let nginx_uri = claim("x-original-uri");
-        let nginx = nginx_uri.is_some();
-        let uri = nginx_uri
-            .or_else(|| claim("x-forwarded-uri"))
-            .unwrap_or(b"/");
-        let method = claim("x-original-method")
-            .or_else(|| claim("x-forwarded-method"))
-            .and_then(|m| core::str::from_utf8(m).ok())
-            .unwrap_or("GET");
         // The canonical original URI lives at the end of `out`; the answer is written before it.
         let scratch_len = (uri.len() * 3 + 2).min(out.len() / 2);
         let split = out.len() - scratch_len;
@@ -1284,7 +1358,16 @@ impl<const S: usize> Gateway<'_, S> {
         // router. Only a URI that is already canonical may open a public door.
         let raw_path = uri.split(|&b| b == b'?').next().unwrap_or(uri);
         let canonical = raw_path == original.path().as_bytes();
-        match self.config.paths.classify(original.path()) {
+        // A proxy routes `/_GATEHOUSE/x` or `/%5Fgatehouse/x` to the app or to gatehouse
+        // depending on how its matcher compares paths; only the exact configured spelling is
+        // surely gatehouse's own, anything else under the prefix is judged like an app path.
+        let class = match self.config.paths.classify(original.path()) {
+            PathClass::Reserved if !has_prefix(original.path(), self.config.paths.reserved) => {
+                PathClass::Protected
+            }
+            class => class,
+        };
+        match class {
             PathClass::Public | PathClass::Reserved if canonical => {
                 let mut w = ResponseWriter::new(out, Status::Ok);
                 self.forward_auth_identity(&mut w, None);
@@ -1319,7 +1402,7 @@ impl<const S: usize> Gateway<'_, S> {
                 out,
             ),
             Auth::BasicFailed | Auth::Anonymous => {
-                if !nginx && is_browser(head, method) {
+                if kind != ForwardAuthKind::Nginx && is_browser(head, method) {
                     let d = self.redirect_to_login(ctx, original.as_str().as_bytes(), out);
                     match d {
                         Decision::Respond(mut r) => {
@@ -1371,8 +1454,12 @@ struct Ctx<'c, 'b> {
     ex: &'c Exchange<'b>,
     head: &'c RequestHead<'b>,
     target: &'c str,
+    /// Identity trust: the peer is in `trusted_sources`.
     trusted: bool,
-    /// The client for throttling: the socket peer, or the client a trusted proxy reported.
+    /// Forwarding trust: the peer is in `trusted_sources` or `trusted_proxies`.
+    forwarding: bool,
+    /// The client for throttling: the socket peer, or the client a proxy with forwarding
+    /// trust reported.
     client: Peer,
 }
 
@@ -1389,11 +1476,67 @@ fn derive<const N: usize>(random: &[u8; RANDOM_LEN], label: &[u8]) -> [u8; N] {
     out
 }
 
-/// The client to charge login failures to: the last hop a trusted proxy reported in
-/// `X-Forwarded-For` (a bare address, or with a port as some proxies write it:
+/// The original request a forward-auth call describes: its URI and method (`GET` when the
+/// proxy sends none), from the caller's kind of headers only.
+fn original_request<'b>(
+    ctx: &Ctx<'_, 'b>,
+    kind: ForwardAuthKind,
+) -> Result<(&'b [u8], &'b str), ForwardAuthRefusal> {
+    if !ctx.forwarding {
+        return Err(ForwardAuthRefusal::UntrustedCaller);
+    }
+    let head = ctx.head;
+    if kind
+        .foreign_headers()
+        .iter()
+        .any(|name| head.header_values(name).next().is_some())
+    {
+        return Err(ForwardAuthRefusal::ForeignHeaders);
+    }
+    let one = |name: &str| {
+        head.single_header(name)
+            .map_err(|()| ForwardAuthRefusal::Repeated)
+    };
+    let (uri_name, method_name, others) = kind.own_headers();
+    let uri = one(uri_name)?;
+    let method = one(method_name)?;
+    for name in others {
+        one(name)?;
+    }
+    let uri = uri.ok_or(ForwardAuthRefusal::MissingUri)?;
+    let method = method
+        .and_then(|m| core::str::from_utf8(m).ok())
+        .unwrap_or("GET");
+    Ok((uri, method))
+}
+
+/// gatehouse's own endpoint names. They are matched ASCII-case-insensitively, like the
+/// reserved prefix, because the proxies in front route paths that way (Caddy's `handle
+/// /_gatehouse/*` takes `/_GateHouse/Login` too).
+const ENDPOINTS: &[&str] = &[
+    "login",
+    "logout",
+    "auth",
+    "auth/nginx",
+    "health",
+    #[cfg(feature = "account")]
+    ACCOUNT_ENDPOINT,
+];
+
+/// The endpoint's name as gatehouse spells it, or the name as given when it is none of them.
+fn endpoint_name(name: &str) -> &str {
+    ENDPOINTS
+        .iter()
+        .copied()
+        .find(|known| known.eq_ignore_ascii_case(name))
+        .unwrap_or(name)
+}
+
+/// The client to charge login failures to: the last hop a proxy with forwarding trust
+/// reported in `X-Forwarded-For` (a bare address, or with a port as some proxies write it:
 /// `192.0.2.7:4711`, `[2001:db8::7]:4711`), else the socket peer.
-fn client_peer(head: &RequestHead<'_>, peer: Peer, trusted: bool) -> Peer {
-    if !trusted {
+fn client_peer(head: &RequestHead<'_>, peer: Peer, forwarding: bool) -> Peer {
+    if !forwarding {
         return peer;
     }
     let last = head
@@ -1467,7 +1610,8 @@ fn same_origin(ctx: &Ctx<'_, '_>) -> bool {
             let host = origin
                 .strip_prefix(b"https://")
                 .or_else(|| origin.strip_prefix(b"http://"));
-            let expected = if ctx.trusted {
+            // The host the browser used, as a proxy with forwarding trust reports it.
+            let expected = if ctx.forwarding {
                 head.header_values("x-forwarded-host")
                     .next()
                     .or(head.host())

@@ -279,6 +279,7 @@ impl<const S: usize> Gateway<'_, S> {
             head: ctx.head,
             target,
             trusted: ctx.trusted,
+            forwarding: ctx.forwarding,
             client: ctx.client,
         };
         let decision = self.forward(&stripped, PathClass::Subsonic, Some(who), front);

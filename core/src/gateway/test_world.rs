@@ -19,8 +19,10 @@ pub(super) struct World {
     pub throttle: Throttle<16>,
     pub cache: CredentialCache<4>,
     pub pending: PendingChecks,
-    /// `10.0.0.0/8` and UNIX-socket peers.
+    /// Identity trust: `10.0.0.0/8` and UNIX-socket peers.
     pub trusted: TrustedSources<4>,
+    /// Forwarding trust only: `172.16.0.0/12`.
+    pub proxies: TrustedSources<4>,
     pub keys: SessionKeys,
     /// gatehouse's defaults with [`ITER`] iterations; tests change what they are about.
     pub config: GatewayConfig<'static>,
@@ -40,6 +42,7 @@ impl World {
             cache: CredentialCache::new(&[9; 32], 300),
             pending: PendingChecks::new(),
             trusted: TrustedSources::parse("10.0.0.0/8, @").unwrap(),
+            proxies: TrustedSources::parse("172.16.0.0/12").unwrap(),
             keys: SessionKeys::new(SessionKey::from_bytes([5; 32])),
             config: GatewayConfig {
                 password_iterations: ITER,
@@ -52,6 +55,7 @@ impl World {
         Gateway {
             config: self.config,
             trusted: &self.trusted,
+            proxies: &self.proxies,
             keys: &self.keys,
         }
     }
@@ -68,9 +72,11 @@ impl World {
     ) -> Decision {
         let keys = self.keys.clone();
         let trusted = self.trusted.clone();
+        let proxies = self.proxies.clone();
         let gw = Gateway {
             config: self.config,
             trusted: &trusted,
+            proxies: &proxies,
             keys: &keys,
         };
         let random = [42u8; RANDOM_LEN];

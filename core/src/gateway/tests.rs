@@ -153,7 +153,7 @@ fn public_paths_pass_without_identity_and_without_spoofs() {
 }
 
 #[test]
-fn trusted_proxies_name_users_and_provision_them() {
+fn trusted_sources_name_users_and_provision_them() {
     let mut w = World {
         users: UserTable::new(),
         ..World::new()
@@ -316,12 +316,14 @@ fn basic_credentials_are_checked_once_then_cached() {
     };
     let keys = w.keys.clone();
     let trusted = w.trusted.clone();
+    let proxies = w.proxies.clone();
     let gw = Gateway {
         config: GatewayConfig {
             password_iterations: ITER,
             ..GatewayConfig::DEFAULT
         },
         trusted: &trusted,
+        proxies: &proxies,
         keys: &keys,
     };
     let mut shared = Shared {
@@ -773,7 +775,7 @@ fn forward_auth_answers_proxies() {
     let cookie = w.session_cookie("alice");
     // nginx auth_request with a session cookie; the client's own Remote-User is ignored.
     let req = format!(
-        "GET /_gatehouse/auth HTTP/1.1\r\nHost: music\r\nX-Original-URI: /app/\r\nX-Original-Method: GET\r\nCookie: {cookie}\r\nRemote-User: bob\r\n\r\n"
+        "GET /_gatehouse/auth/nginx HTTP/1.1\r\nHost: music\r\nX-Original-URI: /app/\r\nX-Original-Method: GET\r\nCookie: {cookie}\r\nRemote-User: bob\r\n\r\n"
     );
     let d = w.decide(PROXY, req.as_bytes(), &mut out);
     let (resp, outcome, _) = responded(&d, &out);
@@ -783,7 +785,7 @@ fn forward_auth_answers_proxies() {
     assert_eq!(header(&resp, "Remote-Groups"), Some("admins"));
 
     // nginx, anonymous: 401 (nginx turns it into its error_page).
-    let req = b"GET /_gatehouse/auth HTTP/1.1\r\nHost: music\r\nX-Original-URI: /app/\r\nAccept: text/html\r\nRemote-User: bob\r\n\r\n";
+    let req = b"GET /_gatehouse/auth/nginx HTTP/1.1\r\nHost: music\r\nX-Original-URI: /app/\r\nAccept: text/html\r\nRemote-User: bob\r\n\r\n";
     let d = w.decide(PROXY, req, &mut out);
     let (resp, outcome, _) = responded(&d, &out);
     assert_eq!(outcome, Outcome::ForwardAuthDenied);
@@ -805,10 +807,182 @@ fn forward_auth_answers_proxies() {
     let (resp, outcome, _) = responded(&d, &out);
     assert_eq!(outcome, Outcome::ForwardAuthAllowed);
     assert_eq!(header(&resp, "Remote-User"), Some(""));
+}
 
-    // From an untrusted peer the claimed URI is ignored (a public URI does not open the door).
-    let d = w.decide(CLIENT, req, &mut out);
-    assert_eq!(responded(&d, &out).1, Outcome::ForwardAuthDenied);
+/// A caller with forwarding trust only (`trusted_proxies`).
+const PROXY_ONLY: &str = "172.16.0.9:5000";
+
+fn refused(d: &Decision, out: &[u8]) -> ForwardAuthRefusal {
+    let (resp, outcome, _) = responded(d, out);
+    assert!(resp.starts_with("HTTP/1.1 403 "), "{resp}");
+    match outcome {
+        Outcome::ForwardAuthRefused(r) => r,
+        other => panic!("expected a forward-auth refusal, got {other:?}: {resp}"),
+    }
+}
+
+#[test]
+fn forward_auth_reads_only_the_headers_its_endpoint_names() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let caddy = "/_gatehouse/auth";
+    let nginx = "/_gatehouse/auth/nginx";
+    // The attack through Caddy: Caddy sets X-Forwarded-Uri, the client adds X-Original-URI
+    // naming a public path. Neither header is guessed at: the call is refused.
+    let cases: &[(&str, &str, ForwardAuthRefusal)] = &[
+        (
+            caddy,
+            "X-Forwarded-Uri: /admin\r\nX-Original-URI: /share/x\r\n",
+            ForwardAuthRefusal::ForeignHeaders,
+        ),
+        (
+            caddy,
+            "X-Original-URI: /share/x\r\n",
+            ForwardAuthRefusal::ForeignHeaders,
+        ),
+        (
+            caddy,
+            "X-Forwarded-Uri: /share/x\r\nX-Original-Method: GET\r\n",
+            ForwardAuthRefusal::ForeignHeaders,
+        ),
+        (
+            nginx,
+            "X-Original-URI: /admin\r\nX-Forwarded-Uri: /share/x\r\n",
+            ForwardAuthRefusal::ForeignHeaders,
+        ),
+        (
+            nginx,
+            "X-Original-URI: /share/x\r\nX-Forwarded-Method: GET\r\n",
+            ForwardAuthRefusal::ForeignHeaders,
+        ),
+        // Any of the kind's headers twice: never "the first one found".
+        (
+            caddy,
+            "X-Forwarded-Uri: /share/x\r\nX-Forwarded-Uri: /admin\r\n",
+            ForwardAuthRefusal::Repeated,
+        ),
+        (
+            caddy,
+            "X-Forwarded-Uri: /share/x\r\nx-forwarded-uri: /admin\r\n",
+            ForwardAuthRefusal::Repeated,
+        ),
+        (
+            caddy,
+            "X-Forwarded-Uri: /app/\r\nX-Forwarded-Method: POST\r\nX-Forwarded-Method: GET\r\n",
+            ForwardAuthRefusal::Repeated,
+        ),
+        (
+            caddy,
+            "X-Forwarded-Uri: /app/\r\nX-Forwarded-Host: music\r\nX-Forwarded-Host: evil\r\n",
+            ForwardAuthRefusal::Repeated,
+        ),
+        (
+            nginx,
+            "X-Original-URI: /share/x\r\nX-Original-URI: /admin\r\n",
+            ForwardAuthRefusal::Repeated,
+        ),
+        (
+            nginx,
+            "X-Original-URI: /app/\r\nX-Original-Method: GET\r\nX-Original-Method: POST\r\n",
+            ForwardAuthRefusal::Repeated,
+        ),
+        // No original URI: nothing to judge (not "/" by default).
+        (
+            caddy,
+            "X-Forwarded-Method: GET\r\n",
+            ForwardAuthRefusal::MissingUri,
+        ),
+        (caddy, "", ForwardAuthRefusal::MissingUri),
+        (
+            nginx,
+            "X-Original-Method: GET\r\n",
+            ForwardAuthRefusal::MissingUri,
+        ),
+        (nginx, "", ForwardAuthRefusal::MissingUri),
+    ];
+    let cookie = w.session_cookie("bob");
+    for (endpoint, headers, want) in cases {
+        for peer in [PROXY, PROXY_ONLY] {
+            // Even a signed-in user's call is refused: the call itself is not believable.
+            let req = format!(
+                "GET {endpoint} HTTP/1.1\r\nHost: auth\r\n{headers}Cookie: {cookie}\r\n\r\n"
+            );
+            let d = w.decide(peer, req.as_bytes(), &mut out);
+            assert_eq!(refused(&d, &out), *want, "{peer} {endpoint} {headers:?}");
+        }
+    }
+    // A caller in neither list is refused whatever it says.
+    for (endpoint, headers) in [
+        (caddy, "X-Forwarded-Uri: /share/x\r\n"),
+        (nginx, "X-Original-URI: /share/x\r\n"),
+        (caddy, ""),
+    ] {
+        for peer in [CLIENT, "11.0.0.1:1", "[2001:db8::1]:1"] {
+            let req = format!("GET {endpoint} HTTP/1.1\r\nHost: auth\r\n{headers}\r\n");
+            let d = w.decide(peer, req.as_bytes(), &mut out);
+            assert_eq!(
+                refused(&d, &out),
+                ForwardAuthRefusal::UntrustedCaller,
+                "{peer} {endpoint}"
+            );
+        }
+    }
+    // Each endpoint alone, from either kind of trust, in any case of the path.
+    for peer in [PROXY, PROXY_ONLY, "@"] {
+        for req in [
+            "GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: music\r\nX-Forwarded-Uri: /share/x\r\n\r\n",
+            "GET /_GateHouse/Auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Uri: /share/x\r\n\r\n",
+            "GET /_gatehouse/auth/nginx HTTP/1.1\r\nHost: auth\r\nX-Original-Method: GET\r\nX-Original-URI: /share/x\r\n\r\n",
+            "GET /%5FGATEHOUSE/AUTH/nginx HTTP/1.1\r\nHost: auth\r\nX-Original-URI: /share/x\r\n\r\n",
+        ] {
+            let d = w.decide(peer, req.as_bytes(), &mut out);
+            let (resp, outcome, _) = responded(&d, &out);
+            assert_eq!(outcome, Outcome::ForwardAuthAllowed, "{peer} {req}: {resp}");
+        }
+    }
+}
+
+#[test]
+fn forward_auth_lets_reserved_uris_through_only_in_the_configured_spelling() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let ask = |w: &mut World, uri: &str, cookie: &str, out: &mut [u8]| {
+        let req = format!(
+            "GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Uri: {uri}\r\nRemote-User: alice\r\n{cookie}\r\n"
+        );
+        let d = w.decide(PROXY, req.as_bytes(), out);
+        let (resp, outcome, _) = responded(&d, out);
+        (outcome, header(&resp, "Remote-User").map(str::to_owned))
+    };
+    // The exact, canonical spelling is gatehouse's own page: let through, as nobody.
+    for uri in ["/_gatehouse/health", "/_gatehouse/login?return=%2F"] {
+        assert_eq!(
+            ask(&mut w, uri, "", &mut out),
+            (Outcome::ForwardAuthAllowed, Some(String::new())),
+            "{uri}"
+        );
+    }
+    // Other spellings may be the app's path to the proxy: judged like one, and the client's
+    // Remote-User names nobody.
+    for uri in [
+        "/_GATEHOUSE/x",
+        "/_GateHouse/login",
+        "/%5Fgatehouse/health",
+        "/_gatehouse//health",
+    ] {
+        assert_eq!(
+            ask(&mut w, uri, "", &mut out).0,
+            Outcome::ForwardAuthDenied,
+            "{uri}"
+        );
+        let bob = format!("Cookie: {}\r\n", w.session_cookie("bob"));
+        assert_eq!(
+            ask(&mut w, uri, &bob, &mut out),
+            (Outcome::ForwardAuthAllowed, Some("bob".to_owned())),
+            "{uri}"
+        );
+    }
+    assert_eq!(w.users.len(), 2, "nobody was provisioned");
 }
 
 #[test]
@@ -824,19 +998,167 @@ fn forward_auth_does_not_grant_public_on_a_non_canonical_uri() {
         "/share/./x",
         "/%73hare/x",
     ] {
-        for name in ["X-Original-URI", "X-Forwarded-Uri"] {
-            let req =
-                format!("GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\n{name}: {uri}\r\n\r\n");
+        for (endpoint, name) in [
+            ("/_gatehouse/auth/nginx", "X-Original-URI"),
+            ("/_gatehouse/auth", "X-Forwarded-Uri"),
+        ] {
+            let req = format!("GET {endpoint} HTTP/1.1\r\nHost: auth\r\n{name}: {uri}\r\n\r\n");
             let d = w.decide(PROXY, req.as_bytes(), &mut out);
             let (resp, outcome, _) = responded(&d, &out);
             assert_eq!(outcome, Outcome::ForwardAuthDenied, "{uri}: {resp}");
         }
     }
     // The canonical spelling, with a query, is public.
-    let req =
-        b"GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Original-URI: /share/x?a=1\r\n\r\n";
+    let req = b"GET /_gatehouse/auth/nginx HTTP/1.1\r\nHost: auth\r\nX-Original-URI: /share/x?a=1\r\n\r\n";
     let d = w.decide(PROXY, req, &mut out);
     assert_eq!(responded(&d, &out).1, Outcome::ForwardAuthAllowed);
+}
+
+#[test]
+fn forwarding_trust_believes_forwarded_for_but_never_an_identity() {
+    let mut w = World {
+        users: UserTable::new(),
+        ..World::new()
+    };
+    let mut out = [0u8; OUT_LEN];
+    // A plain proxy relays a client's Remote-User: it names nobody, on any path.
+    for req in [
+        "GET /app HTTP/1.1\r\nHost: music\r\nRemote-User: mallory\r\n\r\n",
+        "GET /rest/ping.view?f=json HTTP/1.1\r\nHost: music\r\nRemote-User: mallory\r\n\r\n",
+        "GET /_GATEHOUSE/x HTTP/1.1\r\nHost: music\r\nRemote-User: mallory\r\n\r\n",
+    ] {
+        let d = w.decide(PROXY_ONLY, req.as_bytes(), &mut out);
+        assert!(!matches!(d, Decision::Forward(_)), "{req}: {d:?}");
+    }
+    assert_eq!(w.users.len(), 0, "nobody was provisioned");
+
+    // Its X-Forwarded-For chain reaches the app, ending with the proxy itself.
+    let mut w = World::new();
+    let cookie = w.session_cookie("bob");
+    let req = format!(
+        "GET /app HTTP/1.1\r\nHost: music\r\nX-Forwarded-For: 198.51.100.7\r\nCookie: {cookie}\r\n\r\n"
+    );
+    let head = forwarded(&w.decide(PROXY_ONLY, req.as_bytes(), &mut out), &out);
+    assert!(
+        head.contains("\r\nX-Forwarded-For: 198.51.100.7, 172.16.0.9\r\n"),
+        "{head}"
+    );
+    // From a peer in neither list the client's chain is dropped.
+    let head = forwarded(&w.decide(CLIENT, req.as_bytes(), &mut out), &out);
+    assert!(
+        head.contains("\r\nX-Forwarded-For: 192.0.2.10\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("198.51.100.7"), "{head}");
+}
+
+#[test]
+fn the_throttle_charges_the_client_a_forwarding_proxy_names() {
+    let behind =
+        |xff: &str, req: &str| req.replacen("\r\n", &format!("\r\nX-Forwarded-For: {xff}\r\n"), 1);
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    // Junk from one client behind a proxy with forwarding trust only…
+    for i in 0..30 {
+        let req = behind("198.51.100.7", &basic(&format!("junk{i}"), "junk"));
+        w.decide(PROXY_ONLY, req.as_bytes(), &mut out);
+    }
+    let req = behind("198.51.100.7", &basic("bob", "builder"));
+    let d = w.decide(PROXY_ONLY, req.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Throttled);
+    // …does not lock out another client behind the same proxy.
+    let req = behind("203.0.113.9", &basic("bob", "builder"));
+    let d = w.decide(PROXY_ONLY, req.as_bytes(), &mut out);
+    assert!(forwarded(&d, &out).contains("Remote-User: bob"));
+
+    // A peer in neither list cannot escape the throttle by naming other clients.
+    let mut w = World::new();
+    for i in 0..30 {
+        let req = behind(
+            &format!("198.51.100.{i}"),
+            &basic(&format!("junk{i}"), "junk"),
+        );
+        w.decide(CLIENT, req.as_bytes(), &mut out);
+    }
+    let req = behind("203.0.113.9", &basic("bob", "builder"));
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Throttled);
+}
+
+#[test]
+fn forwarding_trust_believes_forwarded_host_for_the_login_origin() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (page, _, _) = responded(&d, &out);
+    let (token, field) = csrf_from(&page);
+    // The browser used music.example:8443; the proxy talks to gatehouse as `gatehouse`.
+    let post = login_post(
+        &token,
+        &field,
+        "alice",
+        "wonderland",
+        "X-Forwarded-Host: music.example:8443\r\n",
+    )
+    .replace("Host: music\r\n", "Host: gatehouse\r\n")
+    .replace(
+        "Origin: http://music\r\n",
+        "Origin: https://music.example:8443\r\n",
+    );
+    for peer in [PROXY, PROXY_ONLY] {
+        let d = w.decide(peer, post.as_bytes(), &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::LoggedIn, "{peer}");
+    }
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::CsrfRejected);
+}
+
+#[test]
+fn reserved_paths_match_in_any_case_and_escape() {
+    let mut w = World {
+        users: UserTable::new(),
+        ..World::new()
+    };
+    let mut out = [0u8; OUT_LEN];
+    let cases = [
+        ("/_GATEHOUSE/x", Outcome::NotFound),
+        ("/_GateHouse/x/y", Outcome::NotFound),
+        ("/_GATEHOUSE", Outcome::NotFound),
+        ("/%5Fgatehouse/login", Outcome::LoginPage),
+        ("/%5fgatehouse/LOGIN", Outcome::LoginPage),
+        ("/_GateHouse/Login", Outcome::LoginPage),
+        ("/%5fGATEHOUSE/health", Outcome::Health),
+        ("/_gatehouse/HEALTH", Outcome::Health),
+    ];
+    // Even from a peer with identity trust, a Remote-User on gatehouse's own path names
+    // nobody: the request never reaches the app.
+    for (path, want) in cases {
+        for peer in [PROXY, PROXY_ONLY, CLIENT] {
+            let req = format!("GET {path} HTTP/1.1\r\nHost: music\r\nRemote-User: mallory\r\n\r\n");
+            let d = w.decide(peer, req.as_bytes(), &mut out);
+            let (resp, outcome, _) = responded(&d, &out);
+            assert_eq!(outcome, want, "{peer} {path}: {resp}");
+        }
+    }
+    assert_eq!(w.users.len(), 0, "nobody was provisioned");
+    // Forward-auth by its mixed-case name.
+    let d = w.decide(
+        PROXY,
+        b"GET /_GateHouse/auth HTTP/1.1\r\nHost: a\r\nX-Forwarded-Uri: /share/x\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(responded(&d, &out).1, Outcome::ForwardAuthAllowed);
+    // A neighbour of the prefix is the app's.
+    let d = w.decide(
+        PROXY,
+        b"GET /_GATEHOUSEx HTTP/1.1\r\nHost: a\r\nRemote-User: carol\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(forwarded(&d, &out).matches("Remote-User: carol").count(), 1);
 }
 
 #[test]
@@ -997,12 +1319,14 @@ fn secure_cookies_are_host_prefixed_and_plain_ones_are_not_believed_over_tls() {
     let mut out = [0u8; OUT_LEN];
     let keys = w.keys.clone();
     let trusted = w.trusted.clone();
+    let proxies = w.proxies.clone();
     let gw = Gateway {
         config: GatewayConfig {
             password_iterations: ITER,
             ..GatewayConfig::DEFAULT
         },
         trusted: &trusted,
+        proxies: &proxies,
         keys: &keys,
     };
     let random = [42u8; RANDOM_LEN];

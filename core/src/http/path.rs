@@ -14,8 +14,12 @@
 //! - dot segments carrying parameters (`..;`), which Java servlet containers read as `..`.
 //!
 //! Prefixes match on whole segments: the prefix `/share/` (or `/share`) matches `/share`,
-//! `/share/` and `/share/x`, never `/shared/x`. Matching is case-sensitive, like the routers
-//! of the apps behind (so `/SHARE/x` is protected, the safe side).
+//! `/share/` and `/share/x`, never `/shared/x`. Public and Subsonic prefixes match
+//! case-sensitively, like the routers of the apps behind (so `/SHARE/x` is protected, the safe
+//! side). The reserved prefix matches ASCII-case-insensitively, the way the proxies in front
+//! route it (Caddy's path matcher takes `/_GATEHOUSE/x` for `/_gatehouse/*`): a path a proxy
+//! hands to gatehouse's own endpoints must never be an app path to gatehouse, where an
+//! identity header might be believed.
 
 use core::fmt;
 
@@ -295,7 +299,7 @@ impl PathRules<'_> {
     /// Classifies a canonical path (from [`canonicalize`]). Reserved wins over public, public
     /// over Subsonic.
     pub fn classify(&self, canonical_path: &str) -> PathClass {
-        if has_prefix(canonical_path, self.reserved) {
+        if has_prefix_ignore_ascii_case(canonical_path, self.reserved) {
             PathClass::Reserved
         } else if self.public.iter().any(|p| has_prefix(canonical_path, p)) {
             PathClass::Public
@@ -307,14 +311,30 @@ impl PathRules<'_> {
     }
 
     /// For a reserved path, the endpoint name after the prefix (`login` for
-    /// `/_gatehouse/login`); `None` for other paths.
+    /// `/_gatehouse/login`, `Login` for `/_GATEHOUSE/Login`: the prefix matches in any case,
+    /// the name is given as written); `None` for other paths.
     pub fn reserved_endpoint<'p>(&self, canonical_path: &'p str) -> Option<&'p str> {
         let base = self.reserved.trim_end_matches('/');
-        let rest = canonical_path.strip_prefix(base)?;
+        if !has_prefix_ignore_ascii_case(canonical_path, base) {
+            return None;
+        }
+        let rest = canonical_path.get(base.len()..)?;
         match rest {
             "" => Some(""),
             _ => rest.strip_prefix('/'),
         }
+    }
+}
+
+/// [`has_prefix`] with ASCII letters matched in any case.
+pub fn has_prefix_ignore_ascii_case(path: &str, prefix: &str) -> bool {
+    let base = prefix.trim_end_matches('/').as_bytes();
+    let path = path.as_bytes();
+    match path.get(..base.len()) {
+        Some(head) if head.eq_ignore_ascii_case(base) => {
+            matches!(path.get(base.len()), None | Some(b'/'))
+        }
+        _ => false,
     }
 }
 
@@ -463,6 +483,11 @@ mod tests {
             ("/_gatehouse/login", PathClass::Reserved),
             ("/_gatehouse", PathClass::Reserved),
             ("/_gatehousex", PathClass::Protected),
+            // The reserved prefix in any case: the proxies in front route it that way.
+            ("/_GATEHOUSE/x", PathClass::Reserved),
+            ("/_GateHouse/auth", PathClass::Reserved),
+            ("/_GATEHOUSE", PathClass::Reserved),
+            ("/_GATEHOUSEx", PathClass::Protected),
             ("/share/abc", PathClass::Public),
             ("/share/", PathClass::Public),
             ("/share", PathClass::Public),
@@ -479,12 +504,24 @@ mod tests {
         let mut out = [0u8; 64];
         let t = canonicalize("/share/../app/", &mut out).unwrap();
         assert_eq!(rules.classify(t.path()), PathClass::Protected);
+        // After canonicalisation, which decodes the escaped `_`.
+        for input in [
+            "/%5Fgatehouse/login",
+            "/%5fGATEHOUSE/health",
+            "/%5F%47ateHouse/auth",
+        ] {
+            let mut out = [0u8; 64];
+            let t = canonicalize(input, &mut out).unwrap();
+            assert_eq!(rules.classify(t.path()), PathClass::Reserved, "{input}");
+        }
         let custom = PathRules {
             reserved: "/auth",
             public: &["/public", "/s/"],
             subsonic: &[],
         };
         assert_eq!(custom.classify("/auth/login"), PathClass::Reserved);
+        assert_eq!(custom.classify("/AUTH/login"), PathClass::Reserved);
+        assert_eq!(custom.classify("/Public/x"), PathClass::Protected);
         assert_eq!(custom.classify("/s/x"), PathClass::Public);
         assert_eq!(custom.classify("/rest/x"), PathClass::Protected);
     }
@@ -497,6 +534,15 @@ mod tests {
         assert_eq!(rules.reserved_endpoint("/_gatehouse"), Some(""));
         assert_eq!(rules.reserved_endpoint("/_gatehousex"), None);
         assert_eq!(rules.reserved_endpoint("/app"), None);
+        // The prefix in any case; the name as written (the gateway matches names in any case).
+        assert_eq!(rules.reserved_endpoint("/_GateHouse/auth"), Some("auth"));
+        assert_eq!(
+            rules.reserved_endpoint("/_GATEHOUSE/Auth/Nginx"),
+            Some("Auth/Nginx")
+        );
+        assert_eq!(rules.reserved_endpoint("/_GATEHOUSE"), Some(""));
+        assert_eq!(rules.reserved_endpoint("/_GATEHOUSEx"), None);
+        assert_eq!(rules.reserved_endpoint("/_gatehous\u{e9}/x"), None);
     }
 
     #[test]
