@@ -4,6 +4,10 @@
     provision.py --config config.json --users users.json -o region.bin
     provision.py --config config.json --user alice:secret:admin --user bob:pw -o region.bin
 
+The configuration JSON's keys are those of firmware/src/config.rs; `trusted_sources` (identity
+trust: the peer's identity header is believed) and `trusted_proxies` (forwarding trust only:
+its X-Forwarded-For and forward-auth headers are believed) are comma-separated strings.
+
 The region is a 20-byte header (magic "GHCF", format version 1, the two lengths, the CRC-32 of
 what follows), the configuration JSON, then the users JSON (gatehouse's users file format,
 as the daemon writes it). `--user NAME:PASSWORD[:admin]` builds the users JSON here, with
@@ -28,6 +32,13 @@ import zlib
 MAGIC = b"GHCF"
 FORMAT_VERSION = 1
 MAX_REGION_LEN = 16 * 1024
+# The keys a board reads (firmware/src/config.rs); it refuses any other.
+CONFIG_KEYS = {
+    "upstream", "address", "gateway", "listen_port", "trusted_sources", "trusted_proxies",
+    "user_header", "public_paths", "subsonic_paths", "session_ttl_secs", "secure_cookies",
+    "logout_url", "password_iterations", "clock_unix", "head_read_timeout_secs",
+    "idle_timeout_secs", "upstream_connect_timeout_secs",
+}
 
 
 def region(config_json: bytes, users_json: bytes) -> bytes:
@@ -86,7 +97,10 @@ def main():
 
     with open(args.config, "rb") as f:
         config = f.read().strip()
-    json.loads(config)  # a JSON error here names the line, before the board has to
+    parsed = json.loads(config)  # a JSON error here names the line, before the board has to
+    unknown = sorted(set(parsed) - CONFIG_KEYS) if isinstance(parsed, dict) else []
+    if unknown:
+        raise SystemExit(f"{args.config}: unknown key(s) {', '.join(unknown)}; a board refuses them")
     if args.users:
         with open(args.users, "rb") as f:
             users = f.read().strip()

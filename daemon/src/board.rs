@@ -33,6 +33,7 @@ const BOARD_KEYS: &[&str] = &[
     "gateway",
     "listen_port",
     "trusted_sources",
+    "trusted_proxies",
     "user_header",
     "public_paths",
     "subsonic_paths",
@@ -210,8 +211,9 @@ fn check_settings(path: &Path, object: &Map<String, Value>, json: &[u8]) -> Resu
         }
         Err(other) => bail!("board configuration {} refused: {other:?}", path.display()),
     };
-    // The board parses the trusted sources when it starts; refuse here what it would refuse.
+    // The board parses both trust lists when it starts; refuse here what it would refuse.
     Trusted::parse(settings.trusted_sources).map_err(|e| bad("trusted_sources", &e.to_string()))?;
+    Trusted::parse(settings.trusted_proxies).map_err(|e| bad("trusted_proxies", &e.to_string()))?;
     if settings.password_iterations > SLOW_ON_A_BOARD_ITERATIONS {
         eprintln!(
             "gatehouse: warning: `password_iterations` = {} {origin}: hashes the board makes \

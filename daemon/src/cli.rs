@@ -55,11 +55,15 @@ pub enum Command {
     /// A running gateway notices the change on disk and reloads the file.
     Users(UsersArgs),
 
-    /// Tell whether PEER would be trusted by the trusted-sources list SOURCES.
+    /// Tell whether PEER would be trusted by the trusted-sources list SOURCES (and, with
+    /// --proxies, by a trusted-proxies list).
     ///
     /// The troubleshooting tool for the most common misconfiguration of this setup. Prints
-    /// the entry that matched and exits 0 when trusted, exits 1 when not, and exits 2 when
-    /// SOURCES or PEER is invalid (naming the bad entry).
+    /// the entry that matched and which trust it gives (SOURCES: identity+forwarding, the
+    /// peer's identity header is believed; --proxies: forwarding only, its X-Forwarded-For
+    /// and forward-auth headers are believed, never its identity header). Exits 0 when
+    /// either list trusts the peer, 1 when not, and 2 when a list or PEER is invalid (naming
+    /// the bad entry).
     ///
     /// Matching follows Navidrome's rules: only the raw address of the peer counts (never
     /// X-Forwarded-For); IPv4-mapped IPv6 peers match IPv4 entries; IPv4 and IPv6 never
@@ -69,13 +73,17 @@ Examples:
   gatehouse trust 192.168.1.0/24 192.168.1.7:52100   -> trusted by 192.168.1.0/24 (exit 0)
   gatehouse trust 10.0.0.0/8 '[::ffff:10.1.2.3]:80'   -> trusted (mapped IPv4)
   gatehouse trust ::/0 127.0.0.1                      -> not trusted (exit 1)
-  gatehouse trust @ @                                 -> a UNIX-socket peer is trusted")]
+  gatehouse trust @ @                                 -> a UNIX-socket peer is trusted
+  gatehouse trust '' 127.0.0.1 --proxies 127.0.0.1    -> forwarding only (exit 0)")]
     Trust {
         /// Comma-separated CIDRs and `@`, as in `trusted_sources` (Navidrome's
         /// ExtAuth.TrustedSources), e.g. `127.0.0.1/32,192.168.1.0/24,@`.
         sources: String,
         /// The peer as the app would see it: `ip`, `ip:port`, `[v6]:port`, or `@`.
         peer: String,
+        /// The `trusted_proxies` list, same syntax: peers with forwarding trust only.
+        #[arg(long, value_name = "LIST")]
+        proxies: Option<String>,
     },
 
     /// Make a new session signing key; the old one stays valid as the previous key.
@@ -289,10 +297,17 @@ pub struct SettingFlags {
     /// TLS private key (PEM).
     #[arg(long, value_name = "FILE", help_heading = "Settings")]
     pub tls_key: Option<String>,
-    /// Proxies whose identity header gatehouse believes: comma-separated CIDRs and `@` (a
-    /// UNIX-socket peer). Empty (the default) trusts nobody.
+    /// Identity trust: authenticating proxies (Authelia, Authentik, …) whose identity header
+    /// gatehouse believes, and whose X-Forwarded-* it believes too: comma-separated CIDRs and
+    /// `@` (a UNIX-socket peer). Empty (the default) trusts nobody.
     #[arg(long, value_name = "LIST", help_heading = "Settings")]
     pub trusted_sources: Option<String>,
+    /// Forwarding trust only: plain proxies (a TLS proxy in front, a forward-auth caller)
+    /// whose X-Forwarded-For, X-Forwarded-Host and forward-auth headers gatehouse believes,
+    /// never their identity header. Same syntax as --trusted-sources. Empty (the default)
+    /// trusts nobody.
+    #[arg(long, value_name = "LIST", help_heading = "Settings")]
+    pub trusted_proxies: Option<String>,
     /// The identity header read from trusted sources and sent to the app. [default:
     /// Remote-User]
     #[arg(long, value_name = "NAME", help_heading = "Settings")]
@@ -359,12 +374,13 @@ impl SettingFlags {
         if !self.listen.is_empty() {
             out.push(("listen", FlagValue::List(self.listen.clone())));
         }
-        let singles: [(&'static str, &Option<String>); 21] = [
+        let singles: [(&'static str, &Option<String>); 22] = [
             ("upstream", &self.upstream),
             ("state_dir", &self.state_dir),
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),
             ("trusted_sources", &self.trusted_sources),
+            ("trusted_proxies", &self.trusted_proxies),
             ("user_header", &self.user_header),
             ("public_paths", &self.public_paths),
             ("subsonic_paths", &self.subsonic_paths),

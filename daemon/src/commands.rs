@@ -29,12 +29,19 @@ use crate::{probe, whoami};
 /// Exit code for invalid configuration, arguments or state files.
 pub const EXIT_INVALID: u8 = 2;
 
-/// `gatehouse trust SOURCES PEER`.
-pub fn trust(sources: &str, peer: &str) -> ExitCode {
+/// `gatehouse trust SOURCES PEER [--proxies LIST]`.
+pub fn trust(sources: &str, peer: &str, proxies: Option<&str>) -> ExitCode {
     let list = match TrustedList::parse(sources) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("gatehouse: invalid SOURCES: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let proxies = match proxies.map(TrustedList::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gatehouse: invalid --proxies: {e}");
             return ExitCode::from(EXIT_INVALID);
         }
     };
@@ -57,10 +64,18 @@ pub fn trust(sources: &str, peer: &str) -> ExitCode {
     }
     match list.find(&parsed_peer) {
         Some(m) => {
-            println!("trusted: {shown_peer} matches {m}");
+            println!("trusted: {shown_peer} matches {m}: identity+forwarding");
             ExitCode::SUCCESS
         }
         None => {
+            if let Some(m) = proxies.as_ref().and_then(|p| p.find(&parsed_peer)) {
+                println!(
+                    "trusted: {shown_peer} matches {m} of --proxies: forwarding only (its \
+                     X-Forwarded-For and forward-auth headers are believed, its identity \
+                     header is not)"
+                );
+                return ExitCode::SUCCESS;
+            }
             if list.is_empty() {
                 println!(
                     "not trusted: the list is empty, so nobody is trusted (the feature is off)"
@@ -81,6 +96,9 @@ pub fn trust(sources: &str, peer: &str) -> ExitCode {
                 if parsed_peer == Peer::Unix {
                     println!("hint: add `@` to trust peers on gatehouse's own UNIX socket");
                 }
+            }
+            if let Some(p) = &proxies {
+                println!("not a trusted proxy either: {shown_peer} matches none of: {p}");
             }
             ExitCode::from(1)
         }
@@ -368,6 +386,9 @@ impl Prepared {
                 }
             );
         }
+        for line in self.config.trust_summary() {
+            tracing::info!("{line}");
+        }
         let described: Vec<String> = listeners
             .iter()
             .map(|l| l.describe(self.tls.is_some()))
@@ -581,6 +602,9 @@ pub fn check(args: CheckArgs) -> ExitCode {
     println!("ok    configuration is valid");
     for note in &config.notes {
         println!("note  {note}");
+    }
+    for line in config.trust_summary() {
+        println!("trust {line}");
     }
     match check_files(&config) {
         Ok(lines) => {

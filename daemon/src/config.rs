@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::cli::{FlagValue, SettingFlags};
 
-/// Most entries a trusted-sources list may hold.
+/// Most entries a trusted-sources (or trusted-proxies) list may hold.
 pub const TRUSTED_SOURCES_CAPACITY: usize = 64;
 
 /// Most event-loop threads `workers` may ask for.
@@ -77,6 +77,7 @@ pub const KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "trusted_sources",
+    "trusted_proxies",
     "user_header",
     "public_paths",
     "subsonic_paths",
@@ -154,8 +155,13 @@ pub struct Config {
     pub upstream: UpstreamAddr,
     pub state_dir: PathBuf,
     pub tls: Option<TlsFiles>,
-    /// The trusted-sources list as written (checked by core when the gateway is built).
+    /// Identity trust: the trusted-sources list as written (checked by core when the gateway
+    /// is built). A peer on it names its user in the identity header.
     pub trusted_sources: String,
+    /// Forwarding trust only: the trusted-proxies list as written. A peer on it is believed
+    /// about the client's address and the original request (`X-Forwarded-For`,
+    /// `X-Forwarded-Host`, the forward-auth headers), never about who the user is.
+    pub trusted_proxies: String,
     pub user_header: String,
     pub public_paths: Vec<String>,
     pub subsonic_paths: Vec<String>,
@@ -195,6 +201,7 @@ impl Config {
             state_dir: default_state_dir(),
             tls: None,
             trusted_sources: String::new(),
+            trusted_proxies: String::new(),
             user_header: "Remote-User".into(),
             public_paths: vec!["/share/".into()],
             subsonic_paths: vec!["/rest/".into()],
@@ -304,6 +311,38 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// One line per entry of `trusted_sources` and `trusted_proxies` saying which trust it
+    /// gives, for the start-up log and `gatehouse check`; one line when both are empty.
+    pub fn trust_summary(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (key, trust, list) in [
+            (
+                "trusted_sources",
+                "identity+forwarding",
+                &self.trusted_sources,
+            ),
+            ("trusted_proxies", "forwarding only", &self.trusted_proxies),
+        ] {
+            // Both lists were checked when the configuration was loaded.
+            let Ok(parsed) = TrustedList::parse(list) else {
+                continue;
+            };
+            for (i, entry) in parsed.entries().iter().enumerate() {
+                lines.push(format!("{key} entry {} {entry}: {trust}", i + 1));
+            }
+        }
+        if lines.is_empty() {
+            lines.push(
+                "trusted_sources and trusted_proxies are empty: no peer's identity header or \
+                 X-Forwarded-* is believed"
+                    .to_owned(),
+            );
+        }
+        lines
     }
 }
 
@@ -495,6 +534,19 @@ fn apply(
                 ));
             }
             config.trusted_sources = list;
+        }
+        "trusted_proxies" => {
+            let items = as_list(&value).ok_or_else(|| bad("expected a comma-separated list"))?;
+            let list = items.join(",");
+            let parsed = TrustedList::parse(&list).map_err(|e| bad(&e.to_string()))?;
+            if parsed.trusts_everyone() {
+                config.notes.push(format!(
+                    "WARNING: trusted_proxies contains a catch-all network ({parsed}): every \
+                     client of that address family can say which address it comes from and \
+                     so escape the login throttle. Only do this inside a closed network."
+                ));
+            }
+            config.trusted_proxies = list;
         }
         "user_header" => {
             let s = as_text(&value).ok_or_else(|| bad("expected a header name"))?;
@@ -939,6 +991,82 @@ mod tests {
                 .iter()
                 .any(|n| n.starts_with("WARNING") && n.contains("0.0.0.0/0"))
         );
+    }
+
+    #[test]
+    fn trusted_proxies_is_its_own_list_from_every_source() {
+        let c = load(
+            "trusted_proxies = [\"127.0.0.1\", \"::1\"]\n",
+            &[],
+            SettingFlags::default(),
+        )
+        .expect("file");
+        assert_eq!(c.trusted_proxies, "127.0.0.1,::1");
+        assert_eq!(
+            c.trusted_sources, "",
+            "forwarding trust grants no identity trust"
+        );
+        let c = load(
+            "",
+            &[("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8, @")],
+            SettingFlags::default(),
+        )
+        .expect("env");
+        assert_eq!(c.trusted_proxies, "10.0.0.0/8,@");
+        let c = load(
+            "trusted_proxies = \"10.0.0.1\"\n",
+            &[],
+            SettingFlags {
+                trusted_proxies: Some("192.168.1.2".into()),
+                ..SettingFlags::default()
+            },
+        )
+        .expect("flag");
+        assert_eq!(c.trusted_proxies, "192.168.1.2");
+        let err = load(
+            "trusted_proxies = \"nginx\"\n",
+            &[],
+            SettingFlags::default(),
+        )
+        .expect_err("bad entry");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`trusted_proxies`") && msg.contains("nginx"),
+            "{msg}"
+        );
+        // Navidrome's names still mean identity trust.
+        let c = load(
+            "[ExtAuth]\nTrustedSources = \"10.0.0.1\"\n",
+            &[],
+            SettingFlags::default(),
+        )
+        .expect("navidrome");
+        assert_eq!(
+            (c.trusted_sources.as_str(), c.trusted_proxies.as_str()),
+            ("10.0.0.1", "")
+        );
+    }
+
+    #[test]
+    fn the_trust_summary_says_what_each_entry_gives() {
+        let c = load(
+            "trusted_sources = \"10.0.0.0/8, @\"\ntrusted_proxies = \"127.0.0.1\"\n",
+            &[],
+            SettingFlags::default(),
+        )
+        .expect("ok");
+        assert_eq!(
+            c.trust_summary(),
+            [
+                "trusted_sources entry 1 10.0.0.0/8: identity+forwarding",
+                "trusted_sources entry 2 @: identity+forwarding",
+                "trusted_proxies entry 1 127.0.0.1/32: forwarding only",
+            ]
+        );
+        let c = load("", &[], SettingFlags::default()).expect("ok");
+        let summary = c.trust_summary();
+        assert_eq!(summary.len(), 1);
+        assert!(summary[0].contains("empty"), "{summary:?}");
     }
 
     #[test]

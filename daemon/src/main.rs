@@ -46,7 +46,11 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve(args),
         Command::Demo(args) => commands::demo(args),
         Command::Users(args) => commands::users(args),
-        Command::Trust { sources, peer } => commands::trust(&sources, &peer),
+        Command::Trust {
+            sources,
+            peer,
+            proxies,
+        } => commands::trust(&sources, &peer, proxies.as_deref()),
         Command::Check(args) => commands::check(args),
         Command::ConfigBlob(args) => board::config_blob(args),
         Command::RotateKey { config, state_dir } => {

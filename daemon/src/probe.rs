@@ -84,6 +84,16 @@ pub async fn run_probes(config: &Config) -> usize {
     let trusted_here = TrustedList::parse(&config.trusted_sources)
         .map(|t| t.trusts(&local_peer))
         .unwrap_or(false);
+    let proxy_here = TrustedList::parse(&config.trusted_proxies)
+        .map(|t| t.trusts(&local_peer))
+        .unwrap_or(false);
+    if proxy_here && !trusted_here {
+        println!(
+            "note  this machine is in trusted_proxies (forwarding only): its X-Forwarded-For is \
+             believed, its `{}` header is not, so the spoof probe still counts",
+            config.user_header
+        );
+    }
     let spoof = format!(
         "GET / HTTP/1.1\r\nHost: localhost\r\n{}: gatehouse-check-spoof\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         config.user_header

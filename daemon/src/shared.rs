@@ -36,7 +36,10 @@ pub struct GateState {
     pub credentials: Box<CredentialCache<CREDENTIAL_CACHE_CAPACITY>>,
     /// Password checks core handed out that are still running.
     pub pending: PendingChecks,
+    /// Identity trust (`trusted_sources`).
     pub trusted: TrustedList,
+    /// Forwarding trust only (`trusted_proxies`).
+    pub proxies: TrustedList,
     /// The users file as last read or written, to notice someone else's change.
     users_stamp: Option<FileStamp>,
     /// False while the file on disk does not parse: the gateway keeps serving with the users
@@ -68,6 +71,8 @@ impl Shared {
         let loaded = users_file.load()?;
         let trusted = TrustedList::parse(&config.trusted_sources)
             .map_err(|e| anyhow::anyhow!("`trusted_sources`: {e}"))?;
+        let proxies = TrustedList::parse(&config.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("`trusted_proxies`: {e}"))?;
         let mut cache_key = [0u8; credential_cache::KEY_LEN];
         os_random(&mut cache_key)?;
         let state = GateState {
@@ -77,6 +82,7 @@ impl Shared {
             credentials: Box::new(CredentialCache::new(&cache_key, CREDENTIAL_CACHE_TTL_SECS)),
             pending: PendingChecks::new(),
             trusted,
+            proxies,
             users_stamp: loaded.stamp,
             users_file_ok: true,
         };
@@ -112,6 +118,7 @@ impl Shared {
         let gw = Gateway {
             config: self.gateway_config,
             trusted: &state.trusted,
+            proxies: &state.proxies,
             keys: &state.keys,
         };
         let mut shared = gateway::Shared {

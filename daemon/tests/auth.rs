@@ -398,23 +398,38 @@ fn the_unix_socket_peer_is_the_at_sign_and_tcp_peers_are_not() {
 
 #[test]
 fn forward_auth_answers_with_the_identity_for_a_session_and_401_without() {
-    let (app, gw, _dir) = setup(&[]);
+    // The forward-auth caller (the proxy on this machine) has forwarding trust only.
+    let (app, gw, _dir) = setup(&["--trusted-proxies", "127.0.0.1"]);
     let cookie = login(gw.addr(), "alice", "correct horse");
     let r = get(
         gw.addr(),
         "/_gatehouse/auth",
-        &format!("Cookie: {cookie}\r\n"),
+        &format!("X-Forwarded-Uri: /app/\r\nCookie: {cookie}\r\n"),
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Remote-User"), Some("alice"));
     assert_eq!(r.header("Remote-Groups"), Some("admins"));
     let r = get(
         gw.addr(),
-        "/_gatehouse/auth",
-        "Remote-User: alice\r\nAccept: */*\r\n",
+        "/_gatehouse/auth/nginx",
+        "X-Original-URI: /app/\r\nRemote-User: alice\r\nAccept: */*\r\n",
     );
     assert_eq!(r.status, 401);
     assert!(r.header("Remote-User").is_none());
+    // Both kinds of original-URI header at once: refused, not guessed.
+    let r = get(
+        gw.addr(),
+        "/_gatehouse/auth",
+        "X-Forwarded-Uri: /app/\r\nX-Original-URI: /share/x\r\nAccept: */*\r\n",
+    );
+    assert_eq!(r.status, 403);
+    // Forwarding trust is no identity trust: the proxy's Remote-User names nobody.
+    let r = get(
+        gw.addr(),
+        "/app/",
+        "Remote-User: mallory\r\nAccept: */*\r\n",
+    );
+    assert_eq!(r.status, 401);
     assert!(
         app.requests().is_empty(),
         "forward-auth never touches the app"

@@ -35,6 +35,25 @@ fn trust_says_which_entry_matched_and_exits_0() {
 }
 
 #[test]
+fn trust_says_which_trust_an_entry_gives() {
+    let (code, out, _) = run(&["trust", "10.0.0.0/8", "10.1.2.3", "--proxies", "127.0.0.1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("identity+forwarding"), "{out}");
+    let (code, out, _) = run(&["trust", "10.0.0.0/8", "127.0.0.1", "--proxies", "127.0.0.1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("127.0.0.1/32 (entry 1) of --proxies: forwarding only"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["trust", "", "192.0.2.1", "--proxies", "127.0.0.1"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not a trusted proxy either"), "{out}");
+    let (code, _, err) = run(&["trust", "", "127.0.0.1", "--proxies", "nginx"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--proxies") && err.contains("nginx"), "{err}");
+}
+
+#[test]
 fn trust_exits_1_when_not_trusted_with_a_hint_for_the_usual_mistake() {
     let (code, out, _) = run(&["trust", "127.0.0.1/32", "[::1]:4533"]);
     assert_eq!(code, 1, "{out}");
@@ -234,7 +253,7 @@ fn check_offline_validates_configuration_and_files() {
     let config = write_config(
         dir.path(),
         &format!(
-            "state_dir = {:?}\nReverseProxyWhitelist = \"10.0.0.0/8\"\n",
+            "state_dir = {:?}\nReverseProxyWhitelist = \"10.0.0.0/8\"\ntrusted_proxies = \"127.0.0.1\"\n",
             state.to_string_lossy()
         ),
     );
@@ -243,4 +262,13 @@ fn check_offline_validates_configuration_and_files() {
     assert!(out.contains("ok    configuration is valid"), "{out}");
     assert!(out.contains("1 users, 1 admins"), "{out}");
     assert!(out.contains("Navidrome's name"), "{out}");
+    // Which trust each entry gives.
+    assert!(
+        out.contains("trust trusted_sources entry 1 10.0.0.0/8: identity+forwarding"),
+        "{out}"
+    );
+    assert!(
+        out.contains("trust trusted_proxies entry 1 127.0.0.1/32: forwarding only"),
+        "{out}"
+    );
 }

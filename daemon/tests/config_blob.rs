@@ -16,6 +16,7 @@ upstream = "192.168.1.10:4533"
 address = "192.168.1.80/24"
 gateway = "192.168.1.1"
 trusted_sources = "192.168.1.2/32"
+trusted_proxies = "192.168.1.3, 192.168.1.4"
 public_paths = ["/share/", "/pub/"]
 idle_timeout_secs = 30
 clock_unix = 1767225600
@@ -84,6 +85,7 @@ fn a_toml_board_config_and_a_state_dir_make_a_region_the_board_reads_with_the_sa
     let s = &provisioned.settings;
     assert_eq!(s.upstream.port, 4533);
     assert_eq!(s.trusted_sources, "192.168.1.2/32");
+    assert_eq!(s.trusted_proxies, "192.168.1.3, 192.168.1.4");
     assert_eq!(s.public_paths.as_slice(), ["/share/", "/pub/"]);
     assert_eq!(s.clock_unix, 1_767_225_600);
 
@@ -157,6 +159,11 @@ fn a_bad_key_or_value_is_exit_2_naming_it_and_nothing_is_written() {
             "upstream = \"192.168.1.10:4533\"\ntrusted_sources = \"10.0.0.0/33\"\n",
             "`trusted_sources`",
             "10.0.0.0/33",
+        ),
+        (
+            "upstream = \"192.168.1.10:4533\"\ntrusted_proxies = \"127.0.0.1, nginx\"\n",
+            "`trusted_proxies`",
+            "nginx",
         ),
         (
             "upstream = \"192.168.1.10:4533\"\nidle_timeout_secs = 0\n",

@@ -17,6 +17,8 @@ use crate::store::{Store, StoreError};
 pub enum BootError {
     /// `trusted_sources` does not parse (the log names the entry).
     TrustedSources,
+    /// `trusted_proxies` does not parse (the log names the entry).
+    TrustedProxies,
     /// The provisioned users JSON is not a users table (the log says why).
     Users,
     /// The write-back store failed.
@@ -36,6 +38,7 @@ pub async fn make_engine<F: NorFlash>(
     clock_base_unix: Option<u64>,
 ) -> Result<&'static Engine, BootError> {
     static TRUSTED: StaticCell<Trusted> = StaticCell::new();
+    static PROXIES: StaticCell<Trusted> = StaticCell::new();
     static KEYS: StaticCell<SessionKeys> = StaticCell::new();
     static ENGINE: StaticCell<Engine> = StaticCell::new();
 
@@ -44,9 +47,14 @@ pub async fn make_engine<F: NorFlash>(
         error!("trusted_sources: {}", display!(e));
         BootError::TrustedSources
     })?;
-    if trusted.is_empty() {
-        info!("trusted_sources is empty: no identity header is believed");
-    }
+    let proxies = Trusted::parse(settings.trusted_proxies).map_err(|e| {
+        error!("trusted_proxies: {}", display!(e));
+        BootError::TrustedProxies
+    })?;
+    info!(
+        "trust: identity+forwarding [{}], forwarding only [{}]",
+        settings.trusted_sources, settings.trusted_proxies
+    );
     if trusted.trusts_everyone() {
         warn!(
             "WARNING: trusted_sources contains a catch-all network ({}): every client of that \
@@ -82,12 +90,14 @@ pub async fn make_engine<F: NorFlash>(
     drbg.fill(&mut engine_seed);
 
     let trusted = TRUSTED.try_init(trusted).ok_or(BootError::AlreadyStarted)?;
+    let proxies = PROXIES.try_init(proxies).ok_or(BootError::AlreadyStarted)?;
     let keys = KEYS
         .try_init(SessionKeys::new(SessionKey::from_bytes(key)))
         .ok_or(BootError::AlreadyStarted)?;
     let engine = Engine::new(EngineParts {
         config: settings.gateway_config(),
         trusted,
+        proxies,
         keys,
         users,
         seed: engine_seed,

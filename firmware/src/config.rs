@@ -26,7 +26,8 @@
 //! {
 //!   "upstream": "192.168.1.10:4533",
 //!   "address": "192.168.1.80/24", "gateway": "192.168.1.1", "listen_port": 80,
-//!   "trusted_sources": "192.168.1.2/32", "user_header": "Remote-User",
+//!   "trusted_sources": "192.168.1.2/32", "trusted_proxies": "192.168.1.3",
+//!   "user_header": "Remote-User",
 //!   "public_paths": ["/share/"], "subsonic_paths": ["/rest/"],
 //!   "session_ttl_secs": 2592000, "secure_cookies": false, "logout_url": "/",
 //!   "password_iterations": 10000, "clock_unix": 1767225600,
@@ -101,6 +102,8 @@ struct RawConfig<'a> {
     #[serde(borrow, default)]
     trusted_sources: Option<&'a str>,
     #[serde(borrow, default)]
+    trusted_proxies: Option<&'a str>,
+    #[serde(borrow, default)]
     user_header: Option<&'a str>,
     #[serde(borrow, default)]
     public_paths: Option<heapless::Vec<&'a str, MAX_PATH_PREFIXES>>,
@@ -133,8 +136,10 @@ pub struct Settings<'a> {
     pub address: Option<Ipv4Cidr>,
     pub gateway: Option<Ipv4Addr>,
     pub listen_port: u16,
-    /// The trusted-sources list, parsed by core when the engine is made.
+    /// The trusted-sources list (identity trust), parsed by core when the engine is made.
     pub trusted_sources: &'a str,
+    /// The trusted-proxies list (forwarding trust only), parsed likewise.
+    pub trusted_proxies: &'a str,
     pub user_header: &'a str,
     pub public_paths: heapless::Vec<&'a str, MAX_PATH_PREFIXES>,
     pub subsonic_paths: heapless::Vec<&'a str, MAX_PATH_PREFIXES>,
@@ -284,6 +289,7 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings<'_>, ConfigError> {
         gateway,
         listen_port: raw.listen_port.unwrap_or(80),
         trusted_sources: raw.trusted_sources.unwrap_or(""),
+        trusted_proxies: raw.trusted_proxies.unwrap_or(""),
         user_header: raw.user_header.unwrap_or(core_defaults.user_header),
         public_paths: raw
             .public_paths
@@ -326,7 +332,7 @@ pub fn write_region(config_json: &[u8], users_json: &[u8], out: &mut [u8]) -> Op
 mod tests {
     use super::*;
 
-    const CONFIG: &[u8] = br#"{"upstream":"http://192.0.2.100:8080","address":"192.0.2.15/24","gateway":"192.0.2.2","trusted_sources":"192.0.2.0/24","public_paths":["/share/","/pub/"],"idle_timeout_secs":30}"#;
+    const CONFIG: &[u8] = br#"{"upstream":"http://192.0.2.100:8080","address":"192.0.2.15/24","gateway":"192.0.2.2","trusted_sources":"192.0.2.0/24","trusted_proxies":"192.0.2.1","public_paths":["/share/","/pub/"],"idle_timeout_secs":30}"#;
     const USERS: &[u8] = br#"{"version":1,"users":[]}"#;
 
     fn region() -> Vec<u8> {
@@ -357,6 +363,7 @@ mod tests {
         );
         assert_eq!(s.gateway, Some(Ipv4Addr::new(192, 0, 2, 2)));
         assert_eq!(s.trusted_sources, "192.0.2.0/24");
+        assert_eq!(s.trusted_proxies, "192.0.2.1");
         assert_eq!(&s.public_paths[..], &["/share/", "/pub/"]);
         assert_eq!(&s.subsonic_paths[..], &["/rest/"]);
         assert_eq!(s.user_header, "Remote-User");

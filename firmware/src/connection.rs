@@ -731,6 +731,7 @@ mod tests {
                 ..GatewayConfig::DEFAULT
             },
             trusted,
+            proxies: trusted,
             keys,
             users,
             seed: [3; 32],

@@ -36,7 +36,7 @@ pub const CREDENTIAL_CACHE_TTL_SECS: u64 = 300;
 
 /// The users table of a board.
 pub type Users = UserTable<MAX_USERS, MAX_APP_PASSWORDS>;
-/// The trusted-sources list of a board.
+/// A trusted-sources or trusted-proxies list of a board.
 pub type Trusted = TrustedSources<MAX_TRUSTED_SOURCES>;
 
 /// The state decisions update.
@@ -72,7 +72,10 @@ pub struct Engine {
 /// What a board hands to [`Engine::new`].
 pub struct EngineParts {
     pub config: GatewayConfig<'static>,
+    /// Identity trust (`trusted_sources`).
     pub trusted: &'static Trusted,
+    /// Forwarding trust only (`trusted_proxies`).
+    pub proxies: &'static Trusted,
     pub keys: &'static SessionKeys,
     pub users: Users,
     /// Random bytes for the DRBG (at least [`crate::random::SEED_LEN`]).
@@ -92,6 +95,7 @@ impl Engine {
             gateway: Gateway {
                 config: parts.config,
                 trusted: parts.trusted,
+                proxies: parts.proxies,
                 keys: parts.keys,
             },
             state: Mutex::new(RefCell::new(MutableState {

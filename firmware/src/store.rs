@@ -190,6 +190,7 @@ mod tests {
         Box::leak(Box::new(Engine::new(EngineParts {
             config: GatewayConfig::DEFAULT,
             trusted: Box::leak(Box::new(Trusted::parse("").expect("empty"))),
+            proxies: Box::leak(Box::new(Trusted::new())),
             keys: Box::leak(Box::new(SessionKeys::new(SessionKey::from_bytes([0; 32])))),
             users,
             seed: [0; 32],
