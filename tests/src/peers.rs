@@ -133,7 +133,7 @@ http {{
             proxy_pass http://{gateway};
             proxy_set_header Host $host;
         }}
-        location = /_gatehouse/auth {{
+        location = /_gatehouse/auth/nginx {{
             internal;
             proxy_pass http://{gateway};
             proxy_pass_request_body off;
@@ -142,7 +142,7 @@ http {{
             proxy_set_header X-Original-Method $request_method;
         }}
         location / {{
-            auth_request /_gatehouse/auth;
+            auth_request /_gatehouse/auth/nginx;
             auth_request_set $gh_user $upstream_http_remote_user;
             auth_request_set $gh_name $upstream_http_remote_name;
             auth_request_set $gh_email $upstream_http_remote_email;

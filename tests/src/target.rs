@@ -91,16 +91,22 @@ pub struct User {
     pub admin: bool,
 }
 
-/// Whose identity header the gateway believes.
+/// Whose identity header (and forwarding headers) the gateway believes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Trust {
     /// Nobody (the default of every deployable).
     #[default]
     Nobody,
-    /// The harness's proxy address ([`Gateway::proxy_client`]), and nothing else.
+    /// The harness's proxy address ([`Gateway::proxy_client`]), and nothing else, in
+    /// `trusted_sources`: identity and forwarding trust.
     Proxy,
+    /// The harness's proxy address in `trusted_proxies` only: forwarding trust (its
+    /// `X-Forwarded-For` and forward-auth headers), never its identity header.
+    ForwardingProxy,
     /// This trusted-sources list, as written.
     List(String),
+    /// This trusted-proxies list, as written (forwarding trust only).
+    ProxiesList(String),
 }
 
 /// How a gateway is configured for one case.
@@ -222,7 +228,8 @@ impl Gateway {
         self.client_from(self.client_ip)
     }
 
-    /// A new connection from the address [`Trust::Proxy`] trusts.
+    /// A new connection from the harness's proxy address ([`Trust::Proxy`],
+    /// [`Trust::ForwardingProxy`]).
     pub fn proxy_client(&self) -> Client {
         let ip = self
             .proxy_ip
@@ -566,10 +573,12 @@ fn start_daemon(setup: &Setup) -> Result<Gateway, String> {
     let addr = SocketAddr::new(LOOPBACK, port);
     let upstream = Upstream::start(Net::Host, SocketAddr::new(LOOPBACK, 0))
         .map_err(|e| format!("upstream: {e}"))?;
-    let trusted = match &setup.trust {
-        Trust::Nobody => String::new(),
-        Trust::Proxy => format!("{DAEMON_PROXY_IP}/32"),
-        Trust::List(list) => list.clone(),
+    let (trusted, proxies) = match &setup.trust {
+        Trust::Nobody => (String::new(), String::new()),
+        Trust::Proxy => (format!("{DAEMON_PROXY_IP}/32"), String::new()),
+        Trust::ForwardingProxy => (String::new(), format!("{DAEMON_PROXY_IP}/32")),
+        Trust::List(list) => (list.clone(), String::new()),
+        Trust::ProxiesList(list) => (String::new(), list.clone()),
     };
     let unix_socket = setup
         .unix_listener
@@ -588,7 +597,8 @@ fn start_daemon(setup: &Setup) -> Result<Gateway, String> {
         ])
         .arg("--state-dir")
         .arg(&state)
-        .args(["--trusted-sources", &trusted]);
+        .args(["--trusted-sources", &trusted])
+        .args(["--trusted-proxies", &proxies]);
     if let Some(path) = &unix_socket {
         cmd.arg("--listen").arg(format!("unix:{}", path.display()));
     }
@@ -658,25 +668,27 @@ fn firmware_region(
     proxy: Option<IpAddr>,
 ) -> Result<Result<PathBuf, String>, Unavailable> {
     need_tool("python3")?;
-    let trusted = match &setup.trust {
-        Trust::Nobody => String::new(),
-        Trust::Proxy => match proxy {
-            Some(ip) => format!("{ip}/32"),
-            None => {
-                return Err(Unavailable(format!(
-                    "{kind}: every client reaches this board from one address, so no proxy \
-                     can be told apart"
-                )));
-            }
-        },
-        Trust::List(list) => list.clone(),
+    let proxy_entry = || match proxy {
+        Some(ip) => Ok(format!("{ip}/32")),
+        None => Err(Unavailable(format!(
+            "{kind}: every client reaches this board from one address, so no proxy can be \
+             told apart"
+        ))),
+    };
+    let (trusted, proxies) = match &setup.trust {
+        Trust::Nobody => (String::new(), String::new()),
+        Trust::Proxy => (proxy_entry()?, String::new()),
+        Trust::ForwardingProxy => (String::new(), proxy_entry()?),
+        Trust::List(list) => (list.clone(), String::new()),
+        Trust::ProxiesList(list) => (String::new(), list.clone()),
     };
     let mut config = String::from("{");
     for (key, value) in network {
         config.push_str(&format!("\"{key}\":\"{value}\","));
     }
     config.push_str(&format!(
-        "\"trusted_sources\":\"{trusted}\",\"password_iterations\":{TEST_ITERATIONS}}}"
+        "\"trusted_sources\":\"{trusted}\",\"trusted_proxies\":\"{proxies}\",\
+         \"password_iterations\":{TEST_ITERATIONS}}}"
     ));
     let config_path = dir.join("config.json");
     let region = dir.join("region.bin");

@@ -6,11 +6,11 @@
 use gatehouse_tests::peers::{PASSWORD, Proxy, exercise, public_path_carries_no_identity};
 use gatehouse_tests::*;
 
-/// gatehouse with alice, trusting the proxies on 127.0.0.1.
+/// gatehouse with alice, with forwarding trust (only) for the proxies on 127.0.0.1.
 fn setup() -> Setup {
     Setup::new()
         .user("alice", PASSWORD)
-        .trust(Trust::List("127.0.0.1/32".into()))
+        .trust(Trust::ProxiesList("127.0.0.1/32".into()))
 }
 
 conformance! {

@@ -250,4 +250,93 @@ conformance! {
         expect_refused_to_login(&gw, &response);
         Ok(())
     }
+
+    /// Forwarding trust is not identity trust: a proxy in `trusted_proxies` relays its
+    /// clients' headers, so its `Remote-User` names nobody and provisions nobody.
+    fn a_forwarding_proxy_names_nobody(kind) on [daemon, host_tap] {
+        let gw = Gateway::start(
+            kind,
+            Setup::new().admin("root", "root password").trust(Trust::ForwardingProxy),
+        )?;
+        let response = as_proxy(&gw, "Remote-User: mallory");
+        expect_refused_to_login(&gw, &response);
+        let mut proxy = gw.proxy_client();
+        let response =
+            exchange(&mut proxy, &get("/_GATEHOUSE/x", &["Remote-User: mallory"]));
+        assert_eq!(response.status, 404, "{response}");
+        assert!(gw.upstream.seen().is_empty(), "reached the app");
+        if kind == Kind::Daemon {
+            assert_eq!(listed_users(&gw), [("root".to_owned(), "admin".to_owned())]);
+        }
+        Ok(())
+    }
+
+    /// Gatehouse's own paths are matched in any case and with `_` escaped, the way a proxy in
+    /// front routes them (Caddy's `handle /_gatehouse/*` takes `/_GATEHOUSE/x`): even a
+    /// trusted source's `Remote-User` there reaches no app and provisions nobody.
+    fn reserved_paths_in_any_spelling_provision_nobody(kind) on [daemon, host_tap] {
+        let gw = Gateway::start(kind, Setup::new().trust(Trust::Proxy))?;
+        for (path, status) in [
+            ("/_GATEHOUSE/x", 404),
+            ("/_GateHouse/x/y", 404),
+            ("/%5Fgatehouse/x", 404),
+            ("/%5fGATEHOUSE/app/", 404),
+            ("/_GateHouse/login", 200),
+            ("/%5Fgatehouse/login", 200),
+            ("/%5fGATEHOUSE/health", 200),
+        ] {
+            let mut proxy = gw.proxy_client();
+            let response = exchange(&mut proxy, &get(path, &["Remote-User: mallory"]));
+            assert_eq!(response.status, status, "{path}: {response}");
+        }
+        assert!(gw.upstream.seen().is_empty(), "reached the app");
+        if kind == Kind::Daemon {
+            assert_eq!(listed_users(&gw), []);
+        }
+        Ok(())
+    }
+
+    /// The login throttle charges the client a forwarding proxy names (the last
+    /// `X-Forwarded-For` entry): junk from one client behind it does not lock out another.
+    fn a_forwarding_proxys_clients_are_throttled_apart(kind) on [daemon, host_tap] {
+        let gw = Gateway::start(
+            kind,
+            Setup::new().user("alice", "correct horse").trust(Trust::ForwardingProxy),
+        )?;
+        let attempt = |xff: &str, user: &str, password: &str| {
+            let mut proxy = gw.proxy_client();
+            let xff = format!("X-Forwarded-For: {xff}");
+            exchange(&mut proxy, &get("/app/", &[&xff, &basic(user, password), "Accept: */*"]))
+        };
+        for i in 0..25 {
+            attempt("198.51.100.7", &format!("junk{i}"), "junk");
+        }
+        let response = attempt("198.51.100.7", "alice", "correct horse");
+        assert_eq!(response.status, 429, "{response}");
+        let response = attempt("203.0.113.9", "alice", "correct horse");
+        assert_eq!(response.status, 200, "{response}");
+        assert_identity(&gw.upstream.only(), "Remote-User", "alice");
+        Ok(())
+    }
+
+    /// A client in neither trust list cannot escape the throttle by naming other clients in
+    /// `X-Forwarded-For`: every attempt is charged to its own address.
+    fn a_client_in_neither_list_is_throttled_by_its_own_address(kind) on [daemon, host_tap] {
+        let gw = Gateway::start(
+            kind,
+            Setup::new().user("alice", "correct horse").trust(Trust::ForwardingProxy),
+        )?;
+        let attempt = |xff: &str, user: &str, password: &str| {
+            let mut client = gw.client();
+            let xff = format!("X-Forwarded-For: {xff}");
+            exchange(&mut client, &get("/app/", &[&xff, &basic(user, password), "Accept: */*"]))
+        };
+        for i in 0..25 {
+            attempt(&format!("198.51.100.{i}"), &format!("junk{i}"), "junk");
+        }
+        let response = attempt("203.0.113.9", "alice", "correct horse");
+        assert_eq!(response.status, 429, "{response}");
+        assert!(gw.upstream.seen().is_empty(), "reached the app");
+        Ok(())
+    }
 }
