@@ -105,6 +105,7 @@ Examples:
     /// Without serving: checks every key, the users file and the session keys. Then, like a
     /// careful admin: the upstream answers; a request carrying a spoofed Remote-User through
     /// the gateway does not reach the app with that value; public paths answer without login.
+    /// With --through URL, the probes are attacks sent through a proxy in front of gatehouse.
     /// Exits 0 when all is well, 1 when a probe failed, 2 when the configuration is invalid.
     Check(CheckArgs),
 
@@ -192,6 +193,14 @@ pub struct CheckArgs {
     /// Only validate the configuration and files; do not probe the upstream or the gateway.
     #[arg(long)]
     pub offline: bool,
+
+    /// Probe a proxy in front of gatehouse instead (its plain-HTTP address as browsers reach
+    /// it, e.g. http://127.0.0.1:8443): sends known attacks through it (a client's own
+    /// X-Original-URI or X-Forwarded-Uri, /_GATEHOUSE/ with a spoofed identity header, a
+    /// spoofed identity on a protected page) and says, for each, `held` or `GOT THROUGH` and
+    /// what to change. Exits 1 when one got through.
+    #[arg(long, value_name = "URL", conflicts_with = "offline")]
+    pub through: Option<String>,
 
     #[command(flatten)]
     pub settings: SettingFlags,

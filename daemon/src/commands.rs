@@ -630,6 +630,16 @@ pub fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(url) = &args.through {
+        return match runtime.block_on(probe::run_through(url, &config)) {
+            Ok(0) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("gatehouse: {e}");
+                ExitCode::from(EXIT_INVALID)
+            }
+        };
+    }
     let failures = runtime.block_on(probe::run_probes(&config));
     if failures == 0 {
         ExitCode::SUCCESS

@@ -145,6 +145,108 @@ pub async fn run_probes(config: &Config) -> usize {
     failures
 }
 
+/// One attack `check --through` sends through a proxy, and what to change when it gets
+/// through.
+struct ThroughProbe {
+    what: String,
+    request: String,
+    fix: &'static str,
+}
+
+/// `gatehouse check --through URL`: sends a few known attacks through a running proxy in front
+/// of gatehouse, as a stranger would, and prints for each whether the proxy and gatehouse held
+/// it. An attack got through when the app answered it (see [`ProbeResponse::got_through`]).
+/// Returns how many got through, or why `url` cannot be probed.
+pub async fn run_through(url: &str, config: &Config) -> Result<usize, String> {
+    let authority = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "--through {url:?}: give the proxy's plain-HTTP address, \
+                 e.g. http://127.0.0.1:8443"
+            )
+        })?;
+    let connect_to = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.contains(']'))
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let target = Target::Tcp(connect_to);
+    let public = config
+        .public_paths
+        .first()
+        .map_or("/share/", String::as_str);
+    let header = &config.user_header;
+    let request = |path: &str, headers: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\n{headers}Connection: close\r\n\r\n"
+        )
+    };
+    let probes = [
+        ThroughProbe {
+            what: format!("a client's X-Original-URI naming {public} on a protected page"),
+            request: request(
+                "/",
+                &format!("X-Original-URI: {public}gatehouse-check\r\nX-Original-Method: GET\r\n"),
+            ),
+            fix: "gatehouse believed the client's X-Original-URI: call /_gatehouse/auth from \
+                  Caddy and Traefik, /_gatehouse/auth/nginx from nginx with \
+                  `proxy_set_header X-Original-URI $request_uri`, and put the proxy in \
+                  trusted_proxies, not trusted_sources",
+        },
+        ThroughProbe {
+            what: format!("a client's X-Forwarded-Uri naming {public} on a protected page"),
+            request: request(
+                "/",
+                &format!("X-Forwarded-Uri: {public}gatehouse-check\r\nX-Forwarded-Method: GET\r\n"),
+            ),
+            fix: "gatehouse believed the client's X-Forwarded-Uri: call /_gatehouse/auth/nginx \
+                  from nginx, /_gatehouse/auth from Caddy and Traefik (which set the header \
+                  themselves), and put the proxy in trusted_proxies, not trusted_sources",
+        },
+        ThroughProbe {
+            what: format!("/_GATEHOUSE/login with a spoofed `{header}`"),
+            request: request(
+                "/_GATEHOUSE/login",
+                &format!("{header}: gatehouse-check\r\n"),
+            ),
+            fix: "the app got a request the proxy routed to gatehouse: take the proxy out of \
+                  trusted_sources (it relays clients' headers; trusted_proxies is its place) \
+                  and run a gatehouse that owns /_gatehouse/ in any case. Delete the user \
+                  `gatehouse-check` if it was created",
+        },
+        ThroughProbe {
+            what: format!("a spoofed `{header}` on a protected page"),
+            request: request("/", &format!("{header}: gatehouse-check\r\n")),
+            fix: "a request with no login reached the app: send every location through \
+                  gatehouse (auth_request or forward_auth on each, or proxy to gatehouse), and \
+                  keep the proxy out of trusted_sources",
+        },
+    ];
+    let mut through = 0;
+    for probe in &probes {
+        match exchange(&target, &probe.request).await {
+            Ok(r) if r.got_through() => {
+                through += 1;
+                println!(
+                    "GOT THROUGH  {} (HTTP {}): {}",
+                    probe.what, r.status, probe.fix
+                );
+            }
+            Ok(r) => println!("held         {} (HTTP {})", probe.what, r.status),
+            Err(e) => {
+                return Err(format!("cannot probe {url}: {e}"));
+            }
+        }
+    }
+    Ok(through)
+}
+
 enum Target {
     Tcp(String),
     Unix(std::path::PathBuf),
@@ -182,6 +284,31 @@ struct ProbeResponse {
 }
 
 impl ProbeResponse {
+    /// Whether this answer came from the app rather than from gatehouse or the proxy refusing.
+    /// To these probes gatehouse answers only with a refusal (400, 401, 403, 429), a redirect
+    /// to its login page or the login page itself; the proxy may fail (5xx), which lets
+    /// nothing through either. Anything else (a success, another redirect, a 404 for a path
+    /// gatehouse serves in any case) is the app's.
+    fn got_through(&self) -> bool {
+        match self.status {
+            200..=299 => !self.sets_cookie("gatehouse_csrf"),
+            300..=399 => !self.location_is_login(),
+            400 | 401 | 403 | 429 | 431 | 500..=599 => false,
+            _ => true,
+        }
+    }
+
+    fn sets_cookie(&self, name: &str) -> bool {
+        self.head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(n, v)| {
+                n.trim().eq_ignore_ascii_case("set-cookie")
+                    && v.trim()
+                        .strip_prefix(name)
+                        .is_some_and(|r| r.starts_with('='))
+            })
+        })
+    }
+
     fn location_is_login(&self) -> bool {
         self.head.lines().any(|l| {
             l.split_once(':').is_some_and(|(n, v)| {

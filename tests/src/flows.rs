@@ -94,7 +94,15 @@ pub fn form_encode(value: &str) -> String {
 
 /// The login page's CSRF cookie and the matching hidden form field.
 pub fn login_page(client: &mut Client) -> (Response, String, String) {
-    let page = exchange(client, &get("/_gatehouse/login", &["Accept: text/html"]));
+    login_page_at(client, HOST)
+}
+
+/// [`login_page`] asked for with `Host: host` (a site behind a proxy, a non-default port).
+pub fn login_page_at(client: &mut Client, host: &str) -> (Response, String, String) {
+    let page = exchange(
+        client,
+        &with_host(&get("/_gatehouse/login", &["Accept: text/html"]), host),
+    );
     assert_eq!(page.status, 200, "login page: {page}");
     let cookie = page
         .set_cookie(CSRF_COOKIE)
@@ -111,7 +119,20 @@ pub fn login_page(client: &mut Client) -> (Response, String, String) {
 
 /// Posts the login form on `client` and returns the response (303 with a session on success).
 pub fn post_login(client: &mut Client, user: &str, password: &str, return_to: &str) -> Response {
-    let (_, cookie, field) = login_page(client);
+    post_login_at(client, HOST, &[], user, password, return_to)
+}
+
+/// [`post_login`] as a browser on `http://host` does it (`Host` and `Origin` both name
+/// `host`), with `extra` header lines on the POST.
+pub fn post_login_at(
+    client: &mut Client,
+    host: &str,
+    extra: &[&str],
+    user: &str,
+    password: &str,
+    return_to: &str,
+) -> Response {
+    let (_, cookie, field) = login_page_at(client, host);
     let body = format!(
         "csrf={}&return={}&username={}&password={}",
         form_encode(&field),
@@ -119,22 +140,41 @@ pub fn post_login(client: &mut Client, user: &str, password: &str, return_to: &s
         form_encode(user),
         form_encode(password)
     );
-    let origin = format!("Origin: http://{HOST}");
+    let origin = format!("Origin: http://{host}");
     let cookie = format!("Cookie: {CSRF_COOKIE}={cookie}");
+    let mut headers = vec![
+        origin.as_str(),
+        "Content-Type: application/x-www-form-urlencoded",
+        "Sec-Fetch-Site: same-origin",
+        cookie.as_str(),
+    ];
+    headers.extend_from_slice(extra);
     exchange(
         client,
-        &request(
-            "POST",
-            "/_gatehouse/login",
-            &[
-                &origin,
-                "Content-Type: application/x-www-form-urlencoded",
-                "Sec-Fetch-Site: same-origin",
-                &cookie,
-            ],
-            body.as_bytes(),
+        &with_host(
+            &request("POST", "/_gatehouse/login", &headers, body.as_bytes()),
+            host,
         ),
     )
+}
+
+/// `request` with every `Host: gw.test` line (the one the builders above write) naming
+/// `host` instead.
+pub fn with_host(request: &[u8], host: &str) -> Vec<u8> {
+    if host == HOST {
+        return request.to_vec();
+    }
+    let from = format!("\r\nHost: {HOST}\r\n");
+    let to = format!("\r\nHost: {host}\r\n");
+    let mut out = Vec::with_capacity(request.len() + 32);
+    let mut rest = request;
+    while let Some(i) = crate::client::find(rest, from.as_bytes()) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(to.as_bytes());
+        rest = &rest[i + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// Logs in through the login form and returns the session cookie's value.

@@ -1,19 +1,20 @@
-//! Real peers that no one here wrote, run in front of a gateway: nginx (`auth_request`) and
-//! Caddy (`forward_auth`), each configured from the snippet in the README, on a loopback port
-//! chosen at run time, and stopped by PID when dropped.
+//! Real peers that no one here wrote, run in front of a gateway: nginx and Caddy, in
+//! forward-auth mode (`auth_request`, `forward_auth`) and in front mode (a plain reverse proxy
+//! to gatehouse), each configured from its snippet in the README as the README prints it today
+//! (only the addresses and the site name replaced), on a loopback port chosen at run time, and
+//! stopped by PID when dropped.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, Conn};
-use crate::flows::{
-    SESSION_COOKIE, assert_identity, assert_never_seen, get, post_login, session_cookie,
-};
+use crate::client::{Client, Conn, Response, contains_ignore_case};
+use crate::flows::{SESSION_COOKIE, get, post_login_at, session_cookie, with_host};
 use crate::net::{Net, free_port};
 use crate::target::Unavailable;
 use crate::target::{Gateway, exchange};
+use crate::upstream::Seen;
 
 /// Spoofed identities a client sends through the proxy.
 pub const SPOOFS: [&str; 3] = [
@@ -27,10 +28,11 @@ pub const SPOOFS: [&str; 3] = [
 /// logged-in request reaches the app as alice with no trace of the spoofed identities.
 pub fn exercise(proxy: &Proxy, gw: &Gateway) {
     let name = proxy.name;
+    gw.upstream.clear();
     // Anonymous browser, with a spoofed identity: to the login page, nothing reaches the app.
     let mut headers = vec!["Accept: text/html"];
     headers.extend(SPOOFS);
-    let response = exchange(&mut proxy.client(), &get("/app/inbox", &headers));
+    let response = proxy.send(&get("/app/inbox", &headers));
     assert!(
         matches!(response.status, 302 | 303),
         "{name}: anonymous browser: {response}"
@@ -46,48 +48,62 @@ pub fn exercise(proxy: &Proxy, gw: &Gateway) {
     );
 
     // The login page works through the proxy and gives a session.
-    let mut client = proxy.client();
-    let login = post_login(&mut client, "alice", PASSWORD, "/app/inbox");
-    assert_eq!(
-        login.status, 303,
-        "{name}: login through the proxy: {login}"
-    );
-    let session = login
-        .set_cookie(SESSION_COOKIE)
-        .unwrap_or_else(|| panic!("{name}: no session cookie: {login}"));
+    let session = proxy_login(proxy, None, &[], "alice", PASSWORD)
+        .unwrap_or_else(|login| panic!("{name}: login through the proxy: {login}"));
 
     // Logged in, with spoofed identities: the app sees alice, once, and no mallory.
     let cookie = session_cookie(&session);
     let mut headers = vec![cookie.as_str()];
     headers.extend(SPOOFS);
-    let response = exchange(&mut proxy.client(), &get("/app/inbox", &headers));
+    let response = proxy.send(&get("/app/inbox", &headers));
     assert_eq!(
         response.status, 200,
         "{name}: logged-in request: {response}"
     );
     let seen = gw.upstream.only();
-    assert_identity(&seen, "Remote-User", "alice");
-    assert_never_seen(&[seen], "mallory");
+    assert_eq!(seen.target(), "/app/inbox", "{name}: {seen}");
+    proxy.assert_app_identity("logged in", &seen, Some("alice"), "mallory");
+    gw.upstream.clear();
+}
+
+/// Logs in through the proxy's login form from `from`, with `extra` header lines on the POST;
+/// the session cookie, or the response that refused it.
+pub fn proxy_login(
+    proxy: &Proxy,
+    from: Option<IpAddr>,
+    extra: &[&str],
+    user: &str,
+    password: &str,
+) -> Result<String, Response> {
+    let mut client = proxy.client_from(from);
+    let login = post_login_at(
+        &mut client,
+        &proxy.host(),
+        extra,
+        user,
+        password,
+        "/app/inbox",
+    );
+    match login.set_cookie(SESSION_COOKIE) {
+        Some(session) if login.status == 303 => Ok(session),
+        _ => Err(login),
+    }
 }
 
 /// A public path through the proxy: reachable without login, with no identity and no trace of
 /// the client's spoofed one.
 pub fn public_path_carries_no_identity(proxy: &Proxy, gw: &Gateway) {
     gw.upstream.clear();
-    let response = exchange(&mut proxy.client(), &get("/share/abc", &SPOOFS));
+    let response = proxy.send(&get("/share/abc", &SPOOFS));
     assert_eq!(
         response.status, 200,
         "{}: public path: {response}",
         proxy.name
     );
     let seen = gw.upstream.only();
-    assert_never_seen(std::slice::from_ref(&seen), "mallory");
-    let identity = seen.identity("Remote-User").unwrap_or_default();
-    assert!(
-        identity.is_empty(),
-        "{}: a public request reached the app with Remote-User {identity:?}:\n{seen}",
-        proxy.name
-    );
+    assert_eq!(seen.target(), "/share/abc", "{}: {seen}", proxy.name);
+    proxy.assert_app_identity("public path", &seen, None, "mallory");
+    gw.upstream.clear();
 }
 
 /// alice's password in the proxy flows.
@@ -97,21 +113,188 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The addresses and the site name the README's snippets are written with; the suite replaces
+/// exactly these strings, and nothing else, with its own.
+pub const README_GATEWAY: &str = "127.0.0.1:8080";
+pub const README_APP: &str = "127.0.0.1:4533";
+pub const README_SITE: &str = "music.example.com";
+
+/// The README's four deployments of gatehouse behind a proxy, each run from its snippet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// Caddy `forward_auth` to `/_gatehouse/auth`, the app behind Caddy.
+    CaddyForwardAuth,
+    /// nginx `auth_request` to `/_gatehouse/auth/nginx`, the app behind nginx.
+    NginxForwardAuth,
+    /// Caddy `reverse_proxy` to gatehouse, the app behind gatehouse.
+    CaddyFront,
+    /// nginx `proxy_pass` to gatehouse, the app behind gatehouse.
+    NginxFront,
+}
+
+impl Deployment {
+    pub const ALL: [Deployment; 4] = [
+        Deployment::CaddyForwardAuth,
+        Deployment::NginxForwardAuth,
+        Deployment::CaddyFront,
+        Deployment::NginxFront,
+    ];
+
+    /// The marker of its snippet in the README (`<!-- snippet: NAME -->`).
+    pub fn snippet(self) -> &'static str {
+        match self {
+            Deployment::CaddyForwardAuth => "caddy-forward-auth",
+            Deployment::NginxForwardAuth => "nginx-forward-auth",
+            Deployment::CaddyFront => "caddy-front",
+            Deployment::NginxFront => "nginx-front",
+        }
+    }
+
+    /// Whether the proxy, not gatehouse, builds the request the app receives.
+    pub fn is_forward_auth(self) -> bool {
+        matches!(
+            self,
+            Deployment::CaddyForwardAuth | Deployment::NginxForwardAuth
+        )
+    }
+
+    /// Whether a client's look-alikes of the identity header (`Remote_User`) reach the app:
+    /// only in Caddy's forward-auth mode, where Caddy builds the app's request and keeps header
+    /// names with `_` (nginx drops them; in front mode gatehouse removes them). The README says
+    /// so and sends apps that read such names to front mode.
+    pub fn passes_lookalikes(self) -> bool {
+        self == Deployment::CaddyForwardAuth
+    }
+
+    /// Starts the proxy with its README snippet, gatehouse at `gateway` and the app at `app`.
+    pub fn start(self, gateway: SocketAddr, app: SocketAddr) -> Result<Proxy, Unavailable> {
+        let snippet = readme_snippet(self.snippet());
+        let mut placeholders = vec![README_GATEWAY];
+        if self.is_forward_auth() {
+            placeholders.push(README_APP);
+        }
+        if matches!(self, Deployment::CaddyForwardAuth | Deployment::CaddyFront) {
+            placeholders.push(README_SITE);
+        }
+        for placeholder in placeholders {
+            assert!(
+                snippet.contains(placeholder),
+                "README.md: the `{}` snippet must name {placeholder}:\n{snippet}",
+                self.snippet()
+            );
+        }
+        let mut proxy = match self {
+            Deployment::CaddyForwardAuth | Deployment::CaddyFront => {
+                Proxy::caddy_config(self.snippet(), &snippet, gateway, app)
+            }
+            Deployment::NginxForwardAuth | Deployment::NginxFront => {
+                Proxy::nginx_config(self.snippet(), &snippet, gateway, app)
+            }
+        }?;
+        proxy.deployment = Some(self);
+        Ok(proxy)
+    }
+}
+
+/// The README, read when the suite runs (so the suite runs what the README prints today).
+fn readme() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The fenced code block that directly follows the line `<!-- snippet: NAME -->` in the
+/// README, without its fences.
+pub fn readme_snippet(name: &str) -> String {
+    let text = readme();
+    let marker = format!("<!-- snippet: {name} -->");
+    let mut lines = text.lines();
+    lines
+        .by_ref()
+        .find(|l| l.trim() == marker)
+        .unwrap_or_else(|| panic!("README.md has no `{marker}` line"));
+    let fence = lines.next().unwrap_or_default();
+    assert!(
+        fence.starts_with("```"),
+        "README.md: `{marker}` must be followed directly by a fenced block, not {fence:?}"
+    );
+    let mut body = String::new();
+    for line in lines {
+        if line.starts_with("```") {
+            return body;
+        }
+        body.push_str(line);
+        body.push('\n');
+    }
+    panic!("README.md: the block after `{marker}` is not closed");
+}
+
+/// `text` with the README's addresses and site replaced, each occurrence once, in one pass
+/// (a port chosen at run time may contain another placeholder's digits).
+pub fn substitute(text: &str, replacements: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for (from, to) in replacements {
+            if let Some(after) = rest.strip_prefix(from) {
+                out.push_str(to);
+                rest = after;
+                continue 'scan;
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
 /// A running proxy. Dropping it stops it (SIGTERM, bounded wait, SIGKILL).
 pub struct Proxy {
     pub name: &'static str,
+    /// The README deployment it runs, when it runs one.
+    pub deployment: Option<Deployment>,
     addr: SocketAddr,
     child: Child,
     dir: tempfile::TempDir,
 }
 
 impl Proxy {
-    /// nginx with the README's `auth_request` configuration: gatehouse at `gateway`, the app at
-    /// `app`. `extra` goes into the `server` block.
-    pub fn nginx(gateway: SocketAddr, app: SocketAddr, extra: &str) -> Result<Proxy, Unavailable> {
+    /// nginx with the README's `auth_request` snippet: gatehouse at `gateway`, the app at `app`.
+    pub fn nginx(gateway: SocketAddr, app: SocketAddr) -> Result<Proxy, Unavailable> {
+        Deployment::NginxForwardAuth.start(gateway, app)
+    }
+
+    /// Caddy with the README's `forward_auth` snippet.
+    pub fn caddy(gateway: SocketAddr, app: SocketAddr) -> Result<Proxy, Unavailable> {
+        Deployment::CaddyForwardAuth.start(gateway, app)
+    }
+
+    /// nginx with the README's front-mode snippet: gatehouse at `gateway` behind it.
+    pub fn nginx_front(gateway: SocketAddr) -> Result<Proxy, Unavailable> {
+        Deployment::NginxFront.start(gateway, gateway)
+    }
+
+    /// Caddy with the README's front-mode snippet.
+    pub fn caddy_front(gateway: SocketAddr) -> Result<Proxy, Unavailable> {
+        Deployment::CaddyFront.start(gateway, gateway)
+    }
+
+    /// nginx serving `locations` (nginx `location` blocks written with the README's addresses)
+    /// in a minimal `http`/`server` skeleton on a loopback port chosen now.
+    pub fn nginx_config(
+        name: &'static str,
+        locations: &str,
+        gateway: SocketAddr,
+        app: SocketAddr,
+    ) -> Result<Proxy, Unavailable> {
         let nginx = find_tool(&["nginx", "/usr/sbin/nginx"])?;
         let dir = temp_dir();
         let port = free_port(&Net::Host, LOOPBACK).map_err(|e| Unavailable(e.to_string()))?;
+        let gateway = gateway.to_string();
+        let app = app.to_string();
+        let locations = substitute(locations, &[(README_GATEWAY, &gateway), (README_APP, &app)]);
         let d = dir.path().display();
         let conf = format!(
             r#"daemon off;
@@ -128,33 +311,7 @@ http {{
     scgi_temp_path {d}/scgi;
     server {{
         listen 127.0.0.1:{port};
-        {extra}
-        location /_gatehouse/ {{
-            proxy_pass http://{gateway};
-            proxy_set_header Host $host;
-        }}
-        location = /_gatehouse/auth/nginx {{
-            internal;
-            proxy_pass http://{gateway};
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-        }}
-        location / {{
-            auth_request /_gatehouse/auth/nginx;
-            auth_request_set $gh_user $upstream_http_remote_user;
-            auth_request_set $gh_name $upstream_http_remote_name;
-            auth_request_set $gh_email $upstream_http_remote_email;
-            auth_request_set $gh_groups $upstream_http_remote_groups;
-            proxy_set_header Remote-User $gh_user;
-            proxy_set_header Remote-Name $gh_name;
-            proxy_set_header Remote-Email $gh_email;
-            proxy_set_header Remote-Groups $gh_groups;
-            error_page 401 = @login;
-            proxy_pass http://{app};
-        }}
-        location @login {{ return 302 /_gatehouse/login?return=$request_uri; }}
+{locations}
     }}
 }}
 "#
@@ -168,38 +325,32 @@ http {{
             .arg(&conf_path)
             .arg("-e")
             .arg(dir.path().join("error.log"));
-        Proxy::spawn("nginx", cmd, port, dir)
+        Proxy::spawn(name, cmd, port, dir)
     }
 
-    /// Caddy with the README's `forward_auth` configuration.
-    pub fn caddy(gateway: SocketAddr, app: SocketAddr) -> Result<Proxy, Unavailable> {
+    /// Caddy serving `site` (a Caddyfile site block for `music.example.com`, written with the
+    /// README's addresses) as `http://127.0.0.1:PORT`, with a port chosen now.
+    pub fn caddy_config(
+        name: &'static str,
+        site: &str,
+        gateway: SocketAddr,
+        app: SocketAddr,
+    ) -> Result<Proxy, Unavailable> {
         let caddy = find_tool(&["caddy", "/usr/bin/caddy"])?;
         let dir = temp_dir();
         let port = free_port(&Net::Host, LOOPBACK).map_err(|e| Unavailable(e.to_string()))?;
-        let caddyfile = format!(
-            "{{
-	admin off
-	auto_https off
-}}
-http://:{port} {{
-	bind 127.0.0.1
-	handle /_gatehouse/* {{
-		reverse_proxy {gateway}
-	}}
-	handle {{
-		request_header -Remote_User
-		request_header -Remote_Name
-		request_header -Remote_Email
-		request_header -Remote_Groups
-		forward_auth {gateway} {{
-			uri /_gatehouse/auth
-			copy_headers Remote-User Remote-Name Remote-Email Remote-Groups
-		}}
-		reverse_proxy {app}
-	}}
-}}
-"
+        let gateway = gateway.to_string();
+        let app = app.to_string();
+        let address = format!("http://127.0.0.1:{port}");
+        let site = substitute(
+            site,
+            &[
+                (README_GATEWAY, &gateway),
+                (README_APP, &app),
+                (README_SITE, &address),
+            ],
         );
+        let caddyfile = format!("{{\n\tadmin off\n\tauto_https off\n}}\n{site}");
         let path = dir.path().join("Caddyfile");
         std::fs::write(&path, caddyfile).map_err(|e| Unavailable(e.to_string()))?;
         let mut cmd = Command::new(caddy);
@@ -208,7 +359,7 @@ http://:{port} {{
             .env("HOME", dir.path())
             .env("XDG_DATA_HOME", dir.path())
             .env("XDG_CONFIG_HOME", dir.path());
-        Proxy::spawn("caddy", cmd, port, dir)
+        Proxy::spawn(name, cmd, port, dir)
     }
 
     fn spawn(
@@ -228,6 +379,7 @@ http://:{port} {{
             .map_err(|e| Unavailable(format!("cannot start {name}: {e}")))?;
         let mut proxy = Proxy {
             name,
+            deployment: None,
             addr: SocketAddr::new(LOOPBACK, port),
             child,
             dir,
@@ -252,10 +404,87 @@ http://:{port} {{
 
     /// A new client connection to the proxy.
     pub fn client(&self) -> Client {
+        self.client_from(None)
+    }
+
+    /// A new client connection to the proxy from a chosen loopback source address
+    /// (127.0.0.2 for an attacker, 127.0.0.3 for its victim).
+    pub fn client_from(&self, ip: Option<IpAddr>) -> Client {
         let stream = Net::Host
-            .connect(self.addr, None)
+            .connect(self.addr, ip)
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name));
         Client::new(Conn::Tcp(stream))
+    }
+
+    /// Where the proxy listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `Host` a browser sends to the proxy: its address with the port, as in the URL.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `request` (built with [`crate::flows`]) addressed to this proxy's site.
+    pub fn at(&self, request: &[u8]) -> Vec<u8> {
+        with_host(request, &self.host())
+    }
+
+    /// Sends `request` (addressed to this proxy's site) on a new connection and reads the
+    /// final response.
+    pub fn send(&self, request: &[u8]) -> Response {
+        exchange(&mut self.client(), &self.at(request))
+    }
+
+    /// Asserts what identity the app received in `seen`: `Remote-User` is `user` (`None`: no
+    /// identity at all, absent or empty), and `attacker` reached the app in no header that
+    /// could be read as the identity header. Where the deployment passes look-alikes through
+    /// ([`Deployment::passes_lookalikes`]), those arrive under their own names only, never
+    /// as `Remote-User`.
+    pub fn assert_app_identity(&self, what: &str, seen: &Seen, user: Option<&str>, attacker: &str) {
+        let name = self.name;
+        let lookalikes_pass = self.deployment.is_some_and(Deployment::passes_lookalikes);
+        let exact: Vec<String> = seen.header_values("Remote-User");
+        let got = if lookalikes_pass {
+            assert!(
+                exact.len() <= 1,
+                "{name}: {what}: the app received Remote-User {} times:\n{seen}",
+                exact.len()
+            );
+            exact.into_iter().next()
+        } else {
+            seen.identity("Remote-User")
+        };
+        let got = got.filter(|v| !v.is_empty());
+        assert_eq!(
+            got.as_deref(),
+            user,
+            "{name}: {what}: the app received the wrong identity:\n{seen}"
+        );
+        let deployment = self.deployment;
+        if deployment.is_some_and(|d| !d.is_forward_auth()) {
+            // gatehouse built this request: nothing of the attacker's may be in it.
+            assert!(
+                !contains_ignore_case(&seen.head, attacker.as_bytes()),
+                "{name}: {what}: {attacker:?} reached the app:\n{seen}"
+            );
+            return;
+        }
+        for (header, value) in seen.headers() {
+            if !contains_ignore_case(value.as_bytes(), attacker.as_bytes()) {
+                continue;
+            }
+            let readable_as_identity = if lookalikes_pass {
+                header.trim().eq_ignore_ascii_case("remote-user")
+            } else {
+                header.trim().to_ascii_lowercase().replace('_', "-") == "remote-user"
+            };
+            assert!(
+                !readable_as_identity,
+                "{name}: {what}: {attacker:?} reached the app in `{header}`:\n{seen}"
+            );
+        }
     }
 
     /// What the proxy logged.
