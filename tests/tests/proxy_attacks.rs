@@ -746,7 +746,7 @@ fn attack(kind: Kind, deployment: Deployment) -> Outcome {
         kind,
         Setup::new()
             .user("alice", PASSWORD)
-            .set("trusted_proxies", "127.0.0.1"),
+            .trust(Trust::ProxiesList("127.0.0.1".into())),
     )?;
     let proxy = deployment.start(gw.addr(), gw.upstream.addr())?;
     // The deployment works for its real user before anyone attacks it.

@@ -12,7 +12,7 @@ use gatehouse_tests::*;
 fn setup() -> Setup {
     Setup::new()
         .user("alice", PASSWORD)
-        .set("trusted_proxies", "127.0.0.1")
+        .trust(Trust::ProxiesList("127.0.0.1".into()))
 }
 
 fn run(kind: Kind, deployment: Deployment) -> Outcome {
