@@ -120,7 +120,10 @@ pub struct GatewayConfig<'a> {
     /// Mark cookies `Secure` even on plain connections (gatehouse behind a TLS-terminating
     /// proxy). Cookies are always `Secure` on TLS connections.
     pub secure_cookies: bool,
-    /// Remove the client's `Authorization` from a request gatehouse authenticated with it.
+    /// Remove the client's `Authorization` from a request gatehouse authenticated with it
+    /// (HTTP Basic). Off, such a request keeps it; every other request loses it whatever
+    /// this says (a session user's cached Basic password, a public path), except on Subsonic
+    /// paths in [`SubsonicMode::PassThrough`], where the app checks it.
     pub strip_authorization: bool,
     /// PBKDF2 iterations for provisioned users' random passwords and the dummy hash of
     /// unknown users (use the deployment's usual count).
@@ -827,8 +830,7 @@ impl<const S: usize> Gateway<'_, S> {
             peer: ctx.ex.peer,
             peer_trusted: ctx.trusted,
             tls: ctx.ex.tls,
-            strip_authorization: self.config.strip_authorization
-                && who.as_ref().is_some_and(|w| w.via_basic),
+            strip_authorization: !self.forwards_authorization(class, who.as_ref()),
             session_cookie: session::COOKIE_NAME,
             identity,
             tunnel: websocket_upgrade(head),
@@ -867,6 +869,20 @@ impl<const S: usize> Gateway<'_, S> {
             set_cookie,
             users_changed,
         })
+    }
+
+    /// Whether the client's `Authorization` reaches the app on purpose. A browser sends a
+    /// cached Basic password with every request, and a music app its app password: neither
+    /// may land at the app (its logs, its own login) just because gatehouse let the request
+    /// through for another reason (a public path, a session cookie, a trusted header). It is
+    /// kept only where the app checks it: Subsonic paths in [`SubsonicMode::PassThrough`], and
+    /// requests gatehouse authenticated with it when the deployment turned
+    /// [`GatewayConfig::strip_authorization`] off.
+    fn forwards_authorization(&self, class: PathClass, who: Option<&Who>) -> bool {
+        let pass_through =
+            class == PathClass::Subsonic && self.config.subsonic == SubsonicMode::PassThrough;
+        let kept_basic = !self.config.strip_authorization && who.is_some_and(|w| w.via_basic);
+        pass_through || kept_basic
     }
 
     fn login_path(&self, buf: &mut [u8; 256]) -> usize {

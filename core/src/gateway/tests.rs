@@ -277,6 +277,73 @@ fn sessions_authenticate_and_never_reach_the_app() {
 }
 
 #[test]
+fn a_client_authorization_reaches_the_app_only_where_the_app_checks_it() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    // A browser's cached Basic password (alice's), an app password, a bearer token.
+    let auths = [
+        "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n",
+        "Authorization: Basic Ym9iOmFwcC1wYXNzd29yZA==\r\n",
+        "Authorization: Bearer secret\r\nProxy-Authorization: Basic eDp5\r\n",
+    ];
+    let cookie = w.session_cookie("bob");
+    for auth in auths {
+        let requests = [
+            // A public path: anyone.
+            (
+                CLIENT,
+                format!("GET /share/x HTTP/1.1\r\nHost: music\r\n{auth}\r\n"),
+            ),
+            // A session user.
+            (
+                CLIENT,
+                format!("GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n{auth}\r\n"),
+            ),
+            // A user named by a trusted proxy.
+            (
+                PROXY,
+                format!("GET /app/ HTTP/1.1\r\nHost: music\r\nRemote-User: bob\r\n{auth}\r\n"),
+            ),
+        ];
+        for (peer, req) in requests {
+            let d = w.decide(peer, req.as_bytes(), &mut out);
+            let head = forwarded(&d, &out).to_ascii_lowercase();
+            assert!(!head.contains("authorization"), "{req}\n{head}");
+        }
+    }
+
+    // Authenticated with it: stripped, unless the deployment keeps it.
+    let req = basic("alice", "wonderland");
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(!forwarded(&d, &out).contains("Authorization"));
+    w.config.strip_authorization = false;
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(forwarded(&d, &out).contains("\r\nAuthorization: Basic "));
+    // ... which keeps nothing for anyone else.
+    let req = format!(
+        "GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n{}\r\n",
+        auths[0]
+    );
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(!forwarded(&d, &out).contains("Authorization"));
+
+    // The app checks Subsonic clients itself: their Basic credentials reach it.
+    w.config.strip_authorization = true;
+    w.config.subsonic = SubsonicMode::PassThrough;
+    let req = format!(
+        "GET /rest/ping.view HTTP/1.1\r\nHost: music\r\n{}Proxy-Authorization: Basic eDp5\r\n\r\n",
+        auths[1]
+    );
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    let head = forwarded(&d, &out);
+    assert!(
+        head.contains("\r\nAuthorization: Basic Ym9iOmFwcC1wYXNzd29yZA==\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("Proxy-Authorization"), "{head}");
+}
+
+#[test]
 fn sessions_near_expiry_are_renewed() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];

@@ -9,8 +9,8 @@
 //!   `Connection` (a client may not make gatehouse drop, or keep, a field by naming it);
 //!   the hop-by-hop fields of RFC 9110 §7.6.1 (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`,
 //!   `Trailer`, `Upgrade` — the latter kept for a tunnel); the framing fields (re-emitted by
-//!   gatehouse, once); `Expect` (the shell answers 100-continue itself); `Authorization` when
-//!   gatehouse consumed it; gatehouse's session cookie (out of `Cookie`);
+//!   gatehouse, once); `Expect` (the shell answers 100-continue itself); `Authorization` unless
+//!   the caller forwards it on purpose (the gateway: only where the app checks it); gatehouse's session cookie (out of `Cookie`);
 //! - forwarding fields: `X-Forwarded-For` / `-Proto` / `-Host` set from what gatehouse knows.
 //!   A client's own values (and `Forwarded`, `X-Real-IP` and the other client-IP and
 //!   URL-override fields) are kept only when the peer is a trusted proxy;
@@ -49,7 +49,7 @@ pub struct ForwardOptions<'a> {
     pub peer_trusted: bool,
     /// Whether the client connection is TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
-    /// Drop the client's `Authorization` (gatehouse consumed it).
+    /// Drop the client's `Authorization` (`Proxy-Authorization` is always dropped).
     pub strip_authorization: bool,
     /// Name of gatehouse's session cookie, removed from `Cookie`.
     pub session_cookie: &'a str,
