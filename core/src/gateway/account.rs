@@ -592,7 +592,8 @@ impl<const S: usize> Gateway<'_, S> {
                 };
                 self.account_page(ctx, shared.users, user, &answer, out)
             }
-            Handout::Busy | Handout::InFlight => {
+            Handout::InFlight => Decision::WaitForCheck,
+            Handout::Busy => {
                 let answer = Answer {
                     outcome: Outcome::PasswordChecksBusy,
                     ..Answer::error(

@@ -449,7 +449,7 @@ enum Handout {
     Check(PasswordCheck),
     Throttled(u64),
     Busy,
-    /// The same Basic or Subsonic credential is being checked already.
+    /// The same guess is being checked already.
     InFlight,
     Failed,
 }
@@ -760,10 +760,12 @@ impl<const S: usize> Gateway<'_, S> {
             return Handout::Failed;
         }
         let guess = pending::guess_digest(name, password);
-        // A credential sent with every request is checked once at a time; the cache
-        // answers the copies once it is verified.
-        if matches!(purpose, Purpose::Basic | Purpose::Subsonic) && shared.pending.has(&guess, now)
-        {
+        // The same guess is checked once at a time: its copies wait for it and are then
+        // decided again (a credential sent with every request is answered by the cache; a
+        // login form is checked, and charged, like a guess in a row). A copy handed a check
+        // of its own would take a place uncharged: a few of them in a loop would hold every
+        // place and answer everyone else 503.
+        if shared.pending.has(&guess, now) {
             return Handout::InFlight;
         }
         let Some(claim) = shared.pending.claim(&guess, now) else {
@@ -1098,7 +1100,8 @@ impl<const S: usize> Gateway<'_, S> {
                 }
                 return match handout {
                     Handout::Check(check) => Decision::VerifyPassword(check),
-                    Handout::Busy | Handout::InFlight => self.login_page(
+                    Handout::InFlight => Decision::WaitForCheck,
+                    Handout::Busy => self.login_page(
                         ctx,
                         Status::ServiceUnavailable,
                         return_target,

@@ -691,6 +691,49 @@ fn the_login_form_issues_a_session() {
 }
 
 #[test]
+fn login_form_guesses_already_in_flight_wait_and_take_no_place() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (token, field) = csrf_from(&responded(&d, &out).0);
+    let guess = login_post(&token, &field, "alice", "not-it", "");
+    let Decision::VerifyPassword(first) = w.step(CLIENT, guess.as_bytes(), None, &mut out) else {
+        panic!("no check handed out");
+    };
+    // The same guess in a loop, more often than there are places: each copy waits.
+    for _ in 0..MAX_PENDING_CHECKS * 2 {
+        let d = w.step(CLIENT, guess.as_bytes(), None, &mut out);
+        assert!(matches!(d, Decision::WaitForCheck), "{d:?}");
+    }
+    // Everyone else is still checked at once, on every place but the first one's.
+    let mut others = Vec::new();
+    for i in 1..MAX_PENDING_CHECKS {
+        let req = basic(&format!("user{i}"), "guess");
+        match w.step(&format!("198.51.100.{i}:1"), req.as_bytes(), None, &mut out) {
+            Decision::VerifyPassword(c) => others.push(c),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(w.pending.in_flight(NOW), MAX_PENDING_CHECKS);
+    drop(others);
+    let ok = first.verify();
+    let d = w.step(CLIENT, guess.as_bytes(), Some((&first, ok)), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::LoginFailed);
+    // Decided again once the first finished (and the others gave their places back), a copy
+    // is a guess in a row: checked, and charged.
+    w.pending = PendingChecks::new();
+    let d = w.step(CLIENT, guess.as_bytes(), None, &mut out);
+    assert!(
+        matches!(d, Decision::VerifyPassword(ref c) if c.charged),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn password_change_during_login_form_check_issues_no_session() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
