@@ -47,7 +47,7 @@ pub fn trust(sources: &str, peer: &str) -> ExitCode {
     };
     let shown_peer = match parsed_peer {
         Peer::Unix => "the UNIX-socket peer (@)".to_owned(),
-        Peer::Ip(ip) => ip.to_string(),
+        other => other.to_string(),
     };
     if list.trusts_everyone() {
         eprintln!(

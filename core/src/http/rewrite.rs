@@ -426,6 +426,8 @@ pub fn write_forward_head(
     let mut ip_buf = [0u8; MAX_IP_TEXT_LEN];
     let peer_ip = match options.peer {
         Peer::Ip(ip) => Some(ip_text(ip.to_canonical(), &mut ip_buf)?),
+        // The address without its zone: the app has no use for this host's interface index.
+        Peer::Zoned { ip, .. } => Some(ip_text(IpAddr::V6(ip), &mut ip_buf)?),
         Peer::Unix => None,
     };
     // A client's own forwarding fields count only from a trusted proxy: not even looked for
