@@ -61,7 +61,10 @@ conformance! {
             assert_identity(request, "Remote-User", "alice");
         }
 
+        // A visit to the logout address only asks; the button signs out.
         browser.go(&format!("{base}/_gatehouse/logout"));
+        assert!(browser.url().contains("/_gatehouse/logout"), "{}", browser.url());
+        browser.click("form button");
         let url = wait_for_url(&browser, |u| u.contains("/_gatehouse/login"));
         assert!(url.contains("/_gatehouse/login"), "after logout: {url}");
         gw.upstream.clear();

@@ -57,7 +57,7 @@ pub use form::{
     CSRF_COOKIE_NAME, CSRF_TOKEN_LEN, CSRF_TTL_SECS, CsrfToken, FormError, SECURE_CSRF_COOKIE_NAME,
     cookie_value, csrf_cookie_name, csrf_tokens_match, form_field, issue_csrf_token, url_decode,
 };
-pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
+pub use page::{LoginPage, LogoutPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
 pub use pending::{MAX_PENDING_CHECKS, PENDING_CHECK_EXPIRY_SECS, PendingChecks};
 pub use subsonic::SubsonicMode;
 
@@ -327,6 +327,8 @@ pub enum Outcome {
     PasswordChecksBusy,
     /// Logged out.
     LoggedOut,
+    /// The logout endpoint's confirm page (a `GET`: logging out takes a `POST`).
+    LogoutPage,
     /// An anonymous browser was sent to the login page.
     RedirectedToLogin,
     /// An anonymous non-browser client got a 401 challenge.
@@ -959,7 +961,8 @@ impl<const S: usize> Gateway<'_, S> {
                 self.login_page(ctx, Status::Ok, target, None, Outcome::LoginPage, out)
             }
             "login" if method == "POST" => self.login_post(ctx, shared, verified, out),
-            "logout" if read_only || method == "POST" => self.logout(ctx, out),
+            "logout" if read_only => self.logout_page(ctx, Status::Ok, None, out),
+            "logout" if method == "POST" => self.logout(ctx, out),
             "auth" => self.forward_auth(ctx, shared, verified, out),
             #[cfg(feature = "account")]
             ACCOUNT_ENDPOINT => self.account(ctx, shared, verified, out),
@@ -1238,7 +1241,61 @@ impl<const S: usize> Gateway<'_, S> {
             }
     }
 
+    /// The logout endpoint's page for a `GET`: a button that posts the logout form with a
+    /// fresh CSRF token (and again, with `error`, for a form that failed the checks).
+    fn logout_page(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        status: Status,
+        error: Option<&str>,
+        out: &mut [u8],
+    ) -> Decision {
+        let (token, cookie) = self.issue_csrf(ctx.ex);
+        let mut path = [0u8; 256];
+        let path_len = self.endpoint_path("logout", &mut path);
+        let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/logout");
+        let consumed_body = consumed_with_body(ctx.head, ctx.ex.bytes.len());
+        let close = close_after(ctx.head, consumed_body.is_some());
+        let page = LogoutPage {
+            action,
+            csrf: &token,
+            error,
+        };
+        let len = page
+            .write_response(status, &cookie, close, out)
+            .map(|n| head_only(ctx.head, out, n));
+        let outcome = match error {
+            Some(_) => Outcome::CsrfRejected,
+            None => Outcome::LogoutPage,
+        };
+        match len {
+            Ok(len) => Decision::Respond(Respond {
+                consumed: consumed_body.unwrap_or(ctx.head.head_len()),
+                len,
+                close,
+                outcome,
+                users_changed: false,
+            }),
+            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
+        }
+    }
+
+    /// Logging out: a `POST` of the logout page's form, with the login form's CSRF checks (the
+    /// request came from this site, and carries the signed double-submit token), so that no
+    /// other site can log a user out with a link, an image or a form of its own.
     fn logout(&self, ctx: &Ctx<'_, '_>, out: &mut [u8]) -> Decision {
+        let body = match self.form_body(ctx, out) {
+            Ok(body) => body,
+            Err(decision) => return decision,
+        };
+        if !self.csrf_ok(ctx, body) {
+            return self.logout_page(
+                ctx,
+                Status::Forbidden,
+                Some("This sign-out form has expired. Please try again."),
+                out,
+            );
+        }
         let mut cookie = [0u8; MAX_SET_COOKIE_LEN];
         let cookie_len = session::write_clear_cookie(&mut cookie, self.secure(ctx.ex)).unwrap_or(0);
         let mut path = [0u8; 256];
@@ -1249,11 +1306,20 @@ impl<const S: usize> Gateway<'_, S> {
             }
             _ => &path[..path_len],
         };
-        let close = close_after(ctx.head, false);
+        let close = close_after(ctx.head, true);
         let mut w = ResponseWriter::new(out, Status::SeeOther);
         w.header("Location", location)
             .header("Set-Cookie", &cookie[..cookie_len]);
-        finish(ctx, w.finish_empty(close), close, Outcome::LoggedOut)
+        match w.finish_empty(close) {
+            Ok(len) => Decision::Respond(Respond {
+                consumed: ctx.head.head_len() + body.len(),
+                len,
+                close,
+                outcome: Outcome::LoggedOut,
+                users_changed: false,
+            }),
+            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
+        }
     }
 
     /// Forward-auth (Caddy `forward_auth`, Traefik `ForwardAuth`, nginx `auth_request`): the

@@ -860,20 +860,75 @@ fn a_login_form_body_is_read_before_deciding() {
     );
 }
 
+fn logout_post(token: &str, field: &str, extra: &str) -> String {
+    let body = format!("csrf={field}");
+    format!(
+        "POST /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nContent-Type: application/x-www-form-urlencoded\r\nCookie: gatehouse_csrf={token}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn clears_the_session(resp: &str) -> bool {
+    resp.split("\r\n")
+        .any(|l| l.starts_with("Set-Cookie: gatehouse_session=") && l.contains("Max-Age=0"))
+}
+
 #[test]
-fn logout_clears_the_cookie() {
+fn logout_takes_a_post_from_this_site_with_the_token() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
+    // A GET (a link, an image on another site) logs nobody out: it shows the button.
     let d = w.decide(
         CLIENT,
-        b"POST /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nContent-Length: 0\r\n\r\n",
+        b"GET /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nSec-Fetch-Site: cross-site\r\n\r\n",
         &mut out,
     );
-    let (resp, outcome, _) = responded(&d, &out);
-    assert_eq!(outcome, Outcome::LoggedOut);
+    let (page, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LogoutPage);
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(!page.contains("gatehouse_session"), "{page}");
+    assert!(page.contains("<form method=\"post\" action=\"/_gatehouse/logout\">"));
+    assert!(header(&page, "Content-Security-Policy").is_some());
+    let (token, field) = csrf_from(&page);
+
+    // Without the token, with a cookie that is not the form's, or from another site: refused,
+    // the page again.
+    let mut other_token = token.clone();
+    other_token.replace_range(..1, if token.starts_with('A') { "B" } else { "A" });
+    for post in [
+        "POST /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        logout_post(&token, "", ""),
+        logout_post(&other_token, &field, ""),
+        logout_post(&token, &field, "Origin: http://evil.example\r\n"),
+        logout_post(&token, &field, "Sec-Fetch-Site: cross-site\r\n"),
+    ] {
+        let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+        let (resp, outcome, _) = responded(&d, &out);
+        assert_eq!(outcome, Outcome::CsrfRejected, "{post}\n{resp}");
+        assert!(resp.starts_with("HTTP/1.1 403 "), "{resp}");
+        assert!(!clears_the_session(&resp), "{resp}");
+        let Decision::Respond(r) = d else {
+            unreachable!()
+        };
+        assert_eq!(r.consumed, post.len());
+    }
+
+    let post = logout_post(
+        &token,
+        &field,
+        "Origin: http://music\r\nSec-Fetch-Site: same-origin\r\n",
+    );
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    let (resp, outcome, close) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoggedOut, "{resp}");
+    assert!(!close);
     assert!(resp.starts_with("HTTP/1.1 303 "));
     assert_eq!(header(&resp, "Location"), Some("/_gatehouse/login"));
-    assert!(header(&resp, "Set-Cookie").unwrap().contains("Max-Age=0"));
+    assert!(clears_the_session(&resp), "{resp}");
+    let Decision::Respond(r) = d else {
+        unreachable!()
+    };
+    assert_eq!(r.consumed, post.len());
 }
 
 #[test]
