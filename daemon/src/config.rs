@@ -93,6 +93,7 @@ pub const KEYS: &[&str] = &[
     "unix_socket_mode",
     "password_iterations",
     "secure_cookies",
+    "metrics_sources",
 ];
 
 /// Navidrome's names for the same settings, accepted in the file so a Navidrome
@@ -156,6 +157,9 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The trusted-sources list as written (checked by core when the gateway is built).
     pub trusted_sources: String,
+    /// Who may read `/_gatehouse/metrics` (checked by core like `trusted_sources`); empty:
+    /// nobody.
+    pub metrics_sources: String,
     pub user_header: String,
     pub public_paths: Vec<String>,
     pub subsonic_paths: Vec<String>,
@@ -195,6 +199,7 @@ impl Config {
             state_dir: default_state_dir(),
             tls: None,
             trusted_sources: String::new(),
+            metrics_sources: String::new(),
             user_header: "Remote-User".into(),
             public_paths: vec!["/share/".into()],
             subsonic_paths: vec!["/rest/".into()],
@@ -495,6 +500,13 @@ fn apply(
                 ));
             }
             config.trusted_sources = list;
+        }
+        "metrics_sources" => {
+            let items = as_list(&value).ok_or_else(|| bad("expected a comma-separated list"))?;
+            let list = items.join(",");
+            gatehouse_core::gateway::MetricsSources::parse(&list)
+                .map_err(|e| bad(&e.to_string()))?;
+            config.metrics_sources = list;
         }
         "user_header" => {
             let s = as_text(&value).ok_or_else(|| bad("expected a header name"))?;

@@ -130,7 +130,7 @@ fn the_login_page_issues_a_session_cookie_that_names_the_user_to_the_app() {
 
 #[test]
 fn a_wrong_password_gets_no_session_and_is_counted() {
-    let (app, gw, _dir) = setup(&[]);
+    let (app, gw, _dir) = setup(&["--metrics-sources", "127.0.0.1"]);
     let r = login_response(gw.addr(), "alice", "wrong", "/");
     assert!(
         !set_cookies(&r)

@@ -7,8 +7,10 @@
 //!    connection closed.
 //! 2. **Canonicalise** the target and **classify** it ([`crate::http::PathRules`]).
 //! 3. gatehouse's own endpoints under the reserved prefix (`/_gatehouse/`): `login` (GET: the
-//!    page; POST: the form), `logout`, `auth` (forward-auth for Caddy, Traefik and nginx),
-//!    `health`, and with the `account` feature `account` (a signed-in user's app passwords,
+//!    page; POST: the form), `logout` (GET: a confirm button; POST: the form, with the login
+//!    form's CSRF checks), `auth` (forward-auth for Caddy, Traefik and nginx),
+//!    `health`, `metrics` (only to a peer in [`GatewayConfig::metrics_sources`]; the shell
+//!    writes its counters), and with the `account` feature `account` (a signed-in user's app passwords,
 //!    password and sessions: see the `account` module). Public paths are forwarded with no
 //!    identity at all.
 //! 4. Everyone else must be someone. In order: the identity header from a **trusted** peer
@@ -102,6 +104,15 @@ pub const READ_BUFFER_LEN: usize = MAX_HEAD_LEN + MAX_FORM_LEN;
 /// head plus what gatehouse adds) and a scratch copy of the canonical target.
 pub const OUT_LEN: usize = 2 * MAX_HEAD_LEN + 2048;
 
+/// Entries a [`GatewayConfig::metrics_sources`] list holds.
+pub const METRICS_SOURCES_CAPACITY: usize = 16;
+
+/// Peers allowed to read `/_gatehouse/metrics` (CIDRs and `@`, as trusted sources are written).
+pub type MetricsSources = TrustedSources<METRICS_SOURCES_CAPACITY>;
+
+/// The default [`GatewayConfig::metrics_sources`]: nobody.
+const NO_METRICS_SOURCES: MetricsSources = TrustedSources::new();
+
 const MAX_LOCATION_LEN: usize = 2048;
 const MAX_RETURN_LEN: usize = 1024;
 
@@ -137,6 +148,10 @@ pub struct GatewayConfig<'a> {
     /// Non-admins may change their own password (on the account page); Navidrome's
     /// `EnableUserEditing`.
     pub enable_user_editing: bool,
+    /// Socket peers that may read `/_gatehouse/metrics` (a scraper); everyone else gets 404,
+    /// as if there were no such endpoint. Counters tell who is logging in how often: they are
+    /// nobody else's business. Default: nobody.
+    pub metrics_sources: &'a MetricsSources,
 }
 
 impl GatewayConfig<'static> {
@@ -156,6 +171,7 @@ impl GatewayConfig<'static> {
         subsonic: SubsonicMode::Authenticate,
         subsonic_policy: crate::subsonic::SubsonicPolicy::DEFAULT,
         enable_user_editing: true,
+        metrics_sources: &NO_METRICS_SOURCES,
     };
 }
 
@@ -241,6 +257,20 @@ pub enum Decision {
     /// [`Gateway::decide`] again with the same bytes; the verified-credential cache then
     /// answers, or a check is handed out if the first one failed.
     WaitForCheck,
+    /// A peer in [`GatewayConfig::metrics_sources`] asked for `/_gatehouse/metrics`: answer
+    /// `200` with the shell's counters (core keeps none).
+    ServeMetrics(MetricsRequest),
+}
+
+/// A metrics request core allowed: the shell writes the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsRequest {
+    /// Bytes of the request (its head).
+    pub consumed: usize,
+    /// The request was `HEAD`: answer with the head only.
+    pub head_only: bool,
+    /// Close the connection after writing.
+    pub close: bool,
 }
 
 /// Forward a request: write `out[..head_len]` to the app, then relay the body.
@@ -974,6 +1004,13 @@ impl<const S: usize> Gateway<'_, S> {
                     .finish("text/plain; charset=utf-8", b"ok\n", close)
                     .map(|n| head_only(ctx.head, out, n));
                 finish(ctx, written, close, Outcome::Health)
+            }
+            "metrics" if read_only && self.config.metrics_sources.trusts(&ctx.ex.peer) => {
+                Decision::ServeMetrics(MetricsRequest {
+                    consumed: ctx.head.head_len(),
+                    head_only: ctx.head.is_head(),
+                    close: close_after(ctx.head, false),
+                })
             }
             "login" | "logout" | "health" => respond_error(
                 ctx,

@@ -1115,6 +1115,62 @@ fn health_and_unknown_endpoints() {
 }
 
 #[test]
+fn metrics_are_for_the_listed_scrapers_only() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let get = b"GET /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+    // By default nobody, not even a trusted proxy or a signed-in admin: 404, as for an
+    // endpoint that does not exist.
+    let cookie = w.session_cookie("alice");
+    let admin = format!("GET /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nCookie: {cookie}\r\n\r\n");
+    for (peer, req) in [
+        (CLIENT, &get[..]),
+        (PROXY, &get[..]),
+        ("@", &get[..]),
+        (CLIENT, admin.as_bytes()),
+    ] {
+        let d = w.decide(peer, req, &mut out);
+        let (resp, outcome, _) = responded(&d, &out);
+        assert_eq!(outcome, Outcome::NotFound, "{peer}");
+        assert!(resp.starts_with("HTTP/1.1 404 "), "{resp}");
+    }
+
+    let scrapers: &'static MetricsSources =
+        Box::leak(Box::new(MetricsSources::parse("192.0.2.0/28, @").unwrap()));
+    w.config.metrics_sources = scrapers;
+    for peer in [CLIENT, "@"] {
+        let d = w.decide(peer, get, &mut out);
+        let Decision::ServeMetrics(m) = d else {
+            panic!("{peer}: {d:?}")
+        };
+        assert_eq!(m.consumed, get.len());
+        assert!(!m.head_only && !m.close);
+    }
+    let d = w.decide(
+        CLIENT,
+        b"HEAD /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        &mut out,
+    );
+    assert!(
+        matches!(d, Decision::ServeMetrics(m) if m.head_only && m.close),
+        "{d:?}"
+    );
+    // Anyone else (a trusted proxy included, whatever X-Forwarded-For says), or another
+    // method: 404.
+    let via_proxy =
+        b"GET /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.10\r\n\r\n";
+    let post = b"POST /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+    for (peer, req) in [
+        ("192.0.2.16:1", &get[..]),
+        (PROXY, &via_proxy[..]),
+        (CLIENT, &post[..]),
+    ] {
+        let d = w.decide(peer, req, &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::NotFound, "{peer}");
+    }
+}
+
+#[test]
 fn websocket_upgrades_are_forwarded_for_authenticated_users() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
