@@ -610,7 +610,7 @@ mod tests {
         );
         let page = text(&judge(&shared, peer, false, get.as_bytes(), &mut random).await);
         let csrf = csrf(&page);
-        let body = format!("csrf={csrf}&do=create&label=phone");
+        let body = format!("csrf={csrf}&do=create&label=phone&current=pw");
         let post = format!(
             "POST /_gatehouse/account HTTP/1.1\r\nHost: gw\r\nOrigin: http://gw\r\n\
              Cookie: gatehouse_session={token}; gatehouse_csrf={csrf}\r\n\

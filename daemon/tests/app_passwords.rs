@@ -199,7 +199,22 @@ fn the_account_page_makes_and_revokes_app_passwords_and_the_users_file_follows()
 
     let session = login(addr, "alice", "correct horse");
     let mut page = AccountPage::open(addr, &session);
-    let created = page.post(&[("do", "create"), ("label", "phone")]);
+    // The session alone makes no app password: the password is asked again.
+    let refused = page.post(&[("do", "create"), ("label", "phone")]);
+    assert_eq!(refused.status, 400, "{}", refused.body_text());
+    let refused = page.post(&[("do", "create"), ("label", "phone"), ("current", "wrong")]);
+    assert_eq!(refused.status, 200, "{}", refused.body_text());
+    assert!(shown_secret(&refused.body_text()).is_none());
+    assert!(
+        refused.body_text().contains("Your password is wrong"),
+        "{}",
+        refused.body_text()
+    );
+    let created = page.post(&[
+        ("do", "create"),
+        ("label", "phone"),
+        ("current", "correct horse"),
+    ]);
     assert_eq!(created.status, 200, "{}", created.body_text());
     let secret = shown_secret(&created.body_text()).expect("the secret is shown");
     assert!(created.body_text().contains("it will not be shown again"));

@@ -100,6 +100,7 @@ conformance! {
         assert!(browser.text().contains("No app passwords yet."), "{}", browser.text());
 
         browser.type_into("input[name=label]", "phone");
+        browser.type_into("#create-current", PASSWORD);
         browser.click("input[name=label] ~ button");
         let text = wait_for_text(&browser, "Copy it now: it will not be shown again.");
         assert!(text.contains("Copy it now: it will not be shown again."), "{text}");

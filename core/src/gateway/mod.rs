@@ -397,6 +397,9 @@ enum Purpose {
     /// The current password of a password change on the account page.
     #[cfg(feature = "account")]
     ChangePassword,
+    /// The current password of a new app password on the account page.
+    #[cfg(feature = "account")]
+    CreateAppPassword,
 }
 
 /// A password to verify, self-contained so that it can run without the shared state.
