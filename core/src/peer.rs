@@ -9,12 +9,15 @@
 //! `ip:port`, `[v6]`, `[v6]:port`, or `@` for a UNIX-socket peer; anything else is a named
 //! [`PeerParseError`]. Zoned IPv6 addresses (`fe80::1%eth0`) are refused outright, because
 //! Navidrome never trusts them and gatehouse must not be more trusting than the app behind it.
+//! A connection that did come from a zoned address (a link-local peer: the socket reports a
+//! scope id) is a [`Peer::Zoned`], which no trusted source ever matches; dropping the zone
+//! instead would let `fe80::1%eth0` match an `fe80::/10` entry.
 //! IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack socket reports for an IPv4
 //! client) are one address with two spellings; [`Peer::canonical_ip`] gives the one spelling
 //! every check compares.
 
 use core::fmt;
-use core::net::{IpAddr, SocketAddr};
+use core::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// The transport peer of a connection, as the shell saw it when it accepted the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,6 +27,15 @@ pub enum Peer {
     Ip(IpAddr),
     /// A peer on a UNIX-domain socket (written `@` in a trusted-sources list).
     Unix,
+    /// A TCP peer at an IPv6 address with a zone (the socket reported a scope id: a
+    /// link-local peer). Never trusted (no entry matches it, not even `fe80::/10` or `::/0`);
+    /// its address serves only to tell clients apart (the login throttle, `X-Forwarded-For`).
+    Zoned {
+        /// The address, without its zone.
+        ip: Ipv6Addr,
+        /// The zone (the interface index the socket reported).
+        scope_id: u32,
+    },
 }
 
 /// Why a peer string is not a peer. Each variant is a refusal a shell can log as is.
@@ -117,21 +129,32 @@ impl Peer {
     }
 
     /// The peer of an accepted TCP connection, port dropped. An IPv6 peer with a scope id (a
-    /// link-local address with a zone) is [`PeerParseError::Zoned`], as its text form would be:
-    /// such a connection has no peer gatehouse may trust.
-    pub fn from_socket_addr(addr: SocketAddr) -> Result<Self, PeerParseError> {
+    /// link-local address with a zone) is a [`Peer::Zoned`]: such a connection has no peer
+    /// gatehouse may trust. Shells build TCP peers with this, never with `Peer::Ip(addr.ip())`,
+    /// which drops the zone.
+    pub fn from_socket_addr(addr: SocketAddr) -> Self {
         match addr {
-            SocketAddr::V6(v6) if v6.scope_id() != 0 => Err(PeerParseError::Zoned),
-            other => Ok(Self::Ip(other.ip())),
+            SocketAddr::V6(v6) if v6.scope_id() != 0 => Self::Zoned {
+                ip: *v6.ip(),
+                scope_id: v6.scope_id(),
+            },
+            other => Self::Ip(other.ip()),
         }
     }
 
-    /// The IP address, as the socket reported it (`None` for a UNIX-socket peer).
+    /// The IP address, as the socket reported it, without a zone (`None` for a UNIX-socket
+    /// peer). Not a trust decision: see [`Peer::is_zoned`].
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
             Self::Ip(ip) => Some(*ip),
+            Self::Zoned { ip, .. } => Some(IpAddr::V6(*ip)),
             Self::Unix => None,
         }
+    }
+
+    /// True for a [`Peer::Zoned`]: a peer no trusted source matches.
+    pub fn is_zoned(&self) -> bool {
+        matches!(self, Self::Zoned { .. })
     }
 
     /// The IP address in the one spelling every check compares: an IPv4-mapped IPv6 address
@@ -172,6 +195,7 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Ip(ip) => fmt::Display::fmt(ip, f),
+            Self::Zoned { ip, scope_id } => write!(f, "{ip}%{scope_id}"),
             Self::Unix => f.write_str("@"),
         }
     }
@@ -288,11 +312,24 @@ mod tests {
     #[test]
     fn socket_addresses() {
         let plain: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
-        assert_eq!(Peer::from_socket_addr(plain), Ok(v6("2001:db8::1")));
+        assert_eq!(Peer::from_socket_addr(plain), v6("2001:db8::1"));
         let zoned = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 80, 0, 2));
-        assert_eq!(Peer::from_socket_addr(zoned), Err(PeerParseError::Zoned));
+        let peer = Peer::from_socket_addr(zoned);
+        assert_eq!(
+            peer,
+            Peer::Zoned {
+                ip: "fe80::1".parse().unwrap(),
+                scope_id: 2
+            }
+        );
+        assert!(peer.is_zoned() && peer.is_ipv6());
+        assert_eq!(peer.to_string(), "fe80::1%2");
+        // Its text form is refused as a peer, as any zoned address is.
+        assert_eq!(Peer::parse(&peer.to_string()), Err(PeerParseError::Zoned));
         let four: SocketAddr = "192.0.2.1:80".parse().unwrap();
-        assert_eq!(Peer::from_socket_addr(four), Ok(v4(192, 0, 2, 1)));
+        assert_eq!(Peer::from_socket_addr(four), v4(192, 0, 2, 1));
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:80".parse().unwrap();
+        assert!(Peer::from_socket_addr(mapped).is_ipv4());
     }
 
     #[test]

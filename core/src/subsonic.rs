@@ -35,8 +35,7 @@
 //! | code | when |
 //! | ---- | ---- |
 //! | 10 | no credentials at all, `u` without `p` or `t`/`s`, `t` without `s` (or the reverse) |
-//! | 40 | wrong username or password (also: a malformed `enc:`, token or escape) |
-//! | 41 | token authentication for a credential that cannot do it (no app password) |
+//! | 40 | wrong username or password (also: a malformed `enc:`, token or escape; a token for a user with no app password) |
 //! | 42 | a mechanism this deployment turned off ([`SubsonicPolicy`]) |
 //! | 43 | `apiKey` with `u`, `p`, `t` or `s`; `p` with `t` or `s`; a credential parameter repeated |
 //! | 44 | an `apiKey` that is not valid |
@@ -46,6 +45,11 @@
 //! parameter; passing in `u` must be treated as an error 43", and "If multiple conflicting
 //! authentication parameters are passed in, the server must return an error 43". Repeating a
 //! parameter with two values is read here as two conflicting credentials (43).
+//!
+//! A token for a user with no app password (or no such user) is answered 40, exactly as a
+//! wrong token is, never 41 ("token authentication not supported"): a different answer would
+//! tell anyone which accounts have app passwords. Logs still name the difference
+//! ([`SubsonicRefusal::TokenWithoutAppPassword`]).
 //!
 //! # Response format
 //!
@@ -588,10 +592,11 @@ impl SubsonicRefusal {
         match self {
             SubsonicRefusal::Credential(e) => e.code(),
             SubsonicRefusal::MechanismDisabled => ErrorCode::MechanismNotSupported,
-            SubsonicRefusal::WrongPassword | SubsonicRefusal::WrongToken => {
-                ErrorCode::WrongCredentials
-            }
-            SubsonicRefusal::TokenWithoutAppPassword => ErrorCode::TokenNotSupported,
+            // One answer for a token that matched no app password and a token for a user who
+            // has none: which users have app passwords is nobody's business.
+            SubsonicRefusal::WrongPassword
+            | SubsonicRefusal::WrongToken
+            | SubsonicRefusal::TokenWithoutAppPassword => ErrorCode::WrongCredentials,
             SubsonicRefusal::UnknownApiKey => ErrorCode::InvalidApiKey,
         }
     }
@@ -1700,7 +1705,8 @@ mod tests {
             let r = run(&mut w, "u=alice&p=login-pw", &only_apps);
             assert_eq!(r, SubsonicAuth::Refused(SubsonicRefusal::WrongPassword));
             assert_eq!(SubsonicRefusal::WrongPassword.code().code(), 40);
-            // Tokens: 40 when the user has app passwords, 41 when there is nothing to check.
+            // Tokens: 40 whether or not the user has app passwords (never 41: that would say
+            // which accounts have some).
             let t = hex(&token(b"login-pw", b"s4lt"));
             assert_eq!(
                 run(&mut w, &format!("u=alice&t={t}&s=s4lt"), &p),
@@ -1710,7 +1716,7 @@ mod tests {
                 run(&mut w, &format!("u=bob&t={t}&s=s4lt"), &p),
                 SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)
             );
-            assert_eq!(SubsonicRefusal::TokenWithoutAppPassword.code().code(), 41);
+            assert_eq!(SubsonicRefusal::TokenWithoutAppPassword.code().code(), 40);
             assert_eq!(
                 run(&mut w, &format!("u=ghost&t={t}&s=s4lt"), &p),
                 SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)

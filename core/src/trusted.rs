@@ -248,6 +248,9 @@ impl TrustedSource {
 
     /// Whether this entry matches the peer, under the rules in the module documentation.
     pub fn contains(&self, peer: &Peer) -> bool {
+        if peer.is_zoned() {
+            return false;
+        }
         match (self.0, peer.canonical_ip()) {
             (Repr::Unix, None) => true,
             (Repr::V4 { network, prefix }, Some(IpAddr::V4(ip))) => {
@@ -500,6 +503,21 @@ mod tests {
         ] {
             assert!(Peer::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_zoned_socket_peer_is_never_trusted() {
+        use core::net::{SocketAddr, SocketAddrV6};
+        let l = list("fe80::/10, fe80::1, ::/0, @");
+        for scope_id in [1, 2, u32::MAX] {
+            let addr = SocketAddrV6::new("fe80::1".parse().unwrap(), 4711, 0, scope_id);
+            let zoned = Peer::from_socket_addr(SocketAddr::V6(addr));
+            assert!(!l.trusts(&zoned), "{zoned}");
+            assert_eq!(l.find(&zoned), None);
+        }
+        // Without a zone, the same address is trusted.
+        let plain = SocketAddrV6::new("fe80::1".parse().unwrap(), 4711, 0, 0);
+        assert!(l.trusts(&Peer::from_socket_addr(SocketAddr::V6(plain))));
     }
 
     #[test]

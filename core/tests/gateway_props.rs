@@ -86,6 +86,7 @@ impl World {
             ),
             Decision::VerifyPassword(c) => (format!("verify {}", c.username()), Vec::new()),
             Decision::WaitForCheck => ("wait for check".into(), Vec::new()),
+            Decision::ServeMetrics(m) => (format!("metrics {m:?}"), Vec::new()),
         }
     }
 }

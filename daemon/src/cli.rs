@@ -317,6 +317,10 @@ pub struct SettingFlags {
     /// trusts nobody.
     #[arg(long, value_name = "LIST", help_heading = "Settings")]
     pub trusted_proxies: Option<String>,
+    /// Who may read /_gatehouse/metrics (a Prometheus scraper): comma-separated CIDRs and `@`,
+    /// matched on the socket peer. Empty (the default): nobody, everyone gets 404.
+    #[arg(long, value_name = "LIST", help_heading = "Settings")]
+    pub metrics_sources: Option<String>,
     /// The identity header read from trusted sources and sent to the app. [default:
     /// Remote-User]
     #[arg(long, value_name = "NAME", help_heading = "Settings")]
@@ -383,7 +387,7 @@ impl SettingFlags {
         if !self.listen.is_empty() {
             out.push(("listen", FlagValue::List(self.listen.clone())));
         }
-        let singles: [(&'static str, &Option<String>); 22] = [
+        let singles: [(&'static str, &Option<String>); 23] = [
             ("upstream", &self.upstream),
             ("state_dir", &self.state_dir),
             ("tls_cert", &self.tls_cert),
@@ -406,6 +410,7 @@ impl SettingFlags {
             ("unix_socket_mode", &self.unix_socket_mode),
             ("password_iterations", &self.password_iterations),
             ("secure_cookies", &self.secure_cookies),
+            ("metrics_sources", &self.metrics_sources),
         ];
         for (key, value) in singles {
             if let Some(v) = value {

@@ -19,10 +19,11 @@ pub enum PeerAddr {
 }
 
 impl PeerAddr {
-    /// The peer as core sees it.
+    /// The peer as core sees it. A link-local IPv6 peer keeps its zone (core's
+    /// [`Peer::Zoned`], never trusted): dropping it would let `fe80::1%eth0` match `fe80::/10`.
     pub fn peer(self) -> Peer {
         match self {
-            PeerAddr::Tcp(a) => Peer::Ip(a.ip()),
+            PeerAddr::Tcp(a) => Peer::from_socket_addr(a),
             PeerAddr::Unix => Peer::Unix,
         }
     }
@@ -102,5 +103,24 @@ impl AsyncWrite for ClientStream {
             ClientStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::trusted::TrustedSources;
+    use std::net::SocketAddrV6;
+
+    #[test]
+    fn a_zoned_tcp_peer_keeps_its_zone_and_is_never_trusted() {
+        let trusted = TrustedSources::<4>::parse("fe80::/10, ::/0").expect("list");
+        let zoned = SocketAddrV6::new("fe80::1".parse().expect("ip"), 4711, 0, 3);
+        let peer = PeerAddr::Tcp(SocketAddr::V6(zoned)).peer();
+        assert!(peer.is_zoned(), "{peer}");
+        assert!(!trusted.trusts(&peer));
+        let plain = SocketAddrV6::new("fe80::1".parse().expect("ip"), 4711, 0, 0);
+        assert!(trusted.trusts(&PeerAddr::Tcp(SocketAddr::V6(plain)).peer()));
+        assert_eq!(PeerAddr::Unix.peer(), Peer::Unix);
     }
 }

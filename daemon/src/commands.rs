@@ -19,6 +19,7 @@ use crate::cli::{
     AppPasswordCommand, CheckArgs, DemoArgs, ServeArgs, SettingFlags, UsersArgs, UsersCommand,
 };
 use crate::config::{Config, ListenAddr, TrustedList, UpstreamAddr};
+use crate::control::{self, Notified};
 use crate::keys::SessionKeys;
 use crate::server;
 use crate::shared::Shared;
@@ -54,7 +55,7 @@ pub fn trust(sources: &str, peer: &str, proxies: Option<&str>) -> ExitCode {
     };
     let shown_peer = match parsed_peer {
         Peer::Unix => "the UNIX-socket peer (@)".to_owned(),
-        Peer::Ip(ip) => ip.to_string(),
+        other => other.to_string(),
     };
     if list.trusts_everyone() {
         eprintln!(
@@ -124,6 +125,10 @@ fn run_users(args: UsersArgs) -> Result<ExitCode> {
     let config = Config::load(args.config.as_deref(), &flags)?;
     let file = UsersFile::open(&config.state_dir)?;
     let iterations = args.iterations.unwrap_or(config.password_iterations);
+    let changes_users = !matches!(
+        args.command,
+        UsersCommand::List | UsersCommand::AppPassword(AppPasswordCommand::List { .. })
+    );
     match args.command {
         UsersCommand::Add {
             name,
@@ -183,7 +188,26 @@ fn run_users(args: UsersArgs) -> Result<ExitCode> {
         }
         UsersCommand::AppPassword(command) => app_password(&file, command)?,
     }
+    if changes_users {
+        apply_to_running_gateway(&config)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Returns once a gateway running on this state directory has applied the change just
+/// written (a revoked credential is refused from its next request on), or says that none is
+/// running; see [`crate::control`].
+fn apply_to_running_gateway(config: &Config) -> Result<()> {
+    match control::notify_running_gateway(&config.state_dir)? {
+        Notified::Applied(count) => {
+            println!("the running gateway applied the change ({count} users)");
+        }
+        Notified::NoneRunning => println!(
+            "no gateway is running on {}: the change is in the users file",
+            config.state_dir.display()
+        ),
+    }
+    Ok(())
 }
 
 /// `gatehouse users app-password …`.
@@ -405,6 +429,11 @@ impl Prepared {
             .collect();
 
         let watcher = tokio::spawn(watch_users(shared.clone()));
+        // `gatehouse users …` asks here for its change to be applied at once.
+        let control = control::bind(&self.config.state_dir)?;
+        let control_path = control.as_ref().map(|(_, path)| path.clone());
+        let controller =
+            control.map(|(listener, _)| tokio::spawn(control::serve(listener, shared.clone())));
         let trimmer = tokio::spawn(give_back_memory());
         let shutdown = shutdown_signal(shared.clone(), self.tls.clone(), stop);
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -416,6 +445,12 @@ impl Prepared {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         watcher.abort();
         trimmer.abort();
+        if let Some(controller) = controller {
+            controller.abort();
+        }
+        if let Some(path) = control_path {
+            let _ = std::fs::remove_file(path);
+        }
         for p in unix_paths {
             let _ = std::fs::remove_file(p);
         }
@@ -490,7 +525,7 @@ async fn shutdown_signal(
                         Err(e) => tracing::error!("TLS reload failed, keeping the previous certificate: {e:#}"),
                     }
                 }
-                shared.reload_users_if_changed(true);
+                let _ = shared.reload_users_if_changed(true);
                 shared.reload_keys();
             }
         }
@@ -504,7 +539,10 @@ async fn watch_users(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let s = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || s.reload_users_if_changed(false)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = s.reload_users_if_changed(false);
+        })
+        .await;
     }
 }
 

@@ -94,6 +94,7 @@ pub const KEYS: &[&str] = &[
     "unix_socket_mode",
     "password_iterations",
     "secure_cookies",
+    "metrics_sources",
 ];
 
 /// Navidrome's names for the same settings, accepted in the file so a Navidrome
@@ -162,6 +163,9 @@ pub struct Config {
     /// about the client's address and the original request (`X-Forwarded-For`,
     /// `X-Forwarded-Host`, the forward-auth headers), never about who the user is.
     pub trusted_proxies: String,
+    /// Who may read `/_gatehouse/metrics` (checked by core like `trusted_sources`); empty:
+    /// nobody.
+    pub metrics_sources: String,
     pub user_header: String,
     pub public_paths: Vec<String>,
     pub subsonic_paths: Vec<String>,
@@ -202,6 +206,7 @@ impl Config {
             tls: None,
             trusted_sources: String::new(),
             trusted_proxies: String::new(),
+            metrics_sources: String::new(),
             user_header: "Remote-User".into(),
             public_paths: vec!["/share/".into()],
             subsonic_paths: vec!["/rest/".into()],
@@ -547,6 +552,13 @@ fn apply(
                 ));
             }
             config.trusted_proxies = list;
+        }
+        "metrics_sources" => {
+            let items = as_list(&value).ok_or_else(|| bad("expected a comma-separated list"))?;
+            let list = items.join(",");
+            gatehouse_core::gateway::MetricsSources::parse(&list)
+                .map_err(|e| bad(&e.to_string()))?;
+            config.metrics_sources = list;
         }
         "user_header" => {
             let s = as_text(&value).ok_or_else(|| bad("expected a header name"))?;

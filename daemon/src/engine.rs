@@ -9,7 +9,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gatehouse_core::gateway::{
-    Decision, Exchange, GatewayConfig, OUT_LEN, Outcome as CoreOutcome, PasswordCheck, RANDOM_LEN,
+    Decision, Exchange, GatewayConfig, MetricsRequest, MetricsSources, OUT_LEN,
+    Outcome as CoreOutcome, PasswordCheck, RANDOM_LEN,
 };
 use gatehouse_core::http::{
     BodyFraming, MAX_HEAD_LEN, Parse, PathClass, PathRules, RequestHead, ResponseWriter, Status,
@@ -155,6 +156,10 @@ pub fn gateway_config(config: &crate::config::Config) -> GatewayConfig<'static> 
         secure_cookies: config.secure_cookies,
         subsonic: config.subsonic,
         enable_user_editing: config.enable_user_editing,
+        // Checked when the configuration was read; an empty list (nobody) otherwise.
+        metrics_sources: Box::leak(Box::new(
+            MetricsSources::parse(&config.metrics_sources).unwrap_or_default(),
+        )),
         ..GatewayConfig::DEFAULT
     }
 }
@@ -297,6 +302,13 @@ fn translate(
             send_continue,
         },
         Decision::VerifyPassword(_) | Decision::WaitForCheck => internal_error(peer, bytes.len()),
+        // Core let this peer read the counters (it is in `metrics_sources`).
+        Decision::ServeMetrics(m) => {
+            if logged {
+                log.class = path_class(shared, bytes);
+            }
+            metrics_response(shared, m, log)
+        }
         Decision::Respond(r) => {
             if logged {
                 log.class = path_class(shared, bytes);
@@ -310,10 +322,6 @@ fn translate(
                 }
                 CoreOutcome::Throttled => shared.metrics.login(LoginResult::Throttled),
                 _ => {}
-            }
-            // The metrics endpoint is the daemon's own (core answers NotFound for it).
-            if r.outcome == CoreOutcome::NotFound && is_metrics_request(bytes) {
-                return metrics_response(shared, r.consumed, log);
             }
             let bytes = Answer::Core(out, r.len);
             let status = status_of(&bytes);
@@ -467,17 +475,7 @@ fn path_class(shared: &Shared, bytes: &[u8]) -> &'static str {
     }
 }
 
-fn is_metrics_request(bytes: &[u8]) -> bool {
-    let Ok(Parse::Complete(head)) = RequestHead::parse(bytes) else {
-        return false;
-    };
-    let mut target = PooledBuf::take();
-    matches!(head.method(), "GET" | "HEAD")
-        && canonicalize(head.path_and_query(), &mut target)
-            .is_ok_and(|c| c.path() == "/_gatehouse/metrics")
-}
-
-fn metrics_response(shared: &Shared, consumed: usize, mut log: RequestLog) -> Judged {
+fn metrics_response(shared: &Shared, request: MetricsRequest, mut log: RequestLog) -> Judged {
     let body = shared.metrics.render();
     let mut out = vec![0u8; body.len() + 512];
     let mut w = ResponseWriter::new(&mut out, Status::Ok);
@@ -486,15 +484,21 @@ fn metrics_response(shared: &Shared, consumed: usize, mut log: RequestLog) -> Ju
         .finish(
             "text/plain; version=0.0.4; charset=utf-8",
             body.as_bytes(),
-            false,
+            request.close,
         )
         .unwrap_or(0);
+    // For HEAD, the head alone (its Content-Length still that of the body).
+    let n = if request.head_only {
+        n - body.len().min(n)
+    } else {
+        n
+    };
     out.truncate(n);
     log.detail = Some("Metrics".into());
     Judged::Respond(Respond {
-        consumed,
+        consumed: request.consumed,
         bytes: Answer::Daemon(out),
-        close: false,
+        close: request.close,
         status: 200,
         log,
         users_changed: false,
@@ -606,7 +610,7 @@ mod tests {
         );
         let page = text(&judge(&shared, peer, false, get.as_bytes(), &mut random).await);
         let csrf = csrf(&page);
-        let body = format!("csrf={csrf}&do=create&label=phone");
+        let body = format!("csrf={csrf}&do=create&label=phone&current=pw");
         let post = format!(
             "POST /_gatehouse/account HTTP/1.1\r\nHost: gw\r\nOrigin: http://gw\r\n\
              Cookie: gatehouse_session={token}; gatehouse_csrf={csrf}\r\n\

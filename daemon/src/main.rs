@@ -19,6 +19,7 @@ mod client;
 mod commands;
 mod config;
 mod connection;
+mod control;
 mod engine;
 mod files;
 mod keys;

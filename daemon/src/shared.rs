@@ -135,22 +135,25 @@ impl Shared {
     }
 
     /// Reloads the users file when it changed on disk (or always, with `force`). A file that
-    /// does not parse is reported and ignored: the users in memory stay in force.
-    pub fn reload_users_if_changed(&self, force: bool) {
-        let Ok(stamp) = self.users_file.stamp() else {
-            return;
-        };
+    /// does not parse is reported and ignored: the users in memory stay in force. Returns the
+    /// number of users in force after a reload (or with nothing to reload), or why the file
+    /// could not be applied.
+    pub fn reload_users_if_changed(&self, force: bool) -> Result<usize, String> {
+        let stamp = self
+            .users_file
+            .stamp()
+            .map_err(|e| format!("cannot read the users file: {e:#}"))?;
         {
             let state = self.state();
             if !force && stamp == state.users_stamp {
-                return;
+                return Ok(state.users.len());
             }
         }
         let _lock = match self.users_file.lock() {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot lock the users file: {e:#}");
-                return;
+                return Err(format!("cannot lock the users file: {e:#}"));
             }
         };
         match self.users_file.load() {
@@ -164,6 +167,7 @@ impl Shared {
                 state.credentials.clear();
                 drop(state);
                 tracing::info!("users file reloaded: {count} users");
+                Ok(count)
             }
             Err(e) => {
                 let mut state = self.state();
@@ -175,6 +179,10 @@ impl Shared {
                 }
                 state.users_file_ok = false;
                 state.users_stamp = stamp;
+                Err(format!(
+                    "{e:#}; keeping the {} users loaded before",
+                    state.users.len()
+                ))
             }
         }
     }

@@ -50,6 +50,10 @@ fn app_passwords_are_added_listed_and_revoked() {
     let (code, out, err) = users(&state, &["app-password", "revoke", "alice", "phone"], "");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("revoked"), "{out}");
+    assert!(
+        out.contains("no gateway is running on"),
+        "says that no running gateway needed telling: {out}"
+    );
     let (_, out, _) = users(&state, &["app-password", "list", "alice"], "");
     assert!(out.contains("no app passwords"), "{out}");
     let (code, _, err) = users(&state, &["app-password", "revoke", "alice", "phone"], "");
@@ -199,7 +203,22 @@ fn the_account_page_makes_and_revokes_app_passwords_and_the_users_file_follows()
 
     let session = login(addr, "alice", "correct horse");
     let mut page = AccountPage::open(addr, &session);
-    let created = page.post(&[("do", "create"), ("label", "phone")]);
+    // The session alone makes no app password: the password is asked again.
+    let refused = page.post(&[("do", "create"), ("label", "phone")]);
+    assert_eq!(refused.status, 400, "{}", refused.body_text());
+    let refused = page.post(&[("do", "create"), ("label", "phone"), ("current", "wrong")]);
+    assert_eq!(refused.status, 200, "{}", refused.body_text());
+    assert!(shown_secret(&refused.body_text()).is_none());
+    assert!(
+        refused.body_text().contains("Your password is wrong"),
+        "{}",
+        refused.body_text()
+    );
+    let created = page.post(&[
+        ("do", "create"),
+        ("label", "phone"),
+        ("current", "correct horse"),
+    ]);
     assert_eq!(created.status, 200, "{}", created.body_text());
     let secret = shown_secret(&created.body_text()).expect("the secret is shown");
     assert!(created.body_text().contains("it will not be shown again"));
@@ -313,4 +332,79 @@ fn the_account_page_changes_the_password_and_logs_out_everywhere() {
             .ends_with("/_gatehouse/login")
     );
     assert_eq!(browse(&fresh).status, 302, "this session ended too");
+}
+
+#[test]
+fn a_revoked_credential_is_refused_on_the_first_request_after_the_cli_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    add_alice(&state);
+    let args = ["add", "bob", "--password-stdin", "--iterations", "1000"];
+    let (code, _, err) = users(&state, &args, "battery staple\n");
+    assert_eq!(code, 0, "{err}");
+    let app = Recorder::start();
+    let mut gw =
+        Gateway::start_with_state(&state, &app.upstream(), &["--listen", "127.0.0.1:0"], FAST);
+    let addr = gw.addr();
+    let socket = state.join("control.sock");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&socket)
+            .expect("the control socket")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "only gatehouse's user may connect");
+
+    // Made while the gateway runs: it works at once, and is cached as verified.
+    let secret = add_app_password(&state, "phone");
+    let ping = format!("/rest/ping.view?u=alice&p={secret}&v=1.16.1&c=test");
+    let forwarded = app.requests().len();
+    let r = get(addr, &ping, "");
+    assert_eq!(r.status, 200);
+    assert!(!r.body_text().contains("failed"), "{}", r.body_text());
+    assert_eq!(app.requests().len(), forwarded + 1, "the app answered it");
+    assert_eq!(get(addr, "/x", &basic("alice", &secret)).status, 200);
+    let cookie = login(addr, "bob", "battery staple");
+    assert_eq!(
+        get(addr, "/x", &format!("Cookie: {cookie}\r\n")).status,
+        200
+    );
+
+    let (code, out, err) = users(&state, &["app-password", "revoke", "alice", "phone"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("the running gateway applied the change"),
+        "{out}"
+    );
+    // The very next requests, with no wait: refused.
+    assert_eq!(get(addr, "/x", &basic("alice", &secret)).status, 401);
+    assert!(get(addr, &ping, "").body_text().contains("code=\"40\""));
+
+    // A password change logs bob's sessions out, and a deleted user is gone, as promptly.
+    let args = ["passwd", "bob", "--password-stdin", "--iterations", "1000"];
+    let (code, out, err) = users(&state, &args, "new one\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("the running gateway applied the change"),
+        "{out}"
+    );
+    assert_eq!(
+        get(addr, "/x", &format!("Cookie: {cookie}\r\n")).status,
+        401
+    );
+    assert_eq!(get(addr, "/x", &basic("bob", "new one")).status, 200);
+    let (code, out, err) = users(&state, &["del", "bob"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("the running gateway applied the change (1 users)"),
+        "{out}"
+    );
+    assert_eq!(get(addr, "/x", &basic("bob", "new one")).status, 401);
+
+    // The socket goes with the gateway; the CLI then says none is running.
+    let status = gw.terminate().expect("gatehouse exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the control socket is removed on exit");
+    let (code, out, err) = users(&state, &["app-password", "add", "alice", "tablet"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no gateway is running on"), "{out}");
 }

@@ -7,7 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    Client, Gateway, PATIENCE, Recorder, basic, get, login, login_response, set_cookies, users,
+    Client, Gateway, PATIENCE, Recorder, basic, form_encode, get, hidden_field, login,
+    login_response, set_cookies, users,
 };
 
 /// Fast hashes for tests: the cost of PBKDF2 is not what these tests are about.
@@ -129,7 +130,7 @@ fn the_login_page_issues_a_session_cookie_that_names_the_user_to_the_app() {
 
 #[test]
 fn a_wrong_password_gets_no_session_and_is_counted() {
-    let (app, gw, _dir) = setup(&[]);
+    let (app, gw, _dir) = setup(&["--metrics-sources", "127.0.0.1"]);
     let r = login_response(gw.addr(), "alice", "wrong", "/");
     assert!(
         !set_cookies(&r)
@@ -242,10 +243,36 @@ fn a_spoofed_identity_in_a_pipelined_request_on_an_authenticated_connection_neve
 fn logout_clears_the_cookie_and_a_password_change_revokes_every_session() {
     let (_app, gw, dir) = setup(&[]);
     let cookie = login(gw.addr(), "bob", "battery staple");
-    let r = get(
+    // A GET (a link from anywhere) only shows the button.
+    let page = get(
         gw.addr(),
         "/_gatehouse/logout",
         &format!("Cookie: {cookie}\r\n"),
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        !set_cookies(&page)
+            .iter()
+            .any(|c| c.starts_with("gatehouse_session=")),
+        "a GET logged out: {:?}",
+        page.headers
+    );
+    assert_eq!(
+        get(gw.addr(), "/x", &format!("Cookie: {cookie}\r\n")).status,
+        200
+    );
+    // The button posts the page's token with its cookie.
+    let csrf = hidden_field(&page.body_text(), "csrf").expect("csrf field in the logout page");
+    let csrf_cookie = set_cookies(&page).join("; ");
+    let body = format!("csrf={}", form_encode(&csrf));
+    let r = Client::tcp(gw.addr()).request(
+        format!(
+            "POST /_gatehouse/logout HTTP/1.1\r\nHost: gw.test\r\nOrigin: http://gw.test\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nCookie: {cookie}; {csrf_cookie}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
     );
     assert_eq!(r.status, 303);
     assert!(

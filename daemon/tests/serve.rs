@@ -157,9 +157,25 @@ fn sigterm_lets_a_request_in_flight_finish_then_exits_cleanly() {
 }
 
 #[test]
+fn metrics_are_404_unless_the_peer_is_listed() {
+    let app = Recorder::start();
+    // By default nobody may read them; with a list, only its peers (this test's client is
+    // 127.0.0.1, not 127.0.0.2). Anyone else is told there is no such endpoint.
+    for extra in [&[][..], &["--metrics-sources", "127.0.0.2, ::1"][..]] {
+        let gw = Gateway::start(&app.upstream(), extra);
+        for headers in ["", "X-Forwarded-For: 127.0.0.2\r\n"] {
+            let r = get(gw.addr(), "/_gatehouse/metrics", headers);
+            assert_eq!(r.status, 404, "{extra:?} {headers}");
+            assert!(!r.body_text().contains("gatehouse_"), "{}", r.body_text());
+        }
+    }
+    assert!(app.requests().is_empty(), "metrics never reach the app");
+}
+
+#[test]
 fn health_and_metrics_answer() {
     let app = Recorder::start();
-    let gw = Gateway::start(&app.upstream(), &[]);
+    let gw = Gateway::start(&app.upstream(), &["--metrics-sources", "127.0.0.0/8"]);
     let r = get(gw.addr(), "/_gatehouse/health", "");
     assert_eq!(r.status, 200);
     assert_eq!(get(gw.addr(), "/share/a", "").status, 200);

@@ -170,6 +170,8 @@ impl<'a> Settings<'a> {
             subsonic: defaults.subsonic,
             subsonic_policy: defaults.subsonic_policy,
             enable_user_editing: defaults.enable_user_editing,
+            // Boards keep no counters: /_gatehouse/metrics is 404 for everyone.
+            metrics_sources: defaults.metrics_sources,
         }
     }
 }

@@ -311,7 +311,9 @@ pub async fn serve<C: Read + Write, U: Upstream>(
             Decision::NeedMoreBytes
             | Decision::ReadBody { .. }
             | Decision::VerifyPassword(_)
-            | Decision::WaitForCheck => {
+            | Decision::WaitForCheck
+            // A board has no counters to serve, and no metrics_sources: core never says this.
+            | Decision::ServeMetrics(_) => {
                 return End::EngineLoop;
             }
         };

@@ -157,7 +157,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(total > bytes.len());
                 return;
             }
-            Decision::VerifyPassword(_) | Decision::WaitForCheck => unreachable!(),
+            Decision::VerifyPassword(_) | Decision::WaitForCheck | Decision::ServeMetrics(_) => {
+                unreachable!()
+            }
             Decision::Forward(f) => {
                 judge.forward(&f, &out[..f.head_len]);
                 if f.body != BodyFraming::None || f.upgrade {

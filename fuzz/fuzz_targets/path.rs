@@ -6,7 +6,8 @@
 //! - the answer is the one of a plain reference model written from the rules in
 //!   `core/src/http/path.rs` (decode unreserved escapes, upper-case the others, encode raw
 //!   non-ASCII, resolve `.`/`..`, collapse `//`, refuse what is ambiguous, including an
-//!   escaped `%` that a second decoding would turn into another character);
+//!   escaped `%` that a second decoding would turn into another character, a dot segment with
+//!   parameters after `;` or `%3B`, and one with trailing dots or spaces);
 //! - a canonical target is a fixed point (canonicalising it again changes nothing), its path
 //!   has no `//`, no `.` or `..` segment, no `\`, no control byte, no escape of a character
 //!   that should have been decoded, and the query is kept byte for byte;
@@ -44,6 +45,12 @@ fuzz_target!(|data: &[u8]| {
     assert!(path.bytes().all(|b| b.is_ascii_graphic()), "{path:?}");
     for segment in path.split('/') {
         assert!(segment != "." && segment != "..", "{path:?}");
+        let trimmed = segment.replace("%20", " ");
+        let trimmed = trimmed.trim_end_matches(['.', ' ']);
+        assert!(
+            !(segment.starts_with('.') && trimmed.is_empty()),
+            "a dot segment in disguise: {path:?}"
+        );
     }
     let bytes = path.as_bytes();
     for (i, _) in path.match_indices('%') {
@@ -132,8 +139,18 @@ fn reference(input: &str) -> Result<String, PathError> {
     for raw in raw_segments {
         let segment = decode(raw.as_bytes())?;
         let name = segment.split(';').next().unwrap_or("");
+        let name = name.split("%3B").next().unwrap_or("");
         if (name == "." || name == "..") && name.len() != segment.len() {
             return Err(PathError::DotSegmentWithParams);
+        }
+        // `.` or `..` with trailing dots and spaces (`%20`): a name here, not to Windows.
+        let spaced = name.replace("%20", " ");
+        if name.starts_with('.')
+            && name != "."
+            && name != ".."
+            && spaced.chars().all(|c| c == '.' || c == ' ')
+        {
+            return Err(PathError::DotSegmentLookalike);
         }
         match segment.as_str() {
             "" | "." => trailing_slash = true,

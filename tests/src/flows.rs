@@ -177,6 +177,33 @@ pub fn with_host(request: &[u8], host: &str) -> Vec<u8> {
     out
 }
 
+/// The logout page (a GET with the session): its CSRF cookie and the form's hidden field.
+pub fn logout_page(client: &mut Client, session: &str) -> (String, String) {
+    let page = exchange(
+        client,
+        &get(
+            "/_gatehouse/logout",
+            &[&session_cookie(session), "Accept: text/html"],
+        ),
+    );
+    assert_eq!(page.status, 200, "logout page: {page}");
+    assert!(
+        page.set_cookie(SESSION_COOKIE).is_none(),
+        "a GET logged out: {page}"
+    );
+    let cookie = page
+        .set_cookie(CSRF_COOKIE)
+        .unwrap_or_else(|| panic!("the logout page sets no {CSRF_COOKIE} cookie: {page}"));
+    let text = page.text();
+    let field = text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("the logout page has no csrf field: {text}"))
+        .to_owned();
+    (cookie, field)
+}
+
 /// Logs in through the login form and returns the session cookie's value.
 pub fn login(gw: &Gateway, user: &str, password: &str) -> String {
     let mut client = gw.client();

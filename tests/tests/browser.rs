@@ -61,7 +61,10 @@ conformance! {
             assert_identity(request, "Remote-User", "alice");
         }
 
+        // A visit to the logout address only asks; the button signs out.
         browser.go(&format!("{base}/_gatehouse/logout"));
+        assert!(browser.url().contains("/_gatehouse/logout"), "{}", browser.url());
+        browser.click("form button");
         let url = wait_for_url(&browser, |u| u.contains("/_gatehouse/login"));
         assert!(url.contains("/_gatehouse/login"), "after logout: {url}");
         gw.upstream.clear();
@@ -97,6 +100,7 @@ conformance! {
         assert!(browser.text().contains("No app passwords yet."), "{}", browser.text());
 
         browser.type_into("input[name=label]", "phone");
+        browser.type_into("#create-current", PASSWORD);
         browser.click("input[name=label] ~ button");
         let text = wait_for_text(&browser, "Copy it now: it will not be shown again.");
         assert!(text.contains("Copy it now: it will not be shown again."), "{text}");

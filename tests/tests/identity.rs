@@ -335,4 +335,43 @@ conformance! {
         assert!(gw.upstream.seen().is_empty(), "reached the app: {:#?}", gw.upstream.seen());
         Ok(())
     }
+    /// A client's `Authorization` (a browser's cached Basic password, an app password) never
+    /// reaches the app when gatehouse let the request in for another reason: a public path,
+    /// a session cookie. Nor when gatehouse checked it; `Proxy-Authorization` never.
+    fn client_authorization_never_reaches_the_app(kind) on [daemon, host_tap, qemu] {
+        let gw = Gateway::start(kind, alice())?;
+        let session = login(&gw, "alice", PASSWORD);
+        let cookie = session_cookie(&session);
+        let secret = "Authorization: Basic bWFsbG9yeTpzZWNyZXQ=";
+        let proxy_secret = "Proxy-Authorization: Basic bWFsbG9yeTpzZWNyZXQ=";
+        let requests = [
+            get("/share/x", &[secret, proxy_secret]),
+            get("/app/", &[&cookie, secret, proxy_secret]),
+            get("/app/", &[&auth(), proxy_secret]),
+        ];
+        for request in requests {
+            gw.upstream.clear();
+            let response = gw.send(&request);
+            assert_eq!(response.status, 200, "{response}");
+            let seen = gw.upstream.only();
+            assert!(!seen.has_header_like("Authorization"), "{seen:#?}");
+            assert!(!seen.has_header_like("Proxy-Authorization"), "{seen:#?}");
+            assert_never_seen(&[seen], "bWFsbG9yeTpzZWNyZXQ=");
+        }
+        Ok(())
+    }
+
+    /// Subsonic paths in pass-through mode: the app checks the client's credentials, so its
+    /// `Authorization` is forwarded (and nothing else of the kind).
+    fn subsonic_pass_through_keeps_the_client_authorization(kind) on [daemon] {
+        let gw = Gateway::start(kind, alice().set("subsonic", "pass-through"))?;
+        let credential = basic("alice", "app-checks-this");
+        gw.upstream.clear();
+        let response = gw.send(&get("/rest/ping.view", &[&credential]));
+        assert_eq!(response.status, 200, "{response}");
+        let seen = gw.upstream.only();
+        let value = credential.trim_start_matches("Authorization: ");
+        assert_eq!(seen.header("Authorization").as_deref(), Some(value), "{seen:#?}");
+        Ok(())
+    }
 }

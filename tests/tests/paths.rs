@@ -95,6 +95,32 @@ conformance! {
         Ok(())
     }
 
+    /// Dot segments in disguise: parameters after an escaped `;` (servlet containers decode
+    /// `%3B` and then strip `;…`), trailing dots or spaces (trimmed by Windows and others), a
+    /// tab. To such an app `/share/..%3B/app/` is `/app/`: refused with 400, never public.
+    fn dot_segments_in_disguise_are_refused(kind) on [daemon, host_tap, qemu] {
+        let gw = Gateway::start(kind, alice())?;
+        for target in [
+            "/share/..%3B/app/",
+            "/share/..%3b/app/",
+            "/share/.%3B/app/",
+            "/share/..%3Bjsessionid=x/app/",
+            "/share/%2e%2e%3B/app/",
+            "/share/..%20/app/",
+            "/share/.%20/app/",
+            "/share/..%09/app/",
+            "/share/.%09/app/",
+            "/share/.../app/",
+            "/share/..%20.%20/app/",
+            "/share/..%2e/app/",
+            "/share/...;x/app/",
+        ] {
+            let response = expect_no_anonymous_access(&gw, target.as_bytes());
+            assert_eq!(response.status, 400, "{target}: {response}");
+        }
+        Ok(())
+    }
+
     /// `..` that would climb above the root is refused, not clamped into something else.
     fn climbing_above_the_root_is_refused(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;

@@ -159,18 +159,25 @@ conformance! {
         Ok(())
     }
 
-    /// Logout answers with the session cookie cleared and a redirect.
+    /// Logout is the logout page's form: a POST from this site with its CSRF token. It
+    /// answers with the session cookie cleared and a redirect.
     fn logout_clears_the_cookie(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
         let session = login(&gw, "alice", PASSWORD);
         let mut client = gw.client();
+        let (csrf_cookie, field) = logout_page(&mut client, &session);
+        let body = format!("csrf={}", form_encode(&field));
         let response = exchange(
             &mut client,
             &request(
                 "POST",
                 "/_gatehouse/logout",
-                &[&session_cookie(&session), &format!("Origin: http://{HOST}")],
-                b"",
+                &[
+                    &format!("Cookie: {SESSION_COOKIE}={session}; {CSRF_COOKIE}={csrf_cookie}"),
+                    &format!("Origin: http://{HOST}"),
+                    "Content-Type: application/x-www-form-urlencoded",
+                ],
+                body.as_bytes(),
             ),
         );
         assert!(matches!(response.status, 302 | 303), "{response}");
@@ -184,6 +191,44 @@ conformance! {
             "{cleared}"
         );
         assert!(gw.upstream.seen().is_empty(), "logout reached the app");
+        Ok(())
+    }
+
+    /// Another site cannot log anyone out: a GET (a link, an image) only shows the button,
+    /// and a POST without the page's token, or from another origin, is refused; the session
+    /// keeps working.
+    fn logout_from_another_site_logs_nobody_out(kind) on [daemon, host_tap, qemu] {
+        let gw = Gateway::start(kind, alice())?;
+        let session = login(&gw, "alice", PASSWORD);
+        let mut client = gw.client();
+        let cookie = session_cookie(&session);
+        let (csrf_cookie, field) = logout_page(&mut client, &session);
+        let body = format!("csrf={}", form_encode(&field));
+        let both = format!("Cookie: {SESSION_COOKIE}={session}; {CSRF_COOKIE}={csrf_cookie}");
+        let form = "Content-Type: application/x-www-form-urlencoded";
+        let attempts = [
+            get("/_gatehouse/logout", &[&cookie, "Sec-Fetch-Site: cross-site"]),
+            request("POST", "/_gatehouse/logout", &[&cookie, "Origin: http://evil.example"], b""),
+            request("POST", "/_gatehouse/logout", &[&cookie, form], body.as_bytes()),
+            request(
+                "POST",
+                "/_gatehouse/logout",
+                &[&both, form, "Origin: http://evil.example"],
+                body.as_bytes(),
+            ),
+            request(
+                "POST",
+                "/_gatehouse/logout",
+                &[&both, form, "Sec-Fetch-Site: cross-site"],
+                body.as_bytes(),
+            ),
+        ];
+        for attempt in attempts {
+            let response = exchange(&mut gw.client(), &attempt);
+            assert!(matches!(response.status, 200 | 403), "{response}");
+            assert!(response.set_cookie(SESSION_COOKIE).is_none(), "{response}");
+        }
+        assert_eq!(with_session(&gw, &session).status, 200);
         Ok(())
     }
 

@@ -295,7 +295,7 @@ conformance! {
         let wrong = format!("{}x", &secret[1..]);
         let said = py_sonic(gw.addr(), "wrong", "alice", &wrong, "clear,token");
         assert_eq!(said.matches("refused with code 40").count(), 4, "{said}");
-        // Another user with an app password of her own (token auth needs one, else 41), so the
+        // Another user with an app password of her own (token auth needs one), so the
         // login throttle (a few failures per user and network) stays out of the way.
         let wrong = format!("{}x", &carols[1..]);
         let said = subsonic_api(gw.addr(), "wrong", "carol", &wrong);

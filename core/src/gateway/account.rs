@@ -24,6 +24,14 @@
 //! hidden field equals the `gatehouse_csrf` cookie (compared in constant time). Then a valid
 //! session. Each refusal is its own [`AccountOutcome`].
 //!
+//! # Creating an app password
+//!
+//! An app password works wherever the login password does (HTTP Basic, Subsonic), for as long
+//! as it lives: a stolen session (a browser left signed in) must not be able to mint one. So
+//! the form asks for the current password again, checked off the lock exactly like a password
+//! change's (a [`Decision::VerifyPassword`], charged to the login throttle), and the app
+//! password is made only in [`Gateway::finish`] of a right one.
+//!
 //! # Changing the password
 //!
 //! Checking the current password and hashing the new one are slow on purpose, so they happen
@@ -230,7 +238,7 @@ impl<const U: usize, const A: usize> AccountPage<'_, U, A> {
             w.raw(b"</ul>\n")?;
         }
         self.form_start(w, "create", "")?;
-        w.raw(b"<label for=\"label\">Name of a new app password</label>\n<input id=\"label\" name=\"label\" maxlength=\"32\" placeholder=\"phone\" autocomplete=\"off\" autocapitalize=\"none\" required>\n<button type=\"submit\">Create app password</button>\n</form>\n")?;
+        w.raw(b"<label for=\"label\">Name of a new app password</label>\n<input id=\"label\" name=\"label\" maxlength=\"32\" placeholder=\"phone\" autocomplete=\"off\" autocapitalize=\"none\" required>\n<label for=\"create-current\">Your password</label>\n<input id=\"create-current\" name=\"current\" type=\"password\" autocomplete=\"current-password\" required>\n<button type=\"submit\">Create app password</button>\n</form>\n")?;
 
         w.raw(b"<h2>Password</h2>\n")?;
         if self.editing_allowed {
@@ -369,7 +377,9 @@ impl<const S: usize> Gateway<'_, S> {
             "That form was incomplete. Please try again.",
         );
         match form_field(body, "do", &mut do_buf) {
-            Ok(Some(b"create")) => self.create_app_password(ctx, shared, &user, body, out),
+            Ok(Some(b"create")) => {
+                self.create_app_password(ctx, shared, &user, body, verified, out)
+            }
             Ok(Some(b"revoke")) => {
                 let mut label_buf = [0u8; 4 * MAX_APP_PASSWORD_LABEL_LEN];
                 let label = match form_field(body, "label", &mut label_buf) {
@@ -414,6 +424,7 @@ impl<const S: usize> Gateway<'_, S> {
         shared: &mut Shared<'_, U, T, C, A>,
         user: &SignedIn,
         body: &[u8],
+        verified: Option<(&PasswordCheck, bool)>,
         out: &mut [u8],
     ) -> Decision {
         let mut label_buf = [0u8; 4 * MAX_APP_PASSWORD_LABEL_LEN];
@@ -421,14 +432,44 @@ impl<const S: usize> Gateway<'_, S> {
             Ok(Some(l)) => core::str::from_utf8(l).ok(),
             _ => None,
         };
-        let Some(label) = label else {
+        let mut current_buf = [0u8; MAX_PASSWORD_LEN];
+        let current = match form_field(body, "current", &mut current_buf) {
+            Ok(Some(c)) if !c.is_empty() => Some(c),
+            _ => None,
+        };
+        let (Some(label), Some(current)) = (label, current) else {
             let answer = Answer::error(
                 Status::BadRequest,
                 AccountOutcome::BadForm,
-                "Please name the new app password.",
+                "Please name the new app password and enter your password.",
             );
             return self.account_page(ctx, shared.users, user, &answer, out);
         };
+        // The current password first, off the lock; the app password is made once it is right.
+        let verdict = verified
+            .filter(|(check, _)| check.is_for(Purpose::CreateAppPassword, &user.name, current))
+            .map(|(_, ok)| ok);
+        match verdict {
+            Some(true) => {}
+            Some(false) => {
+                let answer = Answer::error(
+                    Status::Ok,
+                    AccountOutcome::WrongPassword,
+                    "Your password is wrong: no app password was made.",
+                );
+                return self.account_page(ctx, shared.users, user, &answer, out);
+            }
+            None => {
+                let handout = self.password_check(
+                    Purpose::CreateAppPassword,
+                    &user.name,
+                    current,
+                    ctx,
+                    shared,
+                );
+                return self.current_password_handout(ctx, shared, user, handout, out);
+            }
+        }
         let random: [u8; APP_PASSWORD_RANDOM_LEN] = derive(ctx.ex.random, b"app password");
         let text;
         let answer = match shared
@@ -566,16 +607,34 @@ impl<const S: usize> Gateway<'_, S> {
                 out,
             );
         }
-        match self.password_check(Purpose::ChangePassword, &user.name, current, ctx, shared) {
-            Handout::Check(mut check) => {
-                check.new_password = Some(NewPassword {
-                    password: new_password,
-                    salt: derive(ctx.ex.random, b"new password salt"),
-                    iterations: self.config.password_iterations,
-                    hash: OnceCell::new(),
-                });
-                Decision::VerifyPassword(check)
-            }
+        let handout =
+            match self.password_check(Purpose::ChangePassword, &user.name, current, ctx, shared) {
+                Handout::Check(mut check) => {
+                    check.new_password = Some(NewPassword {
+                        password: new_password,
+                        salt: derive(ctx.ex.random, b"new password salt"),
+                        iterations: self.config.password_iterations,
+                        hash: OnceCell::new(),
+                    });
+                    Handout::Check(check)
+                }
+                other => other,
+            };
+        self.current_password_handout(ctx, shared, user, handout, out)
+    }
+
+    /// What handing out the check of a signed-in user's current password (a password change,
+    /// a new app password) came to: the check, or the page saying why not.
+    fn current_password_handout<const U: usize, const T: usize, const C: usize, const A: usize>(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        shared: &mut Shared<'_, U, T, C, A>,
+        user: &SignedIn,
+        handout: Handout,
+        out: &mut [u8],
+    ) -> Decision {
+        match handout {
+            Handout::Check(check) => Decision::VerifyPassword(check),
             Handout::Throttled(seconds) => {
                 let text = message(format_args!(
                     "Too many failed attempts. Please try again in {} seconds.",
@@ -592,7 +651,8 @@ impl<const S: usize> Gateway<'_, S> {
                 };
                 self.account_page(ctx, shared.users, user, &answer, out)
             }
-            Handout::Busy | Handout::InFlight => {
+            Handout::InFlight => Decision::WaitForCheck,
+            Handout::Busy => {
                 let answer = Answer {
                     outcome: Outcome::PasswordChecksBusy,
                     ..Answer::error(

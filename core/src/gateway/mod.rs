@@ -8,8 +8,10 @@
 //! 2. **Canonicalise** the target and **classify** it ([`crate::http::PathRules`]).
 //! 3. gatehouse's own endpoints under the reserved prefix (`/_gatehouse/`, matched
 //!    case-insensitively, endpoint names too): `login` (GET: the page; POST: the form),
-//!    `logout`, `auth` (forward-auth for Caddy and Traefik), `auth/nginx` (forward-auth for
-//!    nginx), `health`, and with the `account` feature `account` (a signed-in user's app passwords,
+//!    `logout` (GET: a confirm button; POST: the form, with the login form's CSRF checks),
+//!    `auth` (forward-auth for Caddy and Traefik), `auth/nginx` (forward-auth for nginx),
+//!    `health`, `metrics` (only to a peer in [`GatewayConfig::metrics_sources`]; the shell
+//!    writes its counters), and with the `account` feature `account` (a signed-in user's app passwords,
 //!    password and sessions: see the `account` module). Public paths are forwarded with no
 //!    identity at all.
 //! 4. Everyone else must be someone. In order: the identity header from a peer with
@@ -59,7 +61,7 @@ pub use form::{
     CSRF_COOKIE_NAME, CSRF_TOKEN_LEN, CSRF_TTL_SECS, CsrfToken, FormError, SECURE_CSRF_COOKIE_NAME,
     cookie_value, csrf_cookie_name, csrf_tokens_match, form_field, issue_csrf_token, url_decode,
 };
-pub use page::{LoginPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
+pub use page::{LoginPage, LogoutPage, MAX_LOGIN_PAGE_LEN, PAGE_CSP};
 pub use pending::{MAX_PENDING_CHECKS, PENDING_CHECK_EXPIRY_SECS, PendingChecks};
 pub use subsonic::SubsonicMode;
 
@@ -104,6 +106,15 @@ pub const READ_BUFFER_LEN: usize = MAX_HEAD_LEN + MAX_FORM_LEN;
 /// head plus what gatehouse adds) and a scratch copy of the canonical target.
 pub const OUT_LEN: usize = 2 * MAX_HEAD_LEN + 2048;
 
+/// Entries a [`GatewayConfig::metrics_sources`] list holds.
+pub const METRICS_SOURCES_CAPACITY: usize = 16;
+
+/// Peers allowed to read `/_gatehouse/metrics` (CIDRs and `@`, as trusted sources are written).
+pub type MetricsSources = TrustedSources<METRICS_SOURCES_CAPACITY>;
+
+/// The default [`GatewayConfig::metrics_sources`]: nobody.
+const NO_METRICS_SOURCES: MetricsSources = TrustedSources::new();
+
 const MAX_LOCATION_LEN: usize = 2048;
 const MAX_RETURN_LEN: usize = 1024;
 
@@ -122,7 +133,10 @@ pub struct GatewayConfig<'a> {
     /// Mark cookies `Secure` even on plain connections (gatehouse behind a TLS-terminating
     /// proxy). Cookies are always `Secure` on TLS connections.
     pub secure_cookies: bool,
-    /// Remove the client's `Authorization` from a request gatehouse authenticated with it.
+    /// Remove the client's `Authorization` from a request gatehouse authenticated with it
+    /// (HTTP Basic). Off, such a request keeps it; every other request loses it whatever
+    /// this says (a session user's cached Basic password, a public path), except on Subsonic
+    /// paths in [`SubsonicMode::PassThrough`], where the app checks it.
     pub strip_authorization: bool,
     /// PBKDF2 iterations for provisioned users' random passwords and the dummy hash of
     /// unknown users (use the deployment's usual count).
@@ -136,6 +150,10 @@ pub struct GatewayConfig<'a> {
     /// Non-admins may change their own password (on the account page); Navidrome's
     /// `EnableUserEditing`.
     pub enable_user_editing: bool,
+    /// Socket peers that may read `/_gatehouse/metrics` (a scraper); everyone else gets 404,
+    /// as if there were no such endpoint. Counters tell who is logging in how often: they are
+    /// nobody else's business. Default: nobody.
+    pub metrics_sources: &'a MetricsSources,
 }
 
 impl GatewayConfig<'static> {
@@ -155,6 +173,7 @@ impl GatewayConfig<'static> {
         subsonic: SubsonicMode::Authenticate,
         subsonic_policy: crate::subsonic::SubsonicPolicy::DEFAULT,
         enable_user_editing: true,
+        metrics_sources: &NO_METRICS_SOURCES,
     };
 }
 
@@ -246,6 +265,20 @@ pub enum Decision {
     /// [`Gateway::decide`] again with the same bytes; the verified-credential cache then
     /// answers, or a check is handed out if the first one failed.
     WaitForCheck,
+    /// A peer in [`GatewayConfig::metrics_sources`] asked for `/_gatehouse/metrics`: answer
+    /// `200` with the shell's counters (core keeps none).
+    ServeMetrics(MetricsRequest),
+}
+
+/// A metrics request core allowed: the shell writes the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsRequest {
+    /// Bytes of the request (its head).
+    pub consumed: usize,
+    /// The request was `HEAD`: answer with the head only.
+    pub head_only: bool,
+    /// Close the connection after writing.
+    pub close: bool,
 }
 
 /// Forward a request: write `out[..head_len]` to the app, then relay the body.
@@ -396,6 +429,8 @@ pub enum Outcome {
     PasswordChecksBusy,
     /// Logged out.
     LoggedOut,
+    /// The logout endpoint's confirm page (a `GET`: logging out takes a `POST`).
+    LogoutPage,
     /// An anonymous browser was sent to the login page.
     RedirectedToLogin,
     /// An anonymous non-browser client got a 401 challenge.
@@ -436,6 +471,9 @@ enum Purpose {
     /// The current password of a password change on the account page.
     #[cfg(feature = "account")]
     ChangePassword,
+    /// The current password of a new app password on the account page.
+    #[cfg(feature = "account")]
+    CreateAppPassword,
 }
 
 /// A password to verify, self-contained so that it can run without the shared state.
@@ -520,7 +558,7 @@ enum Handout {
     Check(PasswordCheck),
     Throttled(u64),
     Busy,
-    /// The same Basic or Subsonic credential is being checked already.
+    /// The same guess is being checked already.
     InFlight,
     Failed,
 }
@@ -833,10 +871,12 @@ impl<const S: usize> Gateway<'_, S> {
             return Handout::Failed;
         }
         let guess = pending::guess_digest(name, password);
-        // A credential sent with every request is checked once at a time; the cache
-        // answers the copies once it is verified.
-        if matches!(purpose, Purpose::Basic | Purpose::Subsonic) && shared.pending.has(&guess, now)
-        {
+        // The same guess is checked once at a time: its copies wait for it and are then
+        // decided again (a credential sent with every request is answered by the cache; a
+        // login form is checked, and charged, like a guess in a row). A copy handed a check
+        // of its own would take a place uncharged: a few of them in a loop would hold every
+        // place and answer everyone else 503.
+        if shared.pending.has(&guess, now) {
             return Handout::InFlight;
         }
         let Some(claim) = shared.pending.claim(&guess, now) else {
@@ -903,8 +943,7 @@ impl<const S: usize> Gateway<'_, S> {
             peer: ctx.ex.peer,
             peer_trusted: ctx.forwarding,
             tls: ctx.ex.tls,
-            strip_authorization: self.config.strip_authorization
-                && who.as_ref().is_some_and(|w| w.via_basic),
+            strip_authorization: !self.forwards_authorization(class, who.as_ref()),
             session_cookie: session::COOKIE_NAME,
             identity,
             tunnel: websocket_upgrade(head),
@@ -943,6 +982,20 @@ impl<const S: usize> Gateway<'_, S> {
             set_cookie,
             users_changed,
         })
+    }
+
+    /// Whether the client's `Authorization` reaches the app on purpose. A browser sends a
+    /// cached Basic password with every request, and a music app its app password: neither
+    /// may land at the app (its logs, its own login) just because gatehouse let the request
+    /// through for another reason (a public path, a session cookie, a trusted header). It is
+    /// kept only where the app checks it: Subsonic paths in [`SubsonicMode::PassThrough`], and
+    /// requests gatehouse authenticated with it when the deployment turned
+    /// [`GatewayConfig::strip_authorization`] off.
+    fn forwards_authorization(&self, class: PathClass, who: Option<&Who>) -> bool {
+        let pass_through =
+            class == PathClass::Subsonic && self.config.subsonic == SubsonicMode::PassThrough;
+        let kept_basic = !self.config.strip_authorization && who.is_some_and(|w| w.via_basic);
+        pass_through || kept_basic
     }
 
     fn login_path(&self, buf: &mut [u8; 256]) -> usize {
@@ -1017,7 +1070,8 @@ impl<const S: usize> Gateway<'_, S> {
                 self.login_page(ctx, Status::Ok, target, None, Outcome::LoginPage, out)
             }
             "login" if method == "POST" => self.login_post(ctx, shared, verified, out),
-            "logout" if read_only || method == "POST" => self.logout(ctx, out),
+            "logout" if read_only => self.logout_page(ctx, Status::Ok, None, out),
+            "logout" if method == "POST" => self.logout(ctx, out),
             "auth" => self.forward_auth(ctx, ForwardAuthKind::Forwarded, shared, verified, out),
             "auth/nginx" => self.forward_auth(ctx, ForwardAuthKind::Nginx, shared, verified, out),
             #[cfg(feature = "account")]
@@ -1030,6 +1084,13 @@ impl<const S: usize> Gateway<'_, S> {
                     .finish("text/plain; charset=utf-8", b"ok\n", close)
                     .map(|n| head_only(ctx.head, out, n));
                 finish(ctx, written, close, Outcome::Health)
+            }
+            "metrics" if read_only && self.config.metrics_sources.trusts(&ctx.ex.peer) => {
+                Decision::ServeMetrics(MetricsRequest {
+                    consumed: ctx.head.head_len(),
+                    head_only: ctx.head.is_head(),
+                    close: close_after(ctx.head, false),
+                })
             }
             "login" | "logout" | "health" => respond_error(
                 ctx,
@@ -1159,7 +1220,8 @@ impl<const S: usize> Gateway<'_, S> {
                 }
                 return match handout {
                     Handout::Check(check) => Decision::VerifyPassword(check),
-                    Handout::Busy | Handout::InFlight => self.login_page(
+                    Handout::InFlight => Decision::WaitForCheck,
+                    Handout::Busy => self.login_page(
                         ctx,
                         Status::ServiceUnavailable,
                         return_target,
@@ -1296,7 +1358,61 @@ impl<const S: usize> Gateway<'_, S> {
             }
     }
 
+    /// The logout endpoint's page for a `GET`: a button that posts the logout form with a
+    /// fresh CSRF token (and again, with `error`, for a form that failed the checks).
+    fn logout_page(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        status: Status,
+        error: Option<&str>,
+        out: &mut [u8],
+    ) -> Decision {
+        let (token, cookie) = self.issue_csrf(ctx.ex);
+        let mut path = [0u8; 256];
+        let path_len = self.endpoint_path("logout", &mut path);
+        let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/logout");
+        let consumed_body = consumed_with_body(ctx.head, ctx.ex.bytes.len());
+        let close = close_after(ctx.head, consumed_body.is_some());
+        let page = LogoutPage {
+            action,
+            csrf: &token,
+            error,
+        };
+        let len = page
+            .write_response(status, &cookie, close, out)
+            .map(|n| head_only(ctx.head, out, n));
+        let outcome = match error {
+            Some(_) => Outcome::CsrfRejected,
+            None => Outcome::LogoutPage,
+        };
+        match len {
+            Ok(len) => Decision::Respond(Respond {
+                consumed: consumed_body.unwrap_or(ctx.head.head_len()),
+                len,
+                close,
+                outcome,
+                users_changed: false,
+            }),
+            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
+        }
+    }
+
+    /// Logging out: a `POST` of the logout page's form, with the login form's CSRF checks (the
+    /// request came from this site, and carries the signed double-submit token), so that no
+    /// other site can log a user out with a link, an image or a form of its own.
     fn logout(&self, ctx: &Ctx<'_, '_>, out: &mut [u8]) -> Decision {
+        let body = match self.form_body(ctx, out) {
+            Ok(body) => body,
+            Err(decision) => return decision,
+        };
+        if !self.csrf_ok(ctx, body) {
+            return self.logout_page(
+                ctx,
+                Status::Forbidden,
+                Some("This sign-out form has expired. Please try again."),
+                out,
+            );
+        }
         let mut cookie = [0u8; MAX_SET_COOKIE_LEN];
         let cookie_len = session::write_clear_cookie(&mut cookie, self.secure(ctx.ex)).unwrap_or(0);
         let mut path = [0u8; 256];
@@ -1307,11 +1423,20 @@ impl<const S: usize> Gateway<'_, S> {
             }
             _ => &path[..path_len],
         };
-        let close = close_after(ctx.head, false);
+        let close = close_after(ctx.head, true);
         let mut w = ResponseWriter::new(out, Status::SeeOther);
         w.header("Location", location)
             .header("Set-Cookie", &cookie[..cookie_len]);
-        finish(ctx, w.finish_empty(close), close, Outcome::LoggedOut)
+        match w.finish_empty(close) {
+            Ok(len) => Decision::Respond(Respond {
+                consumed: ctx.head.head_len() + body.len(),
+                len,
+                close,
+                outcome: Outcome::LoggedOut,
+                users_changed: false,
+            }),
+            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
+        }
     }
 
     /// Forward-auth (Caddy `forward_auth`, Traefik `ForwardAuth`, nginx `auth_request`): the
@@ -1519,6 +1644,7 @@ const ENDPOINTS: &[&str] = &[
     "auth",
     "auth/nginx",
     "health",
+    "metrics",
     #[cfg(feature = "account")]
     ACCOUNT_ENDPOINT,
 ];

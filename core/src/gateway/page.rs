@@ -1,4 +1,5 @@
-//! The login page: one HTML document shared by every shell.
+//! The login page (and the logout page's confirm button): one HTML document shared by every
+//! shell.
 //!
 //! Plain HTML and CSS, no JavaScript: it works in any browser, with a screen reader (labels
 //! bound to their fields, the error announced with `role="alert"`), and on a phone (viewport
@@ -59,6 +60,48 @@ pub struct LoginPage<'a> {
     pub return_target: &'a [u8],
     /// A message to show above the form.
     pub error: Option<&'a str>,
+}
+
+/// The logout endpoint's page for a `GET`: a button that posts the logout form. Logging out
+/// takes a `POST` with the CSRF checks, so that another site cannot log anyone out with a link
+/// or an image.
+#[derive(Clone, Copy, Debug)]
+pub struct LogoutPage<'a> {
+    /// Where the form posts (the logout endpoint).
+    pub action: &'a str,
+    /// The CSRF token for the hidden field.
+    pub csrf: &'a str,
+    /// A message to show above the button.
+    pub error: Option<&'a str>,
+}
+
+impl LogoutPage<'_> {
+    fn html(&self, w: &mut Html<'_>) -> Result<(), OutputFull> {
+        page_start(w, "Sign out", "", "")?;
+        if let Some(e) = self.error {
+            w.raw(b"<p class=\"error\" role=\"alert\">")?;
+            w.text(e.as_bytes())?;
+            w.raw(b"</p>\n")?;
+        }
+        w.raw(b"<form method=\"post\" action=\"")?;
+        w.text(self.action.as_bytes())?;
+        w.raw(b"\">\n<input type=\"hidden\" name=\"csrf\" value=\"")?;
+        w.text(self.csrf.as_bytes())?;
+        w.raw(
+            b"\">\n<button type=\"submit\">Sign out</button>\n</form>\n</main>\n</body>\n</html>\n",
+        )
+    }
+
+    /// Writes the whole response: `status`, the CSRF cookie (`set_cookie`), the page.
+    pub fn write_response(
+        &self,
+        status: Status,
+        set_cookie: &[u8],
+        close: bool,
+        out: &mut [u8],
+    ) -> Result<usize, OutputFull> {
+        html_response(status, &[set_cookie], close, out, |w| self.html(w))
+    }
 }
 
 impl LoginPage<'_> {
@@ -226,6 +269,29 @@ mod tests {
         assert!(html.contains("autocomplete=\"current-password\""));
         assert!(html.contains("name=\"viewport\""));
         assert!(html.contains("action=\"/_gatehouse/login\""));
+    }
+
+    #[test]
+    fn the_logout_page_is_a_button_that_posts_the_token() {
+        let page = LogoutPage {
+            action: "/_gatehouse/logout",
+            csrf: "t\"ok",
+            error: Some("Expired <b>"),
+        };
+        let mut out = [0u8; 4096];
+        let n = page
+            .write_response(Status::Ok, b"gatehouse_csrf=tok", false, &mut out)
+            .unwrap();
+        let text = core::str::from_utf8(&out[..n]).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("\r\nContent-Security-Policy: default-src 'none'"));
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+        assert!(body.contains("<form method=\"post\" action=\"/_gatehouse/logout\">"));
+        assert!(body.contains("name=\"csrf\" value=\"t&quot;ok\""));
+        assert!(body.contains("<button type=\"submit\">Sign out</button>"));
+        assert!(body.contains("role=\"alert\">Expired &lt;b&gt;</p>"));
+        assert!(!body.contains("<script"));
+        assert!(body.ends_with("</html>\n"));
     }
 
     #[test]

@@ -277,6 +277,73 @@ fn sessions_authenticate_and_never_reach_the_app() {
 }
 
 #[test]
+fn a_client_authorization_reaches_the_app_only_where_the_app_checks_it() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    // A browser's cached Basic password (alice's), an app password, a bearer token.
+    let auths = [
+        "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n",
+        "Authorization: Basic Ym9iOmFwcC1wYXNzd29yZA==\r\n",
+        "Authorization: Bearer secret\r\nProxy-Authorization: Basic eDp5\r\n",
+    ];
+    let cookie = w.session_cookie("bob");
+    for auth in auths {
+        let requests = [
+            // A public path: anyone.
+            (
+                CLIENT,
+                format!("GET /share/x HTTP/1.1\r\nHost: music\r\n{auth}\r\n"),
+            ),
+            // A session user.
+            (
+                CLIENT,
+                format!("GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n{auth}\r\n"),
+            ),
+            // A user named by a trusted proxy.
+            (
+                PROXY,
+                format!("GET /app/ HTTP/1.1\r\nHost: music\r\nRemote-User: bob\r\n{auth}\r\n"),
+            ),
+        ];
+        for (peer, req) in requests {
+            let d = w.decide(peer, req.as_bytes(), &mut out);
+            let head = forwarded(&d, &out).to_ascii_lowercase();
+            assert!(!head.contains("authorization"), "{req}\n{head}");
+        }
+    }
+
+    // Authenticated with it: stripped, unless the deployment keeps it.
+    let req = basic("alice", "wonderland");
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(!forwarded(&d, &out).contains("Authorization"));
+    w.config.strip_authorization = false;
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(forwarded(&d, &out).contains("\r\nAuthorization: Basic "));
+    // ... which keeps nothing for anyone else.
+    let req = format!(
+        "GET /app/ HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n{}\r\n",
+        auths[0]
+    );
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(!forwarded(&d, &out).contains("Authorization"));
+
+    // The app checks Subsonic clients itself: their Basic credentials reach it.
+    w.config.strip_authorization = true;
+    w.config.subsonic = SubsonicMode::PassThrough;
+    let req = format!(
+        "GET /rest/ping.view HTTP/1.1\r\nHost: music\r\n{}Proxy-Authorization: Basic eDp5\r\n\r\n",
+        auths[1]
+    );
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    let head = forwarded(&d, &out);
+    assert!(
+        head.contains("\r\nAuthorization: Basic Ym9iOmFwcC1wYXNzd29yZA==\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("Proxy-Authorization"), "{head}");
+}
+
+#[test]
 fn sessions_near_expiry_are_renewed() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
@@ -626,6 +693,49 @@ fn the_login_form_issues_a_session() {
 }
 
 #[test]
+fn login_form_guesses_already_in_flight_wait_and_take_no_place() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (token, field) = csrf_from(&responded(&d, &out).0);
+    let guess = login_post(&token, &field, "alice", "not-it", "");
+    let Decision::VerifyPassword(first) = w.step(CLIENT, guess.as_bytes(), None, &mut out) else {
+        panic!("no check handed out");
+    };
+    // The same guess in a loop, more often than there are places: each copy waits.
+    for _ in 0..MAX_PENDING_CHECKS * 2 {
+        let d = w.step(CLIENT, guess.as_bytes(), None, &mut out);
+        assert!(matches!(d, Decision::WaitForCheck), "{d:?}");
+    }
+    // Everyone else is still checked at once, on every place but the first one's.
+    let mut others = Vec::new();
+    for i in 1..MAX_PENDING_CHECKS {
+        let req = basic(&format!("user{i}"), "guess");
+        match w.step(&format!("198.51.100.{i}:1"), req.as_bytes(), None, &mut out) {
+            Decision::VerifyPassword(c) => others.push(c),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(w.pending.in_flight(NOW), MAX_PENDING_CHECKS);
+    drop(others);
+    let ok = first.verify();
+    let d = w.step(CLIENT, guess.as_bytes(), Some((&first, ok)), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::LoginFailed);
+    // Decided again once the first finished (and the others gave their places back), a copy
+    // is a guess in a row: checked, and charged.
+    w.pending = PendingChecks::new();
+    let d = w.step(CLIENT, guess.as_bytes(), None, &mut out);
+    assert!(
+        matches!(d, Decision::VerifyPassword(ref c) if c.charged),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn password_change_during_login_form_check_issues_no_session() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
@@ -752,20 +862,75 @@ fn a_login_form_body_is_read_before_deciding() {
     );
 }
 
+fn logout_post(token: &str, field: &str, extra: &str) -> String {
+    let body = format!("csrf={field}");
+    format!(
+        "POST /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nContent-Type: application/x-www-form-urlencoded\r\nCookie: gatehouse_csrf={token}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn clears_the_session(resp: &str) -> bool {
+    resp.split("\r\n")
+        .any(|l| l.starts_with("Set-Cookie: gatehouse_session=") && l.contains("Max-Age=0"))
+}
+
 #[test]
-fn logout_clears_the_cookie() {
+fn logout_takes_a_post_from_this_site_with_the_token() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
+    // A GET (a link, an image on another site) logs nobody out: it shows the button.
     let d = w.decide(
         CLIENT,
-        b"POST /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nContent-Length: 0\r\n\r\n",
+        b"GET /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nSec-Fetch-Site: cross-site\r\n\r\n",
         &mut out,
     );
-    let (resp, outcome, _) = responded(&d, &out);
-    assert_eq!(outcome, Outcome::LoggedOut);
+    let (page, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LogoutPage);
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(!page.contains("gatehouse_session"), "{page}");
+    assert!(page.contains("<form method=\"post\" action=\"/_gatehouse/logout\">"));
+    assert!(header(&page, "Content-Security-Policy").is_some());
+    let (token, field) = csrf_from(&page);
+
+    // Without the token, with a cookie that is not the form's, or from another site: refused,
+    // the page again.
+    let mut other_token = token.clone();
+    other_token.replace_range(..1, if token.starts_with('A') { "B" } else { "A" });
+    for post in [
+        "POST /_gatehouse/logout HTTP/1.1\r\nHost: music\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        logout_post(&token, "", ""),
+        logout_post(&other_token, &field, ""),
+        logout_post(&token, &field, "Origin: http://evil.example\r\n"),
+        logout_post(&token, &field, "Sec-Fetch-Site: cross-site\r\n"),
+    ] {
+        let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+        let (resp, outcome, _) = responded(&d, &out);
+        assert_eq!(outcome, Outcome::CsrfRejected, "{post}\n{resp}");
+        assert!(resp.starts_with("HTTP/1.1 403 "), "{resp}");
+        assert!(!clears_the_session(&resp), "{resp}");
+        let Decision::Respond(r) = d else {
+            unreachable!()
+        };
+        assert_eq!(r.consumed, post.len());
+    }
+
+    let post = logout_post(
+        &token,
+        &field,
+        "Origin: http://music\r\nSec-Fetch-Site: same-origin\r\n",
+    );
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    let (resp, outcome, close) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::LoggedOut, "{resp}");
+    assert!(!close);
     assert!(resp.starts_with("HTTP/1.1 303 "));
     assert_eq!(header(&resp, "Location"), Some("/_gatehouse/login"));
-    assert!(header(&resp, "Set-Cookie").unwrap().contains("Max-Age=0"));
+    assert!(clears_the_session(&resp), "{resp}");
+    let Decision::Respond(r) = d else {
+        unreachable!()
+    };
+    assert_eq!(r.consumed, post.len());
 }
 
 #[test]
@@ -1269,6 +1434,62 @@ fn health_and_unknown_endpoints() {
         &mut out,
     );
     assert!(responded(&d, &out).0.ends_with("\r\n\r\n"));
+}
+
+#[test]
+fn metrics_are_for_the_listed_scrapers_only() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let get = b"GET /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+    // By default nobody, not even a trusted proxy or a signed-in admin: 404, as for an
+    // endpoint that does not exist.
+    let cookie = w.session_cookie("alice");
+    let admin = format!("GET /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nCookie: {cookie}\r\n\r\n");
+    for (peer, req) in [
+        (CLIENT, &get[..]),
+        (PROXY, &get[..]),
+        ("@", &get[..]),
+        (CLIENT, admin.as_bytes()),
+    ] {
+        let d = w.decide(peer, req, &mut out);
+        let (resp, outcome, _) = responded(&d, &out);
+        assert_eq!(outcome, Outcome::NotFound, "{peer}");
+        assert!(resp.starts_with("HTTP/1.1 404 "), "{resp}");
+    }
+
+    let scrapers: &'static MetricsSources =
+        Box::leak(Box::new(MetricsSources::parse("192.0.2.0/28, @").unwrap()));
+    w.config.metrics_sources = scrapers;
+    for peer in [CLIENT, "@"] {
+        let d = w.decide(peer, get, &mut out);
+        let Decision::ServeMetrics(m) = d else {
+            panic!("{peer}: {d:?}")
+        };
+        assert_eq!(m.consumed, get.len());
+        assert!(!m.head_only && !m.close);
+    }
+    let d = w.decide(
+        CLIENT,
+        b"HEAD /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        &mut out,
+    );
+    assert!(
+        matches!(d, Decision::ServeMetrics(m) if m.head_only && m.close),
+        "{d:?}"
+    );
+    // Anyone else (a trusted proxy included, whatever X-Forwarded-For says), or another
+    // method: 404.
+    let via_proxy =
+        b"GET /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.10\r\n\r\n";
+    let post = b"POST /_gatehouse/metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+    for (peer, req) in [
+        ("192.0.2.16:1", &get[..]),
+        (PROXY, &via_proxy[..]),
+        (CLIENT, &post[..]),
+    ] {
+        let d = w.decide(peer, req, &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::NotFound, "{peer}");
+    }
 }
 
 #[test]

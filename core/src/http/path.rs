@@ -11,7 +11,10 @@
 //! - a literal `\`: some servers read it as `/`;
 //! - `..` climbing above the root;
 //! - NUL and other control bytes, raw or escaped; malformed escapes;
-//! - dot segments carrying parameters (`..;`), which Java servlet containers read as `..`.
+//! - dot segments carrying parameters (`..;`, `..%3B`), which Java servlet containers read
+//!   as `..` (some after decoding `%3B`);
+//! - dot segments with trailing dots or spaces (`..%20`, `...`, `.%20`), which Windows and
+//!   servers that trim names read as `.` or `..`.
 //!
 //! Prefixes match on whole segments: the prefix `/share/` (or `/share`) matches `/share`,
 //! `/share/` and `/share/x`, never `/shared/x`. Public and Subsonic prefixes match
@@ -52,8 +55,11 @@ pub enum PathError {
     ClimbsAboveRoot,
     /// A NUL or other control byte, raw or escaped.
     ControlByte,
-    /// A `.` or `..` segment with parameters (`..;x`).
+    /// A `.` or `..` segment with parameters (`..;x`, `..%3Bx`).
     DotSegmentWithParams,
+    /// A `.` or `..` segment followed by more dots or spaces (`..%20`, `...`, `.%20.`): a
+    /// name to gatehouse, `.` or `..` to a server that trims names.
+    DotSegmentLookalike,
     /// `%25` followed by two hex digits (`%252e`): an escape of an escape, which an app that
     /// decodes twice reads as another path than the one gatehouse classified.
     DoubleEncoded,
@@ -73,6 +79,7 @@ impl PathError {
             PathError::ClimbsAboveRoot => "path climbs above root",
             PathError::ControlByte => "control byte in path",
             PathError::DotSegmentWithParams => "dot segment with parameters",
+            PathError::DotSegmentLookalike => "dot segment with trailing dots or spaces",
             PathError::DoubleEncoded => "double percent-encoding in path",
             PathError::TooLong => "path too long",
         }
@@ -141,6 +148,9 @@ pub fn canonicalize<'o>(
         let name = strip_params(seg);
         if (name == b"." || name == b"..") && name.len() != seg.len() {
             return Err(PathError::DotSegmentWithParams);
+        }
+        if is_dot_lookalike(name) {
+            return Err(PathError::DotSegmentLookalike);
         }
         last_was_name = false;
         match seg {
@@ -240,11 +250,33 @@ fn decode_segment(raw: &[u8], out: &mut [u8], mut w: usize) -> Result<usize, Pat
     Ok(w)
 }
 
+/// A decoded segment's name: what comes before its parameters (`;`, or `%3B`, which some
+/// servers decode before they look for parameters; escapes are upper case once decoded).
 fn strip_params(seg: &[u8]) -> &[u8] {
-    match seg.iter().position(|&b| b == b';') {
-        Some(p) => &seg[..p],
-        None => seg,
+    let semicolon = seg.iter().position(|&b| b == b';');
+    let escaped = seg.windows(3).position(|w| w == b"%3B");
+    match (semicolon, escaped) {
+        (Some(a), Some(b)) => &seg[..a.min(b)],
+        (Some(p), None) | (None, Some(p)) => &seg[..p],
+        (None, None) => seg,
     }
+}
+
+/// A name that is `.` or `..` once trailing dots and spaces are trimmed, but not `.` or `..`
+/// itself (those are resolved): `...`, `..%20`, `.%20.%20`.
+fn is_dot_lookalike(name: &[u8]) -> bool {
+    if name == b"." || name == b".." || name.first() != Some(&b'.') {
+        return false;
+    }
+    let mut rest = name;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'0', tail @ ..] => tail,
+            _ => return false,
+        };
+    }
+    true
 }
 
 /// RFC 3986 unreserved: `ALPHA / DIGIT / "-" / "." / "_" / "~"`.
@@ -418,6 +450,8 @@ mod tests {
             ("/a?b/../c%2F", "/a?b/../c%2F"),
             ("/caf\u{e9}", "/caf%C3%A9"),
             ("/..a/.b/a..", "/..a/.b/a.."),
+            ("/.%20a/..x/a%20../a.%20", "/.%20a/..x/a%20../a.%20"),
+            ("/%20../%20.", "/%20../%20."),
             ("/a;x/b", "/a;x/b"),
         ];
         for (input, want) in cases {
@@ -444,6 +478,25 @@ mod tests {
             ("/a%zz", PathError::InvalidEscape),
             ("/share/..;/app", PathError::DotSegmentWithParams),
             ("/share/.;x/app", PathError::DotSegmentWithParams),
+            // `;` escaped: decoded by some servers before they strip parameters.
+            ("/share/..%3B/app", PathError::DotSegmentWithParams),
+            ("/share/..%3b/app", PathError::DotSegmentWithParams),
+            ("/share/.%3B/app", PathError::DotSegmentWithParams),
+            ("/share/%2e%2e%3bx/app", PathError::DotSegmentWithParams),
+            ("/share/..%3B;x/app", PathError::DotSegmentWithParams),
+            // Trailing dots and spaces: trimmed away by some servers.
+            ("/share/..%20/app", PathError::DotSegmentLookalike),
+            ("/share/.%20/app", PathError::DotSegmentLookalike),
+            ("/share/.../app", PathError::DotSegmentLookalike),
+            ("/share/..../app", PathError::DotSegmentLookalike),
+            ("/share/..%20.%20/app", PathError::DotSegmentLookalike),
+            ("/share/%2e%2e%2e/app", PathError::DotSegmentLookalike),
+            ("/share/...;x/app", PathError::DotSegmentLookalike),
+            ("/share/..%20%3Bx/app", PathError::DotSegmentLookalike),
+            ("/share/..%20", PathError::DotSegmentLookalike),
+            // A tab is a control byte, raw or escaped.
+            ("/share/..%09/app", PathError::ControlByte),
+            ("/share/.%09/app", PathError::ControlByte),
             ("/share/%252e%252e/app/secret", PathError::DoubleEncoded),
             ("/share/%252F", PathError::DoubleEncoded),
             ("/a%25411", PathError::DoubleEncoded),

@@ -9,8 +9,8 @@
 //!   `Connection` (a client may not make gatehouse drop, or keep, a field by naming it);
 //!   the hop-by-hop fields of RFC 9110 §7.6.1 (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`,
 //!   `Trailer`, `Upgrade` — the latter kept for a tunnel); the framing fields (re-emitted by
-//!   gatehouse, once); `Expect` (the shell answers 100-continue itself); `Authorization` when
-//!   gatehouse consumed it; gatehouse's session cookie (out of `Cookie`);
+//!   gatehouse, once); `Expect` (the shell answers 100-continue itself); `Authorization` unless
+//!   the caller forwards it on purpose (the gateway: only where the app checks it); gatehouse's session cookie (out of `Cookie`);
 //! - forwarding fields: `X-Forwarded-For` / `-Proto` / `-Host` set from what gatehouse knows.
 //!   A client's own values (and `Forwarded`, `X-Real-IP` and the other client-IP and
 //!   URL-override fields) are kept only when the peer is a trusted proxy;
@@ -49,7 +49,7 @@ pub struct ForwardOptions<'a> {
     pub peer_trusted: bool,
     /// Whether the client connection is TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
-    /// Drop the client's `Authorization` (gatehouse consumed it).
+    /// Drop the client's `Authorization` (`Proxy-Authorization` is always dropped).
     pub strip_authorization: bool,
     /// Name of gatehouse's session cookie, removed from `Cookie`.
     pub session_cookie: &'a str,
@@ -426,6 +426,8 @@ pub fn write_forward_head(
     let mut ip_buf = [0u8; MAX_IP_TEXT_LEN];
     let peer_ip = match options.peer {
         Peer::Ip(ip) => Some(ip_text(ip.to_canonical(), &mut ip_buf)?),
+        // The address without its zone: the app has no use for this host's interface index.
+        Peer::Zoned { ip, .. } => Some(ip_text(IpAddr::V6(ip), &mut ip_buf)?),
         Peer::Unix => None,
     };
     // A client's own forwarding fields count only from a trusted proxy: not even looked for

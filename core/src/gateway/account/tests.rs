@@ -246,7 +246,11 @@ fn the_page_lists_only_the_users_own_app_passwords_escaped() {
 #[test]
 fn an_app_password_is_created_shown_once_and_stored() {
     let mut w = World::new();
-    let (created, _) = w.post_as("bob", &[("do", "create"), ("label", "phone")]);
+    let (created, checked) = w.post_as(
+        "bob",
+        &[("do", "create"), ("label", "phone"), ("current", "builder")],
+    );
+    assert!(checked, "the password is checked off the lock");
     assert_eq!(created.status(), 200);
     assert_eq!(created.outcome, Outcome::Account(AccountOutcome::Created));
     assert!(created.users_changed);
@@ -278,7 +282,10 @@ fn an_app_password_is_created_shown_once_and_stored() {
     assert!(again.secret().is_none());
 
     // The same label again: refused, nothing stored, nothing to save.
-    let (twice, _) = w.post_as("bob", &[("do", "create"), ("label", "PHONE")]);
+    let (twice, _) = w.post_as(
+        "bob",
+        &[("do", "create"), ("label", "PHONE"), ("current", "builder")],
+    );
     assert_eq!(
         twice.outcome,
         Outcome::Account(AccountOutcome::CreateFailed(
@@ -289,7 +296,10 @@ fn an_app_password_is_created_shown_once_and_stored() {
     assert!(twice.body().contains("already exists"), "{}", twice.body());
     assert!(twice.secret().is_none());
     assert_eq!(w.users.app_passwords("bob").count(), 1);
-    let (bad, _) = w.post_as("bob", &[("do", "create"), ("label", " x")]);
+    let (bad, _) = w.post_as(
+        "bob",
+        &[("do", "create"), ("label", " x"), ("current", "builder")],
+    );
     assert!(matches!(
         bad.outcome,
         Outcome::Account(AccountOutcome::CreateFailed(
@@ -300,6 +310,71 @@ fn an_app_password_is_created_shown_once_and_stored() {
     let (missing, _) = w.post_as("bob", &[("do", "create")]);
     assert_eq!(missing.outcome, Outcome::Account(AccountOutcome::BadForm));
     assert_eq!(missing.status(), 400);
+}
+
+#[test]
+fn a_new_app_password_needs_the_current_password() {
+    let mut w = World::new();
+    let page = w.get(&w.session("bob"));
+    assert!(
+        page.body()
+            .contains("<input id=\"create-current\" name=\"current\" type=\"password\""),
+        "{}",
+        page.body()
+    );
+    // A stolen session alone makes none: without the password, or with a wrong one.
+    let (missing, checked) = w.post_as("bob", &[("do", "create"), ("label", "phone")]);
+    assert_eq!(missing.outcome, Outcome::Account(AccountOutcome::BadForm));
+    assert!(!checked && !missing.users_changed && missing.secret().is_none());
+    let (empty, _) = w.post_as(
+        "bob",
+        &[("do", "create"), ("label", "phone"), ("current", "")],
+    );
+    assert_eq!(empty.outcome, Outcome::Account(AccountOutcome::BadForm));
+    let (wrong, checked) = w.post_as(
+        "bob",
+        &[("do", "create"), ("label", "phone"), ("current", "not-it")],
+    );
+    assert!(checked);
+    assert_eq!(
+        wrong.outcome,
+        Outcome::Account(AccountOutcome::WrongPassword)
+    );
+    assert!(!wrong.users_changed && wrong.secret().is_none());
+    assert!(
+        wrong.body().contains("Your password is wrong"),
+        "{}",
+        wrong.body()
+    );
+    assert_eq!(w.users.app_passwords("bob").count(), 0);
+    // Another user's password is no use either.
+    let (theirs, _) = w.post_as(
+        "bob",
+        &[
+            ("do", "create"),
+            ("label", "phone"),
+            ("current", "wonderland"),
+        ],
+    );
+    assert_eq!(
+        theirs.outcome,
+        Outcome::Account(AccountOutcome::WrongPassword)
+    );
+    assert_eq!(w.users.app_passwords("bob").count(), 0);
+    // Wrong guesses count against the login throttle, like a login's: it runs out.
+    let mut throttled = false;
+    for _ in 0..50 {
+        let (a, _) = w.post_as(
+            "bob",
+            &[("do", "create"), ("label", "phone"), ("current", "guess")],
+        );
+        if a.outcome == Outcome::Throttled {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "wrong passwords were never throttled");
+    assert_eq!(w.users.app_passwords("bob").count(), 0);
 }
 
 #[test]
@@ -451,7 +526,7 @@ fn with_user_editing_disabled_only_admins_change_their_password() {
     let session = w.session("bob");
     let page = w.get(&session);
     assert!(page.body().contains("Password changes are turned off"));
-    assert!(!page.body().contains("name=\"current\""));
+    assert!(!page.body().contains("name=\"new\""));
     let (bob, checked) = w.post_as(
         "bob",
         &[

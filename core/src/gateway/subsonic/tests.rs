@@ -149,6 +149,33 @@ fn the_login_password_works_as_p_once_hashed_then_from_the_cache() {
 }
 
 #[test]
+fn a_token_answer_does_not_tell_who_has_app_passwords() {
+    // alice has an app password, bob and ghost (no such user) have none: a token that is
+    // none of alice's gets the very answer a token for bob or ghost gets.
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let token = hex(&crate::subsonic::token(b"builder", b"abcdef"));
+    let mut answers = Vec::new();
+    for user in ["alice", "bob", "ghost"] {
+        for f in ["", "&f=json"] {
+            let d = w.get(
+                &format!("/rest/ping.view?u={user}&t={token}&s=abcdef{f}"),
+                &mut out,
+            );
+            let Decision::Respond(r) = &d else {
+                panic!("{d:?}")
+            };
+            assert_eq!(subsonic_error(&d, &out).0, 40, "{user}{f}");
+            answers.push((f, out[..r.len].to_vec()));
+        }
+    }
+    for (f, answer) in &answers {
+        let alice = &answers.iter().find(|(g, _)| g == f).unwrap().1;
+        assert_eq!(answer, alice, "{}", String::from_utf8_lossy(answer));
+    }
+}
+
+#[test]
 fn refusals_are_subsonic_errors_with_their_codes() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
@@ -158,7 +185,7 @@ fn refusals_are_subsonic_errors_with_their_codes() {
         ("v=1.16.1&c=app".to_string(), 10),
         ("u=alice&v=1.16.1&c=app".to_string(), 10),
         ("u=alice&t=00&v=1".to_string(), 10),
-        (format!("u=bob&t={login_token}&s=abcdef"), 41),
+        (format!("u=bob&t={login_token}&s=abcdef"), 40),
         (format!("u=alice&t={login_token}&s=abcdef"), 40),
         ("apiKey=nope".to_string(), 44),
         (format!("apiKey={phone}&u=alice"), 43),
