@@ -22,6 +22,11 @@
 //!   has none. Either kills every token issued before.
 //! - **Key rotation** without logging everyone out: [`SessionKeys`] holds the current key,
 //!   which signs, and the previous one, which still verifies until the next rotation.
+//! - **A leaked key carried forward by rotation**: a token the previous key verified is never
+//!   renewed ([`Session::should_renew`]). Re-signing it under the current key would let a
+//!   token forged with a leaked key outlive the rotations meant to retire that key; so it
+//!   keeps its own expiry and dies at the next rotation at the latest. Ending every session
+//!   at once is a rotation that keeps no previous key ([`SessionKeys::replace`]).
 //!
 //! `now` is always a parameter: core never reads a clock.
 
@@ -242,11 +247,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the shell should send a fresh token: the token was signed with the previous
-    /// key, or less than half of its lifetime remains.
+    /// Whether the shell should send a fresh token: the current key signed it and less than
+    /// half of its lifetime remains.
+    ///
+    /// A token the previous key verified is never renewed: the previous key may be one being
+    /// retired because it leaked, and a renewal would re-sign whatever it vouches for (a forged
+    /// token too) under the current key, where it would survive the next rotation. It keeps
+    /// the expiry it has, and the next rotation ends it.
     pub fn should_renew(&self, now: u64) -> bool {
         let lifetime = self.expires_at.saturating_sub(self.issued_at);
-        self.key == KeyUsed::Previous || self.expires_at.saturating_sub(now) < lifetime / 2
+        self.key == KeyUsed::Current && self.expires_at.saturating_sub(now) < lifetime / 2
     }
 }
 
@@ -262,6 +272,13 @@ impl SessionKeys {
     /// Makes `next` the signing key; the current one becomes the previous and still verifies.
     pub fn rotate(&mut self, next: SessionKey) {
         self.previous = Some(core::mem::replace(&mut self.current, next));
+    }
+
+    /// Makes `next` the only key: every token signed before is refused at once (a leaked key,
+    /// "log out everyone").
+    pub fn replace(&mut self, next: SessionKey) {
+        self.current = next;
+        self.previous = None;
     }
 
     /// Issues a token for `username` at `generation`, valid from `now` for `ttl_secs` seconds,
@@ -1015,7 +1032,7 @@ mod tests {
         assert_ne!(old, new);
         let old_session = keys.verify(old.as_bytes(), NOW, gen_is(0)).unwrap();
         assert_eq!(old_session.key, KeyUsed::Previous);
-        assert!(old_session.should_renew(NOW));
+        assert!(!old_session.should_renew(NOW));
         let new_session = keys.verify(new.as_bytes(), NOW, gen_is(0)).unwrap();
         assert_eq!(new_session.key, KeyUsed::Current);
         assert!(!new_session.should_renew(NOW));
@@ -1025,6 +1042,44 @@ mod tests {
             Err(SessionError::BadSignature)
         );
         assert!(keys.verify(new.as_bytes(), NOW, gen_is(0)).is_ok());
+    }
+
+    /// A token the previous key verified is never renewed, however close to its expiry: a
+    /// renewal would carry a token forged with a leaked key over to the new key, and two
+    /// rotations with one request between would not end it.
+    #[test]
+    fn a_token_of_the_previous_key_is_never_renewed_so_two_rotations_end_it() {
+        let mut keys = keys();
+        let leaked = keys.issue("alice", 0, NOW, 100).unwrap();
+        keys.rotate(key(2));
+        for now in [NOW, NOW + 51, NOW + 99] {
+            let session = keys.verify(leaked.as_bytes(), now, gen_is(0)).unwrap();
+            assert_eq!(session.key, KeyUsed::Previous);
+            assert!(!session.should_renew(now), "renewed at {now}");
+        }
+        keys.rotate(key(3));
+        assert_eq!(
+            keys.verify(leaked.as_bytes(), NOW, gen_is(0)),
+            Err(SessionError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn replacing_the_key_refuses_every_token_signed_before() {
+        let mut keys = keys();
+        let before = keys.issue("alice", 0, NOW, TTL).unwrap();
+        keys.rotate(key(2));
+        let recent = keys.issue("alice", 0, NOW, TTL).unwrap();
+        keys.replace(key(3));
+        assert_eq!(keys.previous, None);
+        for token in [&before, &recent] {
+            assert_eq!(
+                keys.verify(token.as_bytes(), NOW, gen_is(0)),
+                Err(SessionError::BadSignature)
+            );
+        }
+        let after = keys.issue("alice", 0, NOW, TTL).unwrap();
+        assert!(keys.verify(after.as_bytes(), NOW, gen_is(0)).is_ok());
     }
 
     #[test]

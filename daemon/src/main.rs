@@ -49,9 +49,11 @@ fn main() -> ExitCode {
         Command::Trust { sources, peer } => commands::trust(&sources, &peer),
         Command::Check(args) => commands::check(args),
         Command::ConfigBlob(args) => board::config_blob(args),
-        Command::RotateKey { config, state_dir } => {
-            commands::rotate_key(config.as_deref(), state_dir)
-        }
+        Command::RotateKey {
+            config,
+            state_dir,
+            log_out_everyone,
+        } => commands::rotate_key(config.as_deref(), state_dir, log_out_everyone),
     }
 }
 

@@ -291,6 +291,27 @@ fn sessions_near_expiry_are_renewed() {
     assert!(set.windows(8).any(|w| w == b"HttpOnly"));
 }
 
+/// Two rotations with one request between: the request near the old token's expiry is
+/// let in but gets no token under the new key, so the second rotation ends the session.
+#[test]
+fn a_session_of_the_previous_key_is_not_carried_over_to_the_new_one() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("bob");
+    let req = format!("GET /app HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n\r\n");
+    w.keys
+        .rotate(crate::session::SessionKey::from_bytes([6; 32]));
+    let d = w.decide_at(CLIENT, req.as_bytes(), NOW + 3000, &mut out);
+    let Decision::Forward(f) = d else {
+        panic!("{d:?}")
+    };
+    assert!(f.set_cookie.is_none(), "renewed under the new key");
+    w.keys
+        .rotate(crate::session::SessionKey::from_bytes([7; 32]));
+    let d = w.decide_at(CLIENT, req.as_bytes(), NOW + 3000, &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+}
+
 #[test]
 fn basic_credentials_are_checked_once_then_cached() {
     let mut w = World::new();
