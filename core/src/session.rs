@@ -213,6 +213,8 @@ pub enum SessionError {
     UnknownUser,
     /// The user's generation changed since issue (password change, "log out everywhere").
     Revoked,
+    /// The request carries more than one session cookie ([`single_session_cookie`]).
+    SeveralCookies,
 }
 
 impl fmt::Display for SessionError {
@@ -225,6 +227,7 @@ impl fmt::Display for SessionError {
             Self::Expired => "session token has expired",
             Self::UnknownUser => "session token names a user that no longer exists",
             Self::Revoked => "session token was revoked",
+            Self::SeveralCookies => "the request carries more than one session cookie",
         })
     }
 }
@@ -754,10 +757,31 @@ impl fmt::Write for Cursor<'_> {
 
 /// The values of every `gatehouse_session` cookie in a `Cookie` header value, in order.
 ///
-/// There can be more than one: a host that shares the parent domain can plant its own.
-/// Verify each and use the first that passes; a planted one cannot carry a valid MAC.
+/// There can be more than one: a host that shares the parent domain (a sibling subdomain on
+/// plain HTTP) can plant its own, with a narrower `Path` so that browsers send it first. A
+/// planted cookie can be perfectly valid (the planter's own session, got by logging in), so
+/// never pick "the first that verifies": [`single_session_cookie`] refuses a request that
+/// carries more than one.
 pub fn session_cookies(cookie_header: &[u8]) -> impl Iterator<Item = &[u8]> {
     session_cookies_named(cookie_header, COOKIE_NAME)
+}
+
+/// The one session cookie called `name` ([`cookie_name`]) in a request's `Cookie` header
+/// values, `None` when there is none, and [`SessionError::SeveralCookies`] when there is more
+/// than one: which of them the user meant cannot be told, and one may have been planted by
+/// another host (see [`session_cookies`]). The `__Host-` cookie of a secure deployment cannot
+/// be planted that way, but is held to the same rule.
+pub fn single_session_cookie<'h>(
+    cookie_headers: impl Iterator<Item = &'h [u8]>,
+    name: &'static str,
+) -> Result<Option<&'h [u8]>, SessionError> {
+    let mut found = None;
+    for token in cookie_headers.flat_map(|value| session_cookies_named(value, name)) {
+        if found.replace(token).is_some() {
+            return Err(SessionError::SeveralCookies);
+        }
+    }
+    Ok(found)
 }
 
 /// The values of every cookie called `name` ([`cookie_name`]) in a `Cookie` header value.
@@ -1186,6 +1210,36 @@ mod tests {
         assert_eq!(found, [&b"abc"[..], b"def"]);
         assert_eq!(session_cookies(b"").count(), 0);
         assert_eq!(session_cookies(b";;;=;").count(), 0);
+    }
+
+    #[test]
+    fn only_a_single_session_cookie_is_taken() {
+        let one: [&[u8]; 2] = [b"theme=dark", b"gatehouse_session=abc; x=1"];
+        assert_eq!(
+            single_session_cookie(one.into_iter(), COOKIE_NAME),
+            Ok(Some(&b"abc"[..]))
+        );
+        assert_eq!(
+            single_session_cookie([&b"x=1"[..]].into_iter(), COOKIE_NAME),
+            Ok(None)
+        );
+        // Two in one header, or one in each of two headers: refused, whichever is valid.
+        let planted: [&[u8]; 1] = [b"gatehouse_session=mine; gatehouse_session=yours"];
+        assert_eq!(
+            single_session_cookie(planted.into_iter(), COOKIE_NAME),
+            Err(SessionError::SeveralCookies)
+        );
+        let split: [&[u8]; 2] = [b"gatehouse_session=mine", b"gatehouse_session=yours"];
+        assert_eq!(
+            single_session_cookie(split.into_iter(), COOKIE_NAME),
+            Err(SessionError::SeveralCookies)
+        );
+        // A plain cookie next to the `__Host-` one is not a second `__Host-` cookie.
+        let secure: [&[u8]; 1] = [b"gatehouse_session=planted; __Host-gatehouse_session=real"];
+        assert_eq!(
+            single_session_cookie(secure.into_iter(), SECURE_COOKIE_NAME),
+            Ok(Some(&b"real"[..]))
+        );
     }
 
     #[test]

@@ -645,24 +645,24 @@ impl<const S: usize> Gateway<'_, S> {
             }
         }
 
-        for value in head.header_values("cookie") {
-            let name = session::cookie_name(self.secure(ex));
-            for token in session::session_cookies_named(value, name) {
-                let verified = self.keys.verify_user_cached(
-                    token,
-                    ex.now,
-                    shared.users,
-                    &mut shared.credentials.sessions,
-                );
-                if let Ok((s, user)) = verified {
-                    return Auth::User {
-                        name: user.name.clone(),
-                        admin: user.admin,
-                        via_basic: false,
-                        renew: s.should_renew(ex.now).then_some(user.generation),
-                        users_changed: false,
-                    };
-                }
+        // More than one session cookie is no session: one of them may be planted.
+        let name = session::cookie_name(self.secure(ex));
+        if let Ok(Some(token)) = session::single_session_cookie(head.header_values("cookie"), name)
+        {
+            let verified = self.keys.verify_user_cached(
+                token,
+                ex.now,
+                shared.users,
+                &mut shared.credentials.sessions,
+            );
+            if let Ok((s, user)) = verified {
+                return Auth::User {
+                    name: user.name.clone(),
+                    admin: user.admin,
+                    via_basic: false,
+                    renew: s.should_renew(ex.now).then_some(user.generation),
+                    users_changed: false,
+                };
             }
         }
 

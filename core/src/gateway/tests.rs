@@ -312,6 +312,27 @@ fn a_session_of_the_previous_key_is_not_carried_over_to_the_new_one() {
     assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
 }
 
+/// A sibling host plants its own valid session (`Path=/rest/`, so it comes first) next to
+/// the victim's: neither is believed, the request is anonymous.
+#[test]
+fn two_session_cookies_are_no_session_even_when_both_are_valid() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let planted = w.session_cookie("bob");
+    let victim = w.session_cookie("alice");
+    for cookies in [
+        format!("Cookie: {planted}; {victim}\r\n"),
+        format!("Cookie: {planted}\r\nCookie: {victim}\r\n"),
+    ] {
+        let req = format!("GET /app HTTP/1.1\r\nHost: music\r\n{cookies}\r\n");
+        let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::Unauthorized, "{cookies}");
+    }
+    let req = format!("GET /app HTTP/1.1\r\nHost: music\r\nCookie: {victim}\r\n\r\n");
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(forwarded(&d, &out).contains("Remote-User: alice\r\n"));
+}
+
 #[test]
 fn basic_credentials_are_checked_once_then_cached() {
     let mut w = World::new();
