@@ -612,6 +612,18 @@ impl<const S: usize> Gateway<'_, S> {
         verified: Option<(&PasswordCheck, bool)>,
         read_header: bool,
     ) -> Auth {
+        self.authenticate_with(ctx, shared, verified, read_header, true)
+    }
+
+    /// [`Gateway::authenticate`], with the session cookie believed only when `cookies`.
+    fn authenticate_with<const U: usize, const T: usize, const C: usize, const A: usize>(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        shared: &mut Shared<'_, U, T, C, A>,
+        verified: Option<(&PasswordCheck, bool)>,
+        read_header: bool,
+        cookies: bool,
+    ) -> Auth {
         let ex = ctx.ex;
         let head = ctx.head;
         if read_header && ctx.trusted {
@@ -647,8 +659,8 @@ impl<const S: usize> Gateway<'_, S> {
 
         // More than one session cookie is no session: one of them may be planted.
         let name = session::cookie_name(self.secure(ex));
-        if let Ok(Some(token)) = session::single_session_cookie(head.header_values("cookie"), name)
-        {
+        let token = session::single_session_cookie(head.header_values("cookie"), name);
+        if let (true, Ok(Some(token))) = (cookies, token) {
             let verified = self.keys.verify_user_cached(
                 token,
                 ex.now,
@@ -1477,6 +1489,16 @@ fn same_origin(ctx: &Ctx<'_, '_>) -> bool {
             matches!((host, expected), (Some(h), Some(e)) if h.eq_ignore_ascii_case(e))
         }
     }
+}
+
+/// Whether the browser says the request comes from this site: [`same_origin`], and it
+/// names an origin at all (`Sec-Fetch-Site` or `Origin`). A browser sends neither on a
+/// top-level navigation from another site in the browsers that predate fetch metadata.
+fn names_this_origin(ctx: &Ctx<'_, '_>) -> bool {
+    let head = ctx.head;
+    let named = head.header_values("sec-fetch-site").next().is_some()
+        || head.header_values("origin").next().is_some();
+    named && same_origin(ctx)
 }
 
 /// The request's own query parameter `name`, form-decoded into `buf`.

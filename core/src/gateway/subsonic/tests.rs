@@ -181,7 +181,7 @@ fn refusals_are_subsonic_errors_with_their_codes() {
     // A session cookie or Basic still works on Subsonic paths (a web player logged in).
     let token = w.keys.issue("bob", 1, NOW - 10, 3600).unwrap();
     let req = format!(
-        "GET /rest/stream.view?id=1&u=bob&t=x&s=y HTTP/1.1\r\nHost: music\r\nCookie: gatehouse_session={token}\r\n\r\n"
+        "GET /rest/stream.view?id=1&u=bob&t=x&s=y HTTP/1.1\r\nHost: music\r\nSec-Fetch-Site: same-origin\r\nCookie: gatehouse_session={token}\r\n\r\n"
     );
     let head = forwarded(&w.decide(req.as_bytes(), &mut out), &out);
     assert!(head.contains("\r\nRemote-User: bob\r\n"), "{head}");
@@ -189,6 +189,46 @@ fn refusals_are_subsonic_errors_with_their_codes() {
         head.starts_with("GET /rest/stream.view?id=1&u=bob HTTP/1.1"),
         "{head}"
     );
+}
+
+/// A link on another site to `/rest/deletePlaylist` carries the `SameSite=Lax` cookie of a
+/// signed-in admin: the cookie counts only when the browser says the request is same-origin;
+/// otherwise the request needs Subsonic credentials like any other.
+#[test]
+fn a_session_cookie_counts_on_subsonic_paths_only_from_this_site() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let generation = w.users.generation_of("alice").unwrap();
+    let token = w.keys.issue("alice", generation, NOW - 10, 3600).unwrap();
+    let cookie = format!("Cookie: gatehouse_session={token}\r\n");
+    let request = |extra: &str| {
+        format!(
+            "GET /rest/deletePlaylist.view?id=7&f=json HTTP/1.1\r\nHost: music\r\n{extra}{cookie}\r\n"
+        )
+    };
+    for cross in [
+        "",
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Sec-Fetch-Site: same-site\r\n",
+        "Origin: http://evil.example\r\n",
+        "Origin: null\r\n",
+        "Sec-Fetch-Site: cross-site\r\nOrigin: http://music\r\n",
+    ] {
+        let d = w.decide(request(cross).as_bytes(), &mut out);
+        // Subsonic's "required parameter is missing": no credentials but the cookie.
+        assert_eq!(subsonic_error(&d, &out).0, 10, "{cross:?}");
+    }
+    for same in [
+        "Sec-Fetch-Site: same-origin\r\n",
+        "Sec-Fetch-Site: none\r\n",
+        "Origin: http://music\r\n",
+    ] {
+        let head = forwarded(&w.decide(request(same).as_bytes(), &mut out), &out);
+        assert!(
+            head.contains("\r\nRemote-User: alice\r\n"),
+            "{same:?}: {head}"
+        );
+    }
 }
 
 #[test]
