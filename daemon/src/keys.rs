@@ -88,8 +88,8 @@ impl SessionKeys {
     /// Reads the keys, or creates the file with a fresh key when there is none yet.
     pub fn load_or_create(state_dir: &Path) -> Result<SessionKeys> {
         let path = keys_path(state_dir);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => SessionKeys::parse(&text).with_context(|| {
+        match crate::files::read_state_file(&path) {
+            Ok(bytes) => SessionKeys::parse(&String::from_utf8_lossy(&bytes)).with_context(|| {
                 format!(
                     "session keys file {} is corrupt; gatehouse will not overwrite it. Move it \
                      away to start with a new key (everyone will have to log in again)",

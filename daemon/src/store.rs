@@ -73,7 +73,7 @@ impl UsersFile {
     pub fn load(&self) -> Result<Loaded> {
         let path = self.path();
         let stamp = self.stamp()?;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::files::read_state_file(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Loaded {
