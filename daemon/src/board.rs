@@ -341,8 +341,13 @@ fn board_users_json(path: &Path) -> Result<Vec<u8>> {
             login_cost(*most)
         );
     }
-    let users = BoardUsers::from_json(&bytes)
+    let mut users = BoardUsers::from_json(&bytes)
         .map_err(|e| anyhow!("users file {file} cannot be loaded by a board: {e}"))?;
+    // Each provisioning is a table of its own: a board provisioned again refuses the sessions
+    // of the table it held before (whose log-outs and password changes the new region drops).
+    let mut random = [0u8; gatehouse_core::users::TABLE_ID_RANDOM_LEN];
+    crate::keys::os_random(&mut random)?;
+    users.renew_id(random);
     let mut out = vec![0u8; BoardUsers::JSON_CAPACITY];
     let n = users
         .to_json(&mut out)

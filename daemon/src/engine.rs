@@ -604,7 +604,13 @@ mod tests {
             Arc::new(Shared::new(config, file.clone(), keys.clone()).expect("shared state"));
         let generation = shared.state().users.generation_of("alice").expect("alice");
         let token = CoreKeys::new(SessionKey::from_bytes(keys.current))
-            .issue("alice", generation, now_unix(), 3600)
+            .issue(
+                shared.state().users.table_id(),
+                "alice",
+                generation,
+                now_unix(),
+                3600,
+            )
             .expect("token");
         let peer = PeerAddr::Tcp("127.0.0.1:4000".parse().expect("addr"));
         let mut random = RandomPool::default();

@@ -535,7 +535,8 @@ impl<const S: usize> Gateway<'_, S> {
             };
             return match result {
                 Ok(generation) => {
-                    let cookie = self.session_cookie(&user.name, generation, ctx.ex);
+                    let table = shared.users.table_id();
+                    let cookie = self.session_cookie(table, &user.name, generation, ctx.ex);
                     let answer = Answer {
                         session_cookie: cookie.as_deref(),
                         ..Answer::done(

@@ -461,8 +461,9 @@ enum Auth {
         name: Username,
         admin: bool,
         via_basic: bool,
-        /// The session is due for renewal: the user's generation to issue a new one for.
-        renew: Option<u32>,
+        /// The session is due for renewal: the table id and the user's generation to issue a
+        /// new one for.
+        renew: Option<(u64, u32)>,
         users_changed: bool,
     },
     Verify(PasswordCheck),
@@ -672,7 +673,7 @@ impl<const S: usize> Gateway<'_, S> {
                     name: user.name.clone(),
                     admin: user.admin,
                     via_basic: false,
-                    renew: s.should_renew(ex.now).then_some(user.generation),
+                    renew: s.should_renew(ex.now).then_some((s.table, user.generation)),
                     users_changed: false,
                 };
             }
@@ -800,10 +801,22 @@ impl<const S: usize> Gateway<'_, S> {
         })
     }
 
-    fn session_cookie(&self, name: &str, generation: u32, ex: &Exchange<'_>) -> Option<SetCookie> {
+    fn session_cookie(
+        &self,
+        table: u64,
+        name: &str,
+        generation: u32,
+        ex: &Exchange<'_>,
+    ) -> Option<SetCookie> {
         let token = self
             .keys
-            .issue(name, generation, ex.now, self.config.session_ttl_secs)
+            .issue(
+                table,
+                name,
+                generation,
+                ex.now,
+                self.config.session_ttl_secs,
+            )
             .ok()?;
         let mut buf = [0u8; MAX_SET_COOKIE_LEN];
         let n = session::write_set_cookie(
@@ -858,9 +871,9 @@ impl<const S: usize> Gateway<'_, S> {
         };
         let (user, set_cookie, users_changed) = match who {
             Some(w) => {
-                let set_cookie = w
-                    .renew
-                    .and_then(|generation| self.session_cookie(&w.name, generation, ctx.ex));
+                let set_cookie = w.renew.and_then(|(table, generation)| {
+                    self.session_cookie(table, &w.name, generation, ctx.ex)
+                });
                 (Some(w.name), set_cookie, w.users_changed)
             }
             None => (None, None, false),
@@ -1114,7 +1127,8 @@ impl<const S: usize> Gateway<'_, S> {
             }
         };
         let user = shared.users.find(&name).filter(|_| ok);
-        let cookie = user.and_then(|u| self.session_cookie(&u.name, u.generation, ctx.ex));
+        let table = shared.users.table_id();
+        let cookie = user.and_then(|u| self.session_cookie(table, &u.name, u.generation, ctx.ex));
         let Some(cookie) = cookie else {
             return self.login_page(
                 ctx,
@@ -1373,9 +1387,9 @@ struct Who {
     name: Username,
     admin: bool,
     via_basic: bool,
-    /// Renew the session (the user's generation): the Set-Cookie is written straight into
-    /// the [`Forward`], not carried here.
-    renew: Option<u32>,
+    /// Renew the session (the table id and the user's generation): the Set-Cookie is written
+    /// straight into the [`Forward`], not carried here.
+    renew: Option<(u64, u32)>,
     users_changed: bool,
 }
 

@@ -179,7 +179,10 @@ fn refusals_are_subsonic_errors_with_their_codes() {
         }
     }
     // A session cookie or Basic still works on Subsonic paths (a web player logged in).
-    let token = w.keys.issue("bob", 1, NOW - 10, 3600).unwrap();
+    let token = w
+        .keys
+        .issue(w.users.table_id(), "bob", 1, NOW - 10, 3600)
+        .unwrap();
     let req = format!(
         "GET /rest/stream.view?id=1&u=bob&t=x&s=y HTTP/1.1\r\nHost: music\r\nSec-Fetch-Site: same-origin\r\nCookie: gatehouse_session={token}\r\n\r\n"
     );
@@ -199,7 +202,10 @@ fn a_session_cookie_counts_on_subsonic_paths_only_from_this_site() {
     let mut w = World::new();
     let mut out = [0u8; OUT_LEN];
     let generation = w.users.generation_of("alice").unwrap();
-    let token = w.keys.issue("alice", generation, NOW - 10, 3600).unwrap();
+    let token = w
+        .keys
+        .issue(w.users.table_id(), "alice", generation, NOW - 10, 3600)
+        .unwrap();
     let cookie = format!("Cookie: gatehouse_session={token}\r\n");
     let request = |extra: &str| {
         format!(
