@@ -133,9 +133,9 @@ impl<const S: usize> Gateway<'_, S> {
         self.forward_without_secrets(ctx, who, form.as_ref(), out)
     }
 
-    /// The form body of a `POST` with `application/x-www-form-urlencoded`, once read; `None`
-    /// for other requests. Form bodies are read whole (at most [`MAX_FORM_LEN`]), since they
-    /// may carry credentials that must not reach the app.
+    /// The form body of a `POST`, `PUT` or `PATCH` with `application/x-www-form-urlencoded`,
+    /// once read; `None` for other requests. Form bodies are read whole (at most
+    /// [`MAX_FORM_LEN`]), since they may carry credentials that must not reach the app.
     #[expect(
         clippy::result_large_err,
         reason = "core has no allocator to box the decision in; it is moved once"
@@ -146,7 +146,7 @@ impl<const S: usize> Gateway<'_, S> {
         out: &mut [u8],
     ) -> Result<Option<FormBody<'b>>, Decision> {
         let head = ctx.head;
-        let is_form = head.method() == "POST"
+        let is_form = matches!(head.method(), "POST" | "PUT" | "PATCH")
             && head.header_values("content-type").any(|v| {
                 let media = v.split(|&b| b == b';').next().unwrap_or(&[]).trim_ascii();
                 media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")

@@ -325,6 +325,31 @@ fn form_bodies_are_read_checked_and_forwarded_without_secrets() {
     );
 }
 
+/// A form body is a form body whatever the method: the secrets in a `PUT` or `PATCH` body are
+/// read and stripped as in a `POST`'s, never passed to the app.
+#[test]
+fn put_and_patch_form_bodies_lose_their_secrets_like_post() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let phone = w.phone.clone();
+    for method in ["PUT", "PATCH"] {
+        let body = format!("u=alice&p={phone}&id=7");
+        let request = format!(
+            "{method} /rest/updatePlaylist.view HTTP/1.1\r\nHost: music\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let d = w.decide(request.as_bytes(), &mut out);
+        let Decision::Forward(f) = &d else {
+            panic!("{method}: {d:?}")
+        };
+        assert_eq!(f.consumed, request.len(), "{method}");
+        let sent = String::from_utf8_lossy(&out[..f.head_len]).into_owned();
+        assert!(sent.ends_with("\r\n\r\nu=alice&id=7"), "{method}: {sent}");
+        assert!(sent.contains("\r\nRemote-User: alice"), "{method}: {sent}");
+        assert!(!sent.contains(&phone), "{method}: {sent}");
+    }
+}
+
 #[test]
 fn basic_accepts_app_passwords_without_hashing() {
     let mut w = World::new();
