@@ -13,8 +13,10 @@
 //!   [`UserError::Duplicate`], and a file holding both is refused. Folding is ASCII only, so
 //!   the rule is the same on every platform and needs no Unicode tables.
 //! - **Names that break logs, headers or terminals.** A [`Username`] is non-empty, at most
-//!   [`MAX_USERNAME_LEN`](crate::MAX_USERNAME_LEN) bytes, has no control characters and no
-//!   whitespace at either end ([`parse_username`]).
+//!   [`MAX_USERNAME_LEN`](crate::MAX_USERNAME_LEN) bytes, has no control characters, no
+//!   bidirectional controls or zero-width characters (which make a name display as another,
+//!   or two names that look alike differ), and no whitespace at either end
+//!   ([`parse_username`]).
 //! - **Claiming admin.** A user provisioned from a trusted identity header (Navidrome's rule)
 //!   is admin only when they are the first user the table ever created. "Ever" is a flag the
 //!   table keeps and writes to its JSON (`admin_assigned`): deleting every user does not
@@ -133,6 +135,9 @@ pub enum UsernameError {
     ControlCharacter,
     /// Starts or ends with whitespace.
     SurroundingWhitespace,
+    /// Holds a bidirectional control or an invisible (zero-width) character
+    /// ([`is_invisible_or_bidi`]).
+    InvisibleCharacter,
 }
 
 impl fmt::Display for UsernameError {
@@ -142,6 +147,9 @@ impl fmt::Display for UsernameError {
             Self::TooLong => "username is too long",
             Self::ControlCharacter => "username contains a control character",
             Self::SurroundingWhitespace => "username starts or ends with whitespace",
+            Self::InvisibleCharacter => {
+                "username contains a bidirectional control or an invisible character"
+            }
         })
     }
 }
@@ -159,9 +167,33 @@ pub fn parse_username(name: &str) -> Result<Username, UsernameError> {
     if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
         return Err(UsernameError::SurroundingWhitespace);
     }
+    if name.chars().any(is_invisible_or_bidi) {
+        return Err(UsernameError::InvisibleCharacter);
+    }
     let mut stored = Username::new();
     stored.push_str(name).map_err(|_| UsernameError::TooLong)?;
     Ok(stored)
+}
+
+/// Whether `c` is a character that changes how a name looks without being seen: the
+/// bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), which can
+/// make `alice` display as `ecila` or hide a suffix in a log line or on the account page, and
+/// the zero-width and invisible characters (U+00AD, U+180E, U+200B–U+200D, U+2060–U+2064,
+/// U+FEFF), which make two names that look the same different users.
+pub fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{00AD}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+    )
 }
 
 /// Whether two usernames name the same user: equal ignoring ASCII case.
@@ -240,6 +272,8 @@ pub enum LabelError {
     ControlCharacter,
     /// Starts or ends with whitespace.
     SurroundingWhitespace,
+    /// Holds a bidirectional control or an invisible character ([`is_invisible_or_bidi`]).
+    InvisibleCharacter,
 }
 
 impl fmt::Display for LabelError {
@@ -249,6 +283,9 @@ impl fmt::Display for LabelError {
             Self::TooLong => "label is too long",
             Self::ControlCharacter => "label contains a control character",
             Self::SurroundingWhitespace => "label starts or ends with whitespace",
+            Self::InvisibleCharacter => {
+                "label contains a bidirectional control or an invisible character"
+            }
         })
     }
 }
@@ -261,6 +298,7 @@ pub fn parse_label(label: &str) -> Result<AppPasswordLabel, LabelError> {
         Err(UsernameError::Empty) => Err(LabelError::Empty),
         Err(UsernameError::ControlCharacter) => Err(LabelError::ControlCharacter),
         Err(UsernameError::SurroundingWhitespace) => Err(LabelError::SurroundingWhitespace),
+        Err(UsernameError::InvisibleCharacter) => Err(LabelError::InvisibleCharacter),
         Err(UsernameError::TooLong) => Err(LabelError::TooLong),
         Ok(_) => AppPasswordLabel::try_from(label).map_err(|_| LabelError::TooLong),
     }
@@ -1436,6 +1474,31 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // A name that shows as another (`admin` written right to left, a suffix hidden) or
+        // looks like one that exists (a zero-width character inside).
+        for bad in [
+            "\u{202E}nimda",
+            "alice\u{2066}x\u{2069}",
+            "al\u{200B}ice",
+            "al\u{200D}ice",
+            "ali\u{00AD}ce",
+            "\u{FEFF}alice",
+            "alice\u{200F}",
+            "a\u{061C}b",
+            "a\u{2060}b",
+        ] {
+            assert_eq!(
+                parse_username(bad),
+                Err(UsernameError::InvisibleCharacter),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_label("ph\u{200B}one"),
+            Err(LabelError::InvisibleCharacter)
+        );
+        // Right-to-left letters themselves are names like any other.
+        assert!(parse_username("מרים").is_ok());
     }
 
     #[test]
