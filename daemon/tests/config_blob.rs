@@ -275,3 +275,40 @@ fn an_argon2_user_is_refused_and_slow_pbkdf2_hashes_are_warned_about() {
     );
     assert!(parse_region(&std::fs::read(&region_path).expect("region")).is_ok());
 }
+
+/// What the board refuses, `config-blob` refuses first, naming the key: a user header HTTP
+/// needs, a timeout or a clock that would overflow the board's.
+#[test]
+fn a_reserved_user_header_or_an_overflowing_value_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    add_user(&state, "alice", "1000");
+    let region = dir.path().join("region.bin");
+    for (line, key) in [
+        ("user_header = \"Transfer-Encoding\"", "user_header"),
+        ("user_header = \"Host\"", "user_header"),
+        (
+            "idle_timeout_secs = 9223372036854775807",
+            "idle_timeout_secs",
+        ),
+        ("clock_unix = 9223372036854775807", "clock_unix"),
+    ] {
+        let board = dir.path().join("board.toml");
+        std::fs::write(
+            &board,
+            format!("upstream = \"192.168.1.10:4533\"\n{line}\n"),
+        )
+        .expect("write board.toml");
+        let (code, _, err) = config_blob(&[
+            os("--board-config"),
+            board.as_os_str(),
+            os("--state-dir"),
+            state.as_os_str(),
+            os("-o"),
+            region.as_os_str(),
+        ]);
+        assert_eq!(code, 2, "{line}: {err}");
+        assert!(err.contains(&format!("`{key}`")), "{line}: {err}");
+        assert!(!region.exists(), "{line}: a region was written");
+    }
+}
