@@ -1863,7 +1863,11 @@ mod tests {
             full.bump_generation(&"\"".repeat(64)).unwrap();
         }
         let mut buf = [0u8; UserTable::<1>::JSON_CAPACITY];
-        assert!(full.to_json(&mut buf).is_ok());
+        let n = full.to_json(&mut buf).unwrap();
+        assert_eq!(
+            UserTable::<1>::from_json(&buf[..n]).unwrap().table_id(),
+            u64::MAX
+        );
     }
 
     #[test]
