@@ -221,6 +221,28 @@ conformance! {
         Ok(())
     }
 
+    /// A signed-in admin's browser sent to `/rest/deletePlaylist` by a link on another site
+    /// carries the `SameSite=Lax` cookie: it does not authenticate the Subsonic request, which
+    /// never reaches the app. The same cookie on a same-origin request does.
+    fn a_cross_site_subsonic_request_is_not_authenticated_by_the_session(kind) on [daemon, host_tap, qemu] {
+        let gw = Gateway::start(kind, alice())?;
+        let session = login(&gw, "alice", PASSWORD);
+        let cookie = session_cookie(&session);
+        for cross in ["Sec-Fetch-Site: cross-site", "Origin: http://evil.example"] {
+            let response = gw.send(&get("/rest/deletePlaylist.view?id=7&f=json", &[&cookie, cross]));
+            assert_eq!(response.status, 200, "{cross}: {response}");
+            assert!(response.text().contains("\"status\":\"failed\""), "{cross}: {response}");
+            assert!(gw.upstream.seen().is_empty(), "{cross}: the request reached the app");
+        }
+        let response = gw.send(&get(
+            "/rest/getPlaylists.view?f=json",
+            &[&cookie, "Sec-Fetch-Site: same-origin"],
+        ));
+        assert_eq!(response.status, 200, "{response}");
+        assert_identity(&gw.upstream.only(), "Remote-User", "alice");
+        Ok(())
+    }
+
     /// Logout answers with the session cookie cleared and a redirect.
     fn logout_clears_the_cookie(kind) on [daemon, host_tap, qemu] {
         let gw = Gateway::start(kind, alice())?;
