@@ -12,7 +12,9 @@ The region is a 20-byte header (magic "GHCF", format version 1, the two lengths,
 what follows), the configuration JSON, then the users JSON (gatehouse's users file format,
 as the daemon writes it). `--user NAME:PASSWORD[:admin]` builds the users JSON here, with
 PBKDF2-SHA256 hashes in PHC format (`--iterations`, default 10000: what a microcontroller
-verifies in a fraction of a second).
+verifies in a fraction of a second). Either way the users get a users table id of their own
+(`table_id`, random): a board provisioned again refuses the sessions of the table it held
+before, whose log-outs and password changes the new region does not carry.
 
 Write the result where the board expects it: QEMU loads it with `-device loader` (see
 boards/qemu-mps2-an386/qemu-args.sh, GATEHOUSE_CONFIG_BLOB); the host-tap board reads it with
@@ -62,6 +64,17 @@ def phc_pbkdf2(password: str, iterations: int, salt: bytes = b"") -> str:
     return f"$pbkdf2-sha256$i={iterations},l=32${b64(salt)}${b64(digest)}"
 
 
+def fresh_table_id() -> int:
+    """A random users table id, never 0 (the id of files written before table ids)."""
+    return int.from_bytes(os.urandom(8), "little") or 1
+
+
+def with_fresh_table_id(users: bytes) -> bytes:
+    doc = json.loads(users)
+    doc["table_id"] = fresh_table_id()
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def users_json(specs, iterations: int) -> bytes:
     users = []
     for generation, spec in enumerate(specs, start=1):
@@ -77,7 +90,8 @@ def users_json(specs, iterations: int) -> bytes:
             }
         )
     doc = {
-        "version": 1,
+        "version": 2,
+        "table_id": fresh_table_id(),
         "admin_assigned": any(u["admin"] for u in users),
         "next_generation": len(users) + 1,
         "users": users,
@@ -103,7 +117,7 @@ def main():
         raise SystemExit(f"{args.config}: unknown key(s) {', '.join(unknown)}; a board refuses them")
     if args.users:
         with open(args.users, "rb") as f:
-            users = f.read().strip()
+            users = with_fresh_table_id(f.read().strip())
     else:
         users = users_json(args.user, args.iterations)
     with open(args.output, "wb") as f:

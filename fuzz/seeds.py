@@ -305,8 +305,13 @@ CURRENT = b"\x22" * 32
 PREVIOUS = b"\x11" * 32
 
 
-def token(key, name, generation, issued_at, ttl):
-    raw = bytes([1]) + struct.pack(">IQQ", generation, issued_at, issued_at + ttl)
+# The users table id the session target verifies for (its `TABLE`); the gateway target's
+# table is made with `UserTable::new()`, table 0.
+SESSION_TABLE = 0x5EED
+
+
+def token(key, name, generation, issued_at, ttl, table=SESSION_TABLE):
+    raw = bytes([2]) + struct.pack(">QIQQ", table, generation, issued_at, issued_at + ttl)
     raw += bytes([len(name.encode())]) + name.encode()
     mac = hmac.new(key, b"gatehouse session\0" + raw, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(raw + mac).rstrip(b"=")
@@ -342,8 +347,8 @@ def csrf(nonce):
 
 def gateway():
     day = 86400
-    alice = b"gatehouse_session=" + token(CURRENT, "alice", 0, ISSUED_AT, day)
-    bob_old = b"gatehouse_session=" + token(PREVIOUS, "bob", 1, ISSUED_AT - day + 3600, day)
+    alice = b"gatehouse_session=" + token(CURRENT, "alice", 0, ISSUED_AT, day, table=0)
+    bob_old = b"gatehouse_session=" + token(PREVIOUS, "bob", 1, ISSUED_AT - day + 3600, day, table=0)
     basic = lambda creds: b"Basic " + base64.b64encode(creds)
     c = csrf(b"0123456789abcdef")
     form = b"csrf=" + c + b"&username=alice&password=wonderland&return=%2Fapp%2F"

@@ -65,8 +65,9 @@ fn bench(c: &mut Criterion) {
     let mut cache = CredentialCache::<16>::new(&[2; 32], 300);
     let mut pending = PendingChecks::new();
     let carol = users.find("carol").unwrap().generation;
+    let table = users.table_id();
     let token = keys
-        .issue("carol", carol, NOW - 60, 30 * 24 * 3600)
+        .issue(table, "carol", carol, NOW - 60, 30 * 24 * 3600)
         .unwrap();
     let request = browser_request(&token);
     eprintln!("request head: {} bytes", request.len());
@@ -133,7 +134,7 @@ fn bench(c: &mut Criterion) {
     let cold: Vec<Vec<u8>> = (0..=SESSION_CACHE_SLOTS as u64)
         .map(|i| {
             let t = keys
-                .issue("carol", carol, NOW - 60 - i, 30 * 24 * 3600)
+                .issue(table, "carol", carol, NOW - 60 - i, 30 * 24 * 3600)
                 .unwrap();
             browser_request(&t)
         })

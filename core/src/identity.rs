@@ -47,6 +47,84 @@ pub const FOREIGN_IDENTITY_HEADERS: [&str; 10] = [
     "X-WebAuth-User",
 ];
 
+/// Longest user header name a configuration may give.
+pub const MAX_USER_HEADER_LEN: usize = 64;
+
+/// Headers that cannot be the user header: the ones HTTP frames a request with (`Host`,
+/// `Content-Length`, `Transfer-Encoding`), the hop-by-hop ones a proxy consumes, and the
+/// ones that carry credentials (`Cookie`, `Authorization`). gatehouse strips every client copy
+/// of the user header and writes its own; with one of these, it would strip or replace what
+/// HTTP itself needs (a request smuggled past the framing, a connection kept or closed at the
+/// client's word) or hand the app a user name as a credential.
+pub const RESERVED_HEADERS: [&str; 14] = [
+    "Host",
+    "Content-Length",
+    "Transfer-Encoding",
+    "Cookie",
+    "Authorization",
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "Proxy-Authorization",
+    "TE",
+    "Trailer",
+    "Upgrade",
+    "Expect",
+    "Set-Cookie",
+];
+
+/// Why a name cannot be the user header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserHeaderError {
+    /// The name is empty.
+    Empty,
+    /// Longer than [`MAX_USER_HEADER_LEN`] bytes.
+    TooLong,
+    /// A byte that is not allowed in a header name (RFC 9110 `token`).
+    NotAHeaderName,
+    /// One of [`RESERVED_HEADERS`], in any spelling ([`names_match_loosely`]).
+    Reserved,
+}
+
+impl core::fmt::Display for UserHeaderError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "the user header name is empty",
+            Self::TooLong => "the user header name is too long",
+            Self::NotAHeaderName => "not a header name (letters, digits and -)",
+            Self::Reserved => {
+                "a header HTTP needs for itself (framing, hop-by-hop or credentials) cannot be \
+                 the user header"
+            }
+        })
+    }
+}
+
+impl core::error::Error for UserHeaderError {}
+
+/// Checks a configured user header name; every deployable's configuration calls this, so the
+/// daemon, a board and `gatehouse config-blob` refuse the same names.
+pub fn validate_user_header(name: &str) -> Result<(), UserHeaderError> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() {
+        return Err(UserHeaderError::Empty);
+    }
+    if name.len() > MAX_USER_HEADER_LEN {
+        return Err(UserHeaderError::TooLong);
+    }
+    if !name.bytes().all(tchar) {
+        return Err(UserHeaderError::NotAHeaderName);
+    }
+    if RESERVED_HEADERS
+        .iter()
+        .any(|reserved| names_match_loosely(name.as_bytes(), reserved.as_bytes()))
+    {
+        return Err(UserHeaderError::Reserved);
+    }
+    Ok(())
+}
+
 /// True when `name` spells `canonical`, ignoring ASCII case and reading every byte that is
 /// not an ASCII letter or digit as `-`.
 ///
@@ -383,6 +461,42 @@ mod tests {
         assert_eq!(
             read_identity_httparse(DEFAULT_USER_HEADER, req.headers),
             Err(IdentityError::Repeated)
+        );
+    }
+
+    #[test]
+    fn a_user_header_that_http_needs_is_refused() {
+        for good in ["Remote-User", "X-Forwarded-User", "X-WebAuth-User", "user"] {
+            assert_eq!(validate_user_header(good), Ok(()), "{good}");
+        }
+        for reserved in [
+            "Host",
+            "content-length",
+            "Transfer_Encoding",
+            "COOKIE",
+            "Authorization",
+            "connection",
+            "Proxy-Authorization",
+            "te",
+        ] {
+            assert_eq!(
+                validate_user_header(reserved),
+                Err(UserHeaderError::Reserved),
+                "{reserved}"
+            );
+        }
+        assert_eq!(validate_user_header(""), Err(UserHeaderError::Empty));
+        assert_eq!(
+            validate_user_header("Remote User"),
+            Err(UserHeaderError::NotAHeaderName)
+        );
+        assert_eq!(
+            validate_user_header("Remote-User:"),
+            Err(UserHeaderError::NotAHeaderName)
+        );
+        assert_eq!(
+            validate_user_header(&"x".repeat(MAX_USER_HEADER_LEN + 1)),
+            Err(UserHeaderError::TooLong)
         );
     }
 }

@@ -1,12 +1,13 @@
 //! Session cookies: stateless tokens signed with HMAC-SHA256.
 //!
-//! A token says *who* (the username), *when* (issued-at and expiry, UNIX seconds) and *under
-//! which generation* of that user it was issued, and carries an HMAC-SHA256 over all of it.
+//! A token says *who* (the username), *when* (issued-at and expiry, UNIX seconds), *for which
+//! users table* (its random id) and *under which generation* of that user it was issued, and
+//! carries an HMAC-SHA256 over all of it.
 //! Nothing is stored server-side, so any number of gateways sharing a key agree, and a board
 //! needs no RAM per session. Layout, before base64url (unpadded) encoding:
 //!
 //! ```text
-//! version u8 | generation u32 BE | issued_at u64 BE | expires_at u64 BE | name_len u8 | name | mac[32]
+//! version u8 | table u64 BE | generation u32 BE | issued_at u64 BE | expires_at u64 BE | name_len u8 | name | mac[32]
 //! ```
 //!
 //! The MAC covers a context label and every byte before it. The threats each check exists
@@ -20,8 +21,17 @@
 //! - **Sessions that must end now** ([`SessionError::Revoked`], [`SessionError::UnknownUser`]):
 //!   a password change or "log out everywhere" bumps the user's generation; a deleted user
 //!   has none. Either kills every token issued before.
+//! - **A users table made anew** ([`SessionError::OtherTable`]): generations start again in a
+//!   new table, so a token of the old `alice` would fit the new one, who may be someone else.
+//!   Every table has a random id ([`UserTable::table_id`]), every token names it, and no other
+//!   table accepts it.
 //! - **Key rotation** without logging everyone out: [`SessionKeys`] holds the current key,
 //!   which signs, and the previous one, which still verifies until the next rotation.
+//! - **A leaked key carried forward by rotation**: a token the previous key verified is never
+//!   renewed ([`Session::should_renew`]). Re-signing it under the current key would let a
+//!   token forged with a leaked key outlive the rotations meant to retire that key; so it
+//!   keeps its own expiry and dies at the next rotation at the latest. Ending every session
+//!   at once is a rotation that keeps no previous key ([`SessionKeys::replace`]).
 //!
 //! `now` is always a parameter: core never reads a clock.
 
@@ -54,13 +64,13 @@ pub const fn cookie_name(secure: bool) -> &'static str {
 pub const SESSION_KEY_LEN: usize = 32;
 
 /// Format version written in the first byte of every token.
-pub const TOKEN_VERSION: u8 = 1;
+pub const TOKEN_VERSION: u8 = 2;
 
 /// How far in the future a token's issued-at may lie and still be accepted, in seconds.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 60;
 
 const MAC_LEN: usize = 32;
-const HEADER_LEN: usize = 1 + 4 + 8 + 8 + 1;
+const HEADER_LEN: usize = 1 + 8 + 4 + 8 + 8 + 1;
 const MIN_TOKEN_BYTES: usize = HEADER_LEN + 1 + MAC_LEN;
 
 /// Most bytes of a token before encoding.
@@ -70,7 +80,7 @@ pub const MAX_TOKEN_BYTES: usize = HEADER_LEN + MAX_USERNAME_LEN + MAC_LEN;
 pub const MAX_TOKEN_LEN: usize = (MAX_TOKEN_BYTES * 4).div_ceil(3);
 
 /// Most bytes [`write_set_cookie`] writes; a buffer of this size always suffices.
-pub const MAX_SET_COOKIE_LEN: usize = 256;
+pub const MAX_SET_COOKIE_LEN: usize = 288;
 
 /// Separates a session MAC from any other use of the same key.
 const MAC_CONTEXT: &[u8] = b"gatehouse session\0";
@@ -208,6 +218,11 @@ pub enum SessionError {
     UnknownUser,
     /// The user's generation changed since issue (password change, "log out everywhere").
     Revoked,
+    /// Issued for another users table (the users file was made anew, a board provisioned
+    /// again).
+    OtherTable,
+    /// The request carries more than one session cookie ([`single_session_cookie`]).
+    SeveralCookies,
 }
 
 impl fmt::Display for SessionError {
@@ -220,6 +235,8 @@ impl fmt::Display for SessionError {
             Self::Expired => "session token has expired",
             Self::UnknownUser => "session token names a user that no longer exists",
             Self::Revoked => "session token was revoked",
+            Self::OtherTable => "session token was issued for another users table",
+            Self::SeveralCookies => "the request carries more than one session cookie",
         })
     }
 }
@@ -231,6 +248,8 @@ impl core::error::Error for SessionError {}
 pub struct Session {
     /// The user, as spelled when the token was issued.
     pub username: Username,
+    /// The id of the users table it was issued for, equal to the current one.
+    pub table: u64,
     /// The user's generation at issue, equal to the current one.
     pub generation: u32,
     /// Issue time, UNIX seconds.
@@ -242,11 +261,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the shell should send a fresh token: the token was signed with the previous
-    /// key, or less than half of its lifetime remains.
+    /// Whether the shell should send a fresh token: the current key signed it and less than
+    /// half of its lifetime remains.
+    ///
+    /// A token the previous key verified is never renewed: the previous key may be one being
+    /// retired because it leaked, and a renewal would re-sign whatever it vouches for (a forged
+    /// token too) under the current key, where it would survive the next rotation. It keeps
+    /// the expiry it has, and the next rotation ends it.
     pub fn should_renew(&self, now: u64) -> bool {
         let lifetime = self.expires_at.saturating_sub(self.issued_at);
-        self.key == KeyUsed::Previous || self.expires_at.saturating_sub(now) < lifetime / 2
+        self.key == KeyUsed::Current && self.expires_at.saturating_sub(now) < lifetime / 2
     }
 }
 
@@ -264,10 +288,19 @@ impl SessionKeys {
         self.previous = Some(core::mem::replace(&mut self.current, next));
     }
 
-    /// Issues a token for `username` at `generation`, valid from `now` for `ttl_secs` seconds,
-    /// signed with the current key.
+    /// Makes `next` the only key: every token signed before is refused at once (a leaked key,
+    /// "log out everyone").
+    pub fn replace(&mut self, next: SessionKey) {
+        self.current = next;
+        self.previous = None;
+    }
+
+    /// Issues a token for `username` at `generation` in the users table with id `table`
+    /// ([`UserTable::table_id`]), valid from `now` for `ttl_secs` seconds, signed with the
+    /// current key.
     pub fn issue(
         &self,
+        table: u64,
         username: &str,
         generation: u32,
         now: u64,
@@ -277,8 +310,9 @@ impl SessionKeys {
         let mut raw = [0u8; MAX_TOKEN_BYTES];
         let mut len = 0;
         let name_len = [u8::try_from(name.len()).unwrap_or(u8::MAX)];
-        let fields: [&[u8]; 6] = [
+        let fields: [&[u8]; 7] = [
             &[TOKEN_VERSION],
+            &table.to_be_bytes(),
             &generation.to_be_bytes(),
             &now.to_be_bytes(),
             &now.saturating_add(ttl_secs).to_be_bytes(),
@@ -305,14 +339,17 @@ impl SessionKeys {
         Ok(token)
     }
 
-    /// Verifies a cookie value at time `now`; `generation_of` answers the named user's current
-    /// generation, or `None` when there is no such user (`|name| users.generation_of(name)`).
+    /// Verifies a cookie value at time `now` for the users table with id `table`;
+    /// `generation_of` answers the named user's current generation, or `None` when there is
+    /// no such user (`|name| users.generation_of(name)`).
     ///
-    /// Checked in this order: format, MAC (current key, then previous), time, generation.
+    /// Checked in this order: format, MAC (current key, then previous), time, table,
+    /// generation.
     pub fn verify(
         &self,
         token: &[u8],
         now: u64,
+        table: u64,
         generation_of: impl FnOnce(&str) -> Option<u32>,
     ) -> Result<Session, SessionError> {
         if token.len() > MAX_TOKEN_LEN {
@@ -347,11 +384,15 @@ impl SessionKeys {
         if now >= body.expires_at {
             return Err(SessionError::Expired);
         }
+        if body.table != table {
+            return Err(SessionError::OtherTable);
+        }
         match generation_of(&body.username) {
             None => Err(SessionError::UnknownUser),
             Some(current) if current != body.generation => Err(SessionError::Revoked),
             Some(_) => Ok(Session {
                 username: body.username,
+                table: body.table,
                 generation: body.generation,
                 issued_at: body.issued_at,
                 expires_at: body.expires_at,
@@ -369,7 +410,7 @@ impl SessionKeys {
     ) -> Result<(Session, &'u crate::users::User), SessionError> {
         // One lookup of the user serves both the generation check and the answer.
         let mut found = None;
-        let session = self.verify(token, now, |name| {
+        let session = self.verify(token, now, users.table_id(), |name| {
             let user = users.find(name)?;
             found = Some(user);
             Some(user.generation)
@@ -470,6 +511,7 @@ struct CachedSession {
     len: usize,
     key_id: [u8; KEY_ID_LEN],
     username: Username,
+    table: u64,
     generation: u32,
     issued_at: u64,
     expires_at: u64,
@@ -482,6 +524,7 @@ impl CachedSession {
         len: 0,
         key_id: [0; KEY_ID_LEN],
         username: Username::new(),
+        table: 0,
         generation: 0,
         issued_at: 0,
         expires_at: 0,
@@ -501,12 +544,16 @@ impl CachedSession {
         if now >= self.expires_at {
             return Err(SessionError::Expired);
         }
+        if self.table != users.table_id() {
+            return Err(SessionError::OtherTable);
+        }
         match users.find(&self.username) {
             None => Err(SessionError::UnknownUser),
             Some(user) if user.generation != self.generation => Err(SessionError::Revoked),
             Some(user) => Ok((
                 Session {
                     username: self.username.clone(),
+                    table: self.table,
                     generation: self.generation,
                     issued_at: self.issued_at,
                     expires_at: self.expires_at,
@@ -616,6 +663,7 @@ impl<const N: usize> SessionCache<N> {
         slot.len = token.len();
         slot.key_id = *key_id;
         slot.username.clone_from(&session.username);
+        slot.table = session.table;
         slot.generation = session.generation;
         slot.issued_at = session.issued_at;
         slot.expires_at = session.expires_at;
@@ -631,6 +679,7 @@ fn word(bytes: &[u8]) -> u64 {
 
 /// The signed fields of a token, after the MAC has been checked.
 struct Body {
+    table: u64,
     generation: u32,
     issued_at: u64,
     expires_at: u64,
@@ -640,15 +689,17 @@ struct Body {
 impl Body {
     fn parse(signed: &[u8]) -> Option<Self> {
         let (header, name) = signed.split_at_checked(HEADER_LEN)?;
-        let generation = u32::from_be_bytes(header.get(1..5)?.try_into().ok()?);
-        let issued_at = u64::from_be_bytes(header.get(5..13)?.try_into().ok()?);
-        let expires_at = u64::from_be_bytes(header.get(13..21)?.try_into().ok()?);
-        let name_len = usize::from(*header.get(21)?);
+        let table = u64::from_be_bytes(header.get(1..9)?.try_into().ok()?);
+        let generation = u32::from_be_bytes(header.get(9..13)?.try_into().ok()?);
+        let issued_at = u64::from_be_bytes(header.get(13..21)?.try_into().ok()?);
+        let expires_at = u64::from_be_bytes(header.get(21..29)?.try_into().ok()?);
+        let name_len = usize::from(*header.get(29)?);
         if name.len() != name_len || expires_at < issued_at {
             return None;
         }
         let username = parse_username(core::str::from_utf8(name).ok()?).ok()?;
         Some(Self {
+            table,
             generation,
             issued_at,
             expires_at,
@@ -737,10 +788,31 @@ impl fmt::Write for Cursor<'_> {
 
 /// The values of every `gatehouse_session` cookie in a `Cookie` header value, in order.
 ///
-/// There can be more than one: a host that shares the parent domain can plant its own.
-/// Verify each and use the first that passes; a planted one cannot carry a valid MAC.
+/// There can be more than one: a host that shares the parent domain (a sibling subdomain on
+/// plain HTTP) can plant its own, with a narrower `Path` so that browsers send it first. A
+/// planted cookie can be perfectly valid (the planter's own session, got by logging in), so
+/// never pick "the first that verifies": [`single_session_cookie`] refuses a request that
+/// carries more than one.
 pub fn session_cookies(cookie_header: &[u8]) -> impl Iterator<Item = &[u8]> {
     session_cookies_named(cookie_header, COOKIE_NAME)
+}
+
+/// The one session cookie called `name` ([`cookie_name`]) in a request's `Cookie` header
+/// values, `None` when there is none, and [`SessionError::SeveralCookies`] when there is more
+/// than one: which of them the user meant cannot be told, and one may have been planted by
+/// another host (see [`session_cookies`]). The `__Host-` cookie of a secure deployment cannot
+/// be planted that way, but is held to the same rule.
+pub fn single_session_cookie<'h>(
+    cookie_headers: impl Iterator<Item = &'h [u8]>,
+    name: &'static str,
+) -> Result<Option<&'h [u8]>, SessionError> {
+    let mut found = None;
+    for token in cookie_headers.flat_map(|value| session_cookies_named(value, name)) {
+        if found.replace(token).is_some() {
+            return Err(SessionError::SeveralCookies);
+        }
+    }
+    Ok(found)
 }
 
 /// The values of every cookie called `name` ([`cookie_name`]) in a `Cookie` header value.
@@ -769,6 +841,8 @@ mod tests {
 
     const NOW: u64 = 1_790_000_000;
     const TTL: u64 = 7 * 24 * 3600;
+    /// The id of the users table tokens are issued for, unless a test says otherwise.
+    const TABLE: u64 = 0;
 
     fn key(byte: u8) -> SessionKey {
         SessionKey::from_bytes([byte; SESSION_KEY_LEN])
@@ -784,18 +858,21 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify() {
-        let token = keys().issue("alice", 3, NOW, TTL).unwrap();
+        let token = keys().issue(TABLE, "alice", 3, NOW, TTL).unwrap();
         assert!(token.len() <= MAX_TOKEN_LEN);
         assert!(
             token
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-        let session = keys().verify(token.as_bytes(), NOW, gen_is(3)).unwrap();
+        let session = keys()
+            .verify(token.as_bytes(), NOW, TABLE, gen_is(3))
+            .unwrap();
         assert_eq!(
             session,
             Session {
                 username: parse_username("alice").unwrap(),
+                table: TABLE,
                 generation: 3,
                 issued_at: NOW,
                 expires_at: NOW + TTL,
@@ -807,13 +884,16 @@ mod tests {
     #[test]
     fn token_layout_vector() {
         // A fixed key and inputs give a fixed token; a change in the layout or MAC shows here.
-        let token = SessionKeys::new(key(0)).issue("a", 1, 2, 3).unwrap();
+        let token = SessionKeys::new(key(0))
+            .issue(0x0102_0304_0506_0708, "a", 1, 2, 3)
+            .unwrap();
         let mut raw = [0u8; MAX_TOKEN_BYTES];
         let raw = Base64UrlUnpadded::decode(token.as_bytes(), &mut raw).unwrap();
         assert_eq!(
             &raw[..HEADER_LEN + 1],
             &[
-                1, // version
+                2, // version
+                1, 2, 3, 4, 5, 6, 7, 8, // table
                 0, 0, 0, 1, // generation
                 0, 0, 0, 0, 0, 0, 0, 2, // issued at
                 0, 0, 0, 0, 0, 0, 0, 5, // expires at
@@ -832,26 +912,28 @@ mod tests {
     #[test]
     fn longest_username_fits_the_maximum_token_length() {
         let name = "é".repeat(MAX_USERNAME_LEN / 2);
-        let token = keys().issue(&name, u32::MAX, u64::MAX, u64::MAX).unwrap();
+        let token = keys()
+            .issue(TABLE, &name, u32::MAX, u64::MAX, u64::MAX)
+            .unwrap();
         assert_eq!(token.len(), MAX_TOKEN_LEN);
-        assert_eq!(MAX_TOKEN_LEN, 158);
+        assert_eq!(MAX_TOKEN_LEN, 168);
     }
 
     #[test]
     fn issue_refuses_invalid_usernames() {
         assert_eq!(
-            keys().issue("", 0, NOW, TTL),
+            keys().issue(TABLE, "", 0, NOW, TTL),
             Err(IssueError::InvalidUsername(UsernameError::Empty))
         );
         assert_eq!(
-            keys().issue(&"x".repeat(65), 0, NOW, TTL),
+            keys().issue(TABLE, &"x".repeat(65), 0, NOW, TTL),
             Err(IssueError::InvalidUsername(UsernameError::TooLong))
         );
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
-        let good = keys().issue("alice", 0, NOW, TTL).unwrap();
+        let good = keys().issue(TABLE, "alice", 0, NOW, TTL).unwrap();
         let too_long = "A".repeat(MAX_TOKEN_LEN + 1);
         for bad in [
             "",
@@ -863,7 +945,7 @@ mod tests {
             "gatehouse_session=abc",
         ] {
             assert_eq!(
-                keys().verify(bad.as_bytes(), NOW, gen_is(0)),
+                keys().verify(bad.as_bytes(), NOW, TABLE, gen_is(0)),
                 Err(SessionError::Malformed),
                 "{bad:?}"
             );
@@ -871,7 +953,7 @@ mod tests {
         // Padding is not part of the format.
         let padded = format!("{good}=");
         assert_eq!(
-            keys().verify(padded.as_bytes(), NOW, gen_is(0)),
+            keys().verify(padded.as_bytes(), NOW, TABLE, gen_is(0)),
             Err(SessionError::Malformed)
         );
     }
@@ -886,6 +968,7 @@ mod tests {
 
     fn body(version: u8, issued: u64, expires: u64, name: &[u8], name_len: u8) -> Vec<u8> {
         let mut b = vec![version];
+        b.extend_from_slice(&TABLE.to_be_bytes());
         b.extend_from_slice(&0u32.to_be_bytes());
         b.extend_from_slice(&issued.to_be_bytes());
         b.extend_from_slice(&expires.to_be_bytes());
@@ -898,16 +981,16 @@ mod tests {
     fn signed_but_inconsistent_bodies_are_malformed() {
         let k = key(1);
         for signed in [
-            body(1, NOW, NOW + 1, b"alice", 4),
-            body(1, NOW, NOW + 1, b"alice", 6),
-            body(1, NOW, NOW - 1, b"alice", 5),
-            body(1, NOW, NOW + 1, b"\xff\xfe", 2),
-            body(1, NOW, NOW + 1, b" alice", 6),
-            body(1, NOW, NOW + 1, b"a\nb", 3),
+            body(2, NOW, NOW + 1, b"alice", 4),
+            body(2, NOW, NOW + 1, b"alice", 6),
+            body(2, NOW, NOW - 1, b"alice", 5),
+            body(2, NOW, NOW + 1, b"\xff\xfe", 2),
+            body(2, NOW, NOW + 1, b" alice", 6),
+            body(2, NOW, NOW + 1, b"a\nb", 3),
         ] {
             let token = sign(&k, &signed);
             assert_eq!(
-                keys().verify(token.as_bytes(), NOW, gen_is(0)),
+                keys().verify(token.as_bytes(), NOW, TABLE, gen_is(0)),
                 Err(SessionError::Malformed)
             );
         }
@@ -915,9 +998,17 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_refused() {
-        let token = sign(&key(1), &body(2, NOW, NOW + 1, b"alice", 5));
+        // Version 1 (no table id) and a version from the future.
+        for version in [1, 3] {
+            let token = sign(&key(1), &body(version, NOW, NOW + 1, b"alice", 5));
+            assert_eq!(
+                keys().verify(token.as_bytes(), NOW, TABLE, gen_is(0)),
+                Err(SessionError::UnsupportedVersion)
+            );
+        }
+        let token = sign(&key(1), &body(3, NOW, NOW + 1, b"alice", 5));
         assert_eq!(
-            keys().verify(token.as_bytes(), NOW, gen_is(0)),
+            keys().verify(token.as_bytes(), NOW, TABLE, gen_is(0)),
             Err(SessionError::UnsupportedVersion)
         );
     }
@@ -925,14 +1016,14 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_key_or_altered_is_refused() {
         let foreign = SessionKeys::new(key(9))
-            .issue("alice", 0, NOW, TTL)
+            .issue(TABLE, "alice", 0, NOW, TTL)
             .unwrap();
         assert_eq!(
-            keys().verify(foreign.as_bytes(), NOW, gen_is(0)),
+            keys().verify(foreign.as_bytes(), NOW, TABLE, gen_is(0)),
             Err(SessionError::BadSignature)
         );
         // Flip each byte of the body and of the MAC in turn: every change is caught.
-        let token = keys().issue("alice", 0, NOW, TTL).unwrap();
+        let token = keys().issue(TABLE, "alice", 0, NOW, TTL).unwrap();
         let mut raw = [0u8; MAX_TOKEN_BYTES];
         let raw = Base64UrlUnpadded::decode(token.as_bytes(), &mut raw).unwrap();
         for i in 1..raw.len() {
@@ -941,7 +1032,7 @@ mod tests {
             let mut out = [0u8; MAX_TOKEN_LEN];
             let altered = Base64UrlUnpadded::encode(&altered, &mut out).unwrap();
             assert_eq!(
-                keys().verify(altered.as_bytes(), NOW, gen_is(0)),
+                keys().verify(altered.as_bytes(), NOW, TABLE, gen_is(0)),
                 Err(SessionError::BadSignature),
                 "byte {i}"
             );
@@ -950,19 +1041,23 @@ mod tests {
 
     #[test]
     fn expiry_is_exclusive() {
-        let token = keys().issue("alice", 0, NOW, 10).unwrap();
-        assert!(keys().verify(token.as_bytes(), NOW + 9, gen_is(0)).is_ok());
+        let token = keys().issue(TABLE, "alice", 0, NOW, 10).unwrap();
+        assert!(
+            keys()
+                .verify(token.as_bytes(), NOW + 9, TABLE, gen_is(0))
+                .is_ok()
+        );
         assert_eq!(
-            keys().verify(token.as_bytes(), NOW + 10, gen_is(0)),
+            keys().verify(token.as_bytes(), NOW + 10, TABLE, gen_is(0)),
             Err(SessionError::Expired)
         );
         assert_eq!(
-            keys().verify(token.as_bytes(), u64::MAX, gen_is(0)),
+            keys().verify(token.as_bytes(), u64::MAX, TABLE, gen_is(0)),
             Err(SessionError::Expired)
         );
-        let zero_ttl = keys().issue("alice", 0, NOW, 0).unwrap();
+        let zero_ttl = keys().issue(TABLE, "alice", 0, NOW, 0).unwrap();
         assert_eq!(
-            keys().verify(zero_ttl.as_bytes(), NOW, gen_is(0)),
+            keys().verify(zero_ttl.as_bytes(), NOW, TABLE, gen_is(0)),
             Err(SessionError::Expired)
         );
     }
@@ -970,35 +1065,39 @@ mod tests {
     #[test]
     fn tokens_from_the_future_are_refused_beyond_the_skew() {
         let token = keys()
-            .issue("alice", 0, NOW + MAX_CLOCK_SKEW_SECS, TTL)
+            .issue(TABLE, "alice", 0, NOW + MAX_CLOCK_SKEW_SECS, TTL)
             .unwrap();
-        assert!(keys().verify(token.as_bytes(), NOW, gen_is(0)).is_ok());
+        assert!(
+            keys()
+                .verify(token.as_bytes(), NOW, TABLE, gen_is(0))
+                .is_ok()
+        );
         let token = keys()
-            .issue("alice", 0, NOW + MAX_CLOCK_SKEW_SECS + 1, TTL)
+            .issue(TABLE, "alice", 0, NOW + MAX_CLOCK_SKEW_SECS + 1, TTL)
             .unwrap();
         assert_eq!(
-            keys().verify(token.as_bytes(), NOW, gen_is(0)),
+            keys().verify(token.as_bytes(), NOW, TABLE, gen_is(0)),
             Err(SessionError::IssuedInFuture)
         );
         assert_eq!(
-            keys().verify(token.as_bytes(), 0, gen_is(0)),
+            keys().verify(token.as_bytes(), 0, TABLE, gen_is(0)),
             Err(SessionError::IssuedInFuture)
         );
     }
 
     #[test]
     fn a_changed_generation_revokes_and_a_deleted_user_is_unknown() {
-        let token = keys().issue("alice", 4, NOW, TTL).unwrap();
+        let token = keys().issue(TABLE, "alice", 4, NOW, TTL).unwrap();
         assert_eq!(
-            keys().verify(token.as_bytes(), NOW, gen_is(5)),
+            keys().verify(token.as_bytes(), NOW, TABLE, gen_is(5)),
             Err(SessionError::Revoked)
         );
         assert_eq!(
-            keys().verify(token.as_bytes(), NOW, |_| None),
+            keys().verify(token.as_bytes(), NOW, TABLE, |_| None),
             Err(SessionError::UnknownUser)
         );
         let mut asked = String::new();
-        let _ = keys().verify(token.as_bytes(), NOW, |name| {
+        let _ = keys().verify(token.as_bytes(), NOW, TABLE, |name| {
             asked.push_str(name);
             Some(4)
         });
@@ -1008,29 +1107,73 @@ mod tests {
     #[test]
     fn rotation_keeps_old_tokens_valid_for_one_more_rotation() {
         let mut keys = keys();
-        let old = keys.issue("alice", 0, NOW, TTL).unwrap();
+        let old = keys.issue(TABLE, "alice", 0, NOW, TTL).unwrap();
         keys.rotate(key(2));
         assert_eq!(keys.previous, Some(key(1)));
-        let new = keys.issue("alice", 0, NOW, TTL).unwrap();
+        let new = keys.issue(TABLE, "alice", 0, NOW, TTL).unwrap();
         assert_ne!(old, new);
-        let old_session = keys.verify(old.as_bytes(), NOW, gen_is(0)).unwrap();
+        let old_session = keys.verify(old.as_bytes(), NOW, TABLE, gen_is(0)).unwrap();
         assert_eq!(old_session.key, KeyUsed::Previous);
-        assert!(old_session.should_renew(NOW));
-        let new_session = keys.verify(new.as_bytes(), NOW, gen_is(0)).unwrap();
+        assert!(!old_session.should_renew(NOW));
+        let new_session = keys.verify(new.as_bytes(), NOW, TABLE, gen_is(0)).unwrap();
         assert_eq!(new_session.key, KeyUsed::Current);
         assert!(!new_session.should_renew(NOW));
         keys.rotate(key(3));
         assert_eq!(
-            keys.verify(old.as_bytes(), NOW, gen_is(0)),
+            keys.verify(old.as_bytes(), NOW, TABLE, gen_is(0)),
             Err(SessionError::BadSignature)
         );
-        assert!(keys.verify(new.as_bytes(), NOW, gen_is(0)).is_ok());
+        assert!(keys.verify(new.as_bytes(), NOW, TABLE, gen_is(0)).is_ok());
+    }
+
+    /// A token the previous key verified is never renewed, however close to its expiry: a
+    /// renewal would carry a token forged with a leaked key over to the new key, and two
+    /// rotations with one request between would not end it.
+    #[test]
+    fn a_token_of_the_previous_key_is_never_renewed_so_two_rotations_end_it() {
+        let mut keys = keys();
+        let leaked = keys.issue(TABLE, "alice", 0, NOW, 100).unwrap();
+        keys.rotate(key(2));
+        for now in [NOW, NOW + 51, NOW + 99] {
+            let session = keys
+                .verify(leaked.as_bytes(), now, TABLE, gen_is(0))
+                .unwrap();
+            assert_eq!(session.key, KeyUsed::Previous);
+            assert!(!session.should_renew(now), "renewed at {now}");
+        }
+        keys.rotate(key(3));
+        assert_eq!(
+            keys.verify(leaked.as_bytes(), NOW, TABLE, gen_is(0)),
+            Err(SessionError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn replacing_the_key_refuses_every_token_signed_before() {
+        let mut keys = keys();
+        let before = keys.issue(TABLE, "alice", 0, NOW, TTL).unwrap();
+        keys.rotate(key(2));
+        let recent = keys.issue(TABLE, "alice", 0, NOW, TTL).unwrap();
+        keys.replace(key(3));
+        assert_eq!(keys.previous, None);
+        for token in [&before, &recent] {
+            assert_eq!(
+                keys.verify(token.as_bytes(), NOW, TABLE, gen_is(0)),
+                Err(SessionError::BadSignature)
+            );
+        }
+        let after = keys.issue(TABLE, "alice", 0, NOW, TTL).unwrap();
+        assert!(keys.verify(after.as_bytes(), NOW, TABLE, gen_is(0)).is_ok());
     }
 
     #[test]
     fn renewal_is_due_after_half_the_lifetime() {
-        let token = keys().issue("alice", 0, NOW, 100).unwrap();
-        let at = |t| keys().verify(token.as_bytes(), t, gen_is(0)).unwrap();
+        let token = keys().issue(TABLE, "alice", 0, NOW, 100).unwrap();
+        let at = |t| {
+            keys()
+                .verify(token.as_bytes(), t, TABLE, gen_is(0))
+                .unwrap()
+        };
         assert!(!at(NOW).should_renew(NOW));
         assert!(!at(NOW + 50).should_renew(NOW + 50));
         assert!(at(NOW + 51).should_renew(NOW + 51));
@@ -1042,7 +1185,7 @@ mod tests {
         let hash = hash_password(b"pw", &[1; SALT_LEN], MIN_ITERATIONS).unwrap();
         users.add("Alice", false, hash.clone()).unwrap();
         let keys = keys();
-        let token = keys.issue("Alice", 0, NOW, TTL).unwrap();
+        let token = keys.issue(TABLE, "Alice", 0, NOW, TTL).unwrap();
         let (session, user) = keys.verify_user(token.as_bytes(), NOW, &users).unwrap();
         assert_eq!(session.username.as_str(), "Alice");
         assert_eq!(user.name.as_str(), "Alice");
@@ -1052,7 +1195,7 @@ mod tests {
             keys.verify_user(token.as_bytes(), NOW, &users).map(|_| ()),
             Err(SessionError::Revoked)
         );
-        let token = keys.issue("alice", 1, NOW, TTL).unwrap();
+        let token = keys.issue(TABLE, "alice", 1, NOW, TTL).unwrap();
         assert!(keys.verify_user(token.as_bytes(), NOW, &users).is_ok());
         users.bump_generation("ALICE").unwrap();
         assert_eq!(
@@ -1070,6 +1213,40 @@ mod tests {
         assert_eq!(
             keys.verify_user(token.as_bytes(), NOW, &users).map(|_| ()),
             Err(SessionError::Revoked)
+        );
+    }
+
+    /// The users file moved away and made anew: generations start again, the key is the
+    /// same, and a token of the old `alice` must not be the new `alice`'s.
+    #[test]
+    fn a_table_made_anew_refuses_the_old_tables_tokens() {
+        let hash = hash_password(b"pw", &[1; SALT_LEN], MIN_ITERATIONS).unwrap();
+        let mut old = UserTable::<4>::with_id([1; 8]);
+        old.add("alice", false, hash.clone()).unwrap();
+        let keys = keys();
+        let generation = old.generation_of("alice").unwrap();
+        let token = keys
+            .issue(old.table_id(), "alice", generation, NOW, TTL)
+            .unwrap();
+        assert!(keys.verify_user(token.as_bytes(), NOW, &old).is_ok());
+
+        let mut new = UserTable::<4>::with_id([2; 8]);
+        new.add("alice", false, hash).unwrap();
+        assert_eq!(new.generation_of("alice"), Some(generation));
+        assert_eq!(
+            keys.verify_user(token.as_bytes(), NOW, &new).map(|_| ()),
+            Err(SessionError::OtherTable)
+        );
+        let mut cache = SessionCache::<2>::new();
+        assert!(
+            keys.verify_user_cached(token.as_bytes(), NOW, &old, &mut cache)
+                .is_ok()
+        );
+        assert_eq!(
+            keys.verify_user_cached(token.as_bytes(), NOW, &new, &mut cache)
+                .map(|_| ()),
+            Err(SessionError::OtherTable),
+            "a cached token is checked against the table too"
         );
     }
 
@@ -1134,6 +1311,36 @@ mod tests {
     }
 
     #[test]
+    fn only_a_single_session_cookie_is_taken() {
+        let one: [&[u8]; 2] = [b"theme=dark", b"gatehouse_session=abc; x=1"];
+        assert_eq!(
+            single_session_cookie(one.into_iter(), COOKIE_NAME),
+            Ok(Some(&b"abc"[..]))
+        );
+        assert_eq!(
+            single_session_cookie([&b"x=1"[..]].into_iter(), COOKIE_NAME),
+            Ok(None)
+        );
+        // Two in one header, or one in each of two headers: refused, whichever is valid.
+        let planted: [&[u8]; 1] = [b"gatehouse_session=mine; gatehouse_session=yours"];
+        assert_eq!(
+            single_session_cookie(planted.into_iter(), COOKIE_NAME),
+            Err(SessionError::SeveralCookies)
+        );
+        let split: [&[u8]; 2] = [b"gatehouse_session=mine", b"gatehouse_session=yours"];
+        assert_eq!(
+            single_session_cookie(split.into_iter(), COOKIE_NAME),
+            Err(SessionError::SeveralCookies)
+        );
+        // A plain cookie next to the `__Host-` one is not a second `__Host-` cookie.
+        let secure: [&[u8]; 1] = [b"gatehouse_session=planted; __Host-gatehouse_session=real"];
+        assert_eq!(
+            single_session_cookie(secure.into_iter(), SECURE_COOKIE_NAME),
+            Ok(Some(&b"real"[..]))
+        );
+    }
+
+    #[test]
     fn debug_output_hides_the_key() {
         let debug = format!("{:?}", SessionKeys::new(key(0xab)));
         assert!(!debug.contains("171") && !debug.contains("ab"), "{debug}");
@@ -1170,7 +1377,7 @@ mod tests {
         let mut users = table();
         let mut keys = keys();
         let mut cache = SessionCache::<4>::new();
-        let token = keys.issue("Alice", 0, NOW, TTL).unwrap();
+        let token = keys.issue(TABLE, "Alice", 0, NOW, TTL).unwrap();
         let token = token.as_bytes();
         let first = cached(&keys, token, NOW, &users, &mut cache);
         assert!(first.is_ok());
@@ -1212,7 +1419,7 @@ mod tests {
         );
 
         // Revocation and deletion are seen on a hit.
-        let token = keys.issue("alice", 0, NOW, TTL).unwrap();
+        let token = keys.issue(TABLE, "alice", 0, NOW, TTL).unwrap();
         let token = token.as_bytes();
         assert!(cached(&keys, token, NOW, &users, &mut cache).is_ok());
         users.bump_generation("alice").unwrap();
@@ -1221,7 +1428,7 @@ mod tests {
             Err(SessionError::Revoked)
         );
         let bob = users.generation_of("bob").unwrap();
-        let token = keys.issue("bob", bob, NOW, TTL).unwrap();
+        let token = keys.issue(TABLE, "bob", bob, NOW, TTL).unwrap();
         let token = token.as_bytes();
         assert!(cached(&keys, token, NOW, &users, &mut cache).is_ok());
         users.remove("bob").unwrap();
@@ -1236,12 +1443,12 @@ mod tests {
         let users = table();
         let keys = keys();
         let mut cache = SessionCache::<4>::new();
-        let token = keys.issue("Alice", 0, NOW, TTL).unwrap();
+        let token = keys.issue(TABLE, "Alice", 0, NOW, TTL).unwrap();
         let mut forged = token.as_bytes().to_vec();
         let last = forged.len() - 1;
         forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
         let other = SessionKeys::new(key(9))
-            .issue("Alice", 0, NOW, TTL)
+            .issue(TABLE, "Alice", 0, NOW, TTL)
             .unwrap();
         for bad in [&forged[..], other.as_bytes(), b"", b"x", &[b'A'; 300][..]] {
             assert!(cached(&keys, bad, NOW, &users, &mut cache).is_err());
@@ -1267,7 +1474,7 @@ mod tests {
         let keys = keys();
         let mut cache = SessionCache::<2>::new();
         let tokens: Vec<_> = (0..5)
-            .map(|i| keys.issue("Alice", 0, NOW - i, TTL).unwrap())
+            .map(|i| keys.issue(TABLE, "Alice", 0, NOW - i, TTL).unwrap())
             .collect();
         for (i, t) in tokens.iter().enumerate() {
             assert!(cached(&keys, t.as_bytes(), NOW + i as u64, &users, &mut cache).is_ok());
@@ -1325,18 +1532,18 @@ mod tests {
         proptest! {
             #[test]
             fn decoder_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-                let _ = keys().verify(&bytes, NOW, gen_is(0));
+                let _ = keys().verify(&bytes, NOW, TABLE, gen_is(0));
             }
 
             #[test]
             fn decoder_never_panics_on_base64url_text(s in "[A-Za-z0-9_-]{0,200}") {
-                let _ = keys().verify(s.as_bytes(), NOW, gen_is(0));
+                let _ = keys().verify(s.as_bytes(), NOW, TABLE, gen_is(0));
             }
 
             #[test]
             fn decoder_never_panics_on_signed_arbitrary_bodies(body in proptest::collection::vec(any::<u8>(), 0..120)) {
                 let token = sign(&key(1), &body);
-                let _ = keys().verify(token.as_bytes(), NOW, gen_is(0));
+                let _ = keys().verify(token.as_bytes(), NOW, TABLE, gen_is(0));
             }
 
             #[test]
@@ -1346,8 +1553,8 @@ mod tests {
                 issued in 0u64..u64::MAX / 2,
                 ttl in 1u64..1_000_000,
             ) {
-                let token = keys().issue(&name, generation, issued, ttl).unwrap();
-                let s = keys().verify(token.as_bytes(), issued, |n| (n == name).then_some(generation)).unwrap();
+                let token = keys().issue(TABLE, &name, generation, issued, ttl).unwrap();
+                let s = keys().verify(token.as_bytes(), issued, TABLE, |n| (n == name).then_some(generation)).unwrap();
                 prop_assert_eq!(s.username.as_str(), name.as_str());
                 prop_assert_eq!(s.expires_at, issued + ttl);
             }
@@ -1371,7 +1578,7 @@ mod tests {
                 for step in steps {
                     match step {
                         Step::Issue { user, generation, at } => {
-                            let t = keys.issue(NAMES[user], generation, NOW.saturating_add_signed(at * 1000), TTL).unwrap();
+                            let t = keys.issue(TABLE, NAMES[user], generation, NOW.saturating_add_signed(at * 1000), TTL).unwrap();
                             tokens.push(t.as_bytes().to_vec());
                         }
                         Step::Verify { token, at } => {

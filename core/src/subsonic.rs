@@ -19,7 +19,11 @@
 //!   accept it;
 //! - `apiKey`: OpenSubsonic's key, used *without* `u`.
 //!
-//! Parameters come from the query string and, for `POST` with
+//! A token carries no time: whoever sees one (an access log, a shared URL) can replay it
+//! for as long as the secret is valid, which is why gatehouse accepts tokens only for app
+//! passwords (revoke the one that leaked) and refuses a salt shorter than [`MIN_SALT_LEN`].
+//!
+//! Parameters come from the query string and, for `POST`, `PUT` or `PATCH` with
 //! `application/x-www-form-urlencoded`, from the body (OpenSubsonic `formPost`). Names are
 //! matched exactly, after decoding (`%70` is `p`), as Subsonic servers match them. A credential
 //! parameter given twice (in the query, the body, or both) is refused, never guessed. An empty
@@ -85,6 +89,12 @@ pub const MAX_SECRET_LEN: usize = 128;
 
 /// Longest salt (`s`) gatehouse reads.
 pub const MAX_SALT_LEN: usize = 64;
+
+/// Shortest salt (`s`) gatehouse accepts: the Subsonic docs' own example salt is six
+/// characters. A token is MD5(secret ‖ salt) and carries no time, so whoever sees one (a proxy
+/// log, a shared link) can replay it for as long as the secret lives; a short salt also lets
+/// the client pick from few salts, and a precomputed table go further.
+pub const MIN_SALT_LEN: usize = 6;
 
 /// Bytes of an MD5 token (`t` is twice as many hex digits).
 pub const TOKEN_LEN: usize = 16;
@@ -216,6 +226,8 @@ pub enum CredentialError {
     InvalidEncodedPassword,
     /// `t` is not 32 hex digits.
     InvalidToken,
+    /// `s` is shorter than [`MIN_SALT_LEN`].
+    SaltTooShort,
 }
 
 impl CredentialError {
@@ -234,7 +246,8 @@ impl CredentialError {
             | CredentialError::TooLong(_)
             | CredentialError::InvalidUsername
             | CredentialError::InvalidEncodedPassword
-            | CredentialError::InvalidToken => ErrorCode::WrongCredentials,
+            | CredentialError::InvalidToken
+            | CredentialError::SaltTooShort => ErrorCode::WrongCredentials,
         }
     }
 }
@@ -254,6 +267,9 @@ impl fmt::Display for CredentialError {
             CredentialError::InvalidUsername => f.write_str("invalid username"),
             CredentialError::InvalidEncodedPassword => f.write_str("malformed enc: password"),
             CredentialError::InvalidToken => f.write_str("token is not 32 hex digits"),
+            CredentialError::SaltTooShort => {
+                write!(f, "salt is shorter than {MIN_SALT_LEN} characters")
+            }
         }
     }
 }
@@ -362,7 +378,7 @@ fn decoded_name(raw: &[u8], buf: &mut [u8; 16]) -> Option<usize> {
 }
 
 /// Parses the credential parameters of a Subsonic request from its query (without the `?`)
-/// and, for a form `POST`, its body.
+/// and, for a form `POST`, `PUT` or `PATCH`, its body.
 pub fn parse_request(query: &[u8], body: Option<&[u8]>) -> SubsonicRequest {
     let sources = [query, body.unwrap_or(&[])];
     let mut raw: [Option<&[u8]>; 5] = [None; 5];
@@ -491,6 +507,9 @@ fn credential(raw: [Option<&[u8]>; 5]) -> Result<Credential, CredentialError> {
     let mut salt_buf = [0u8; MAX_SALT_LEN];
     let salt = decode(raw[Param::Salt.index()], Param::Salt, &mut salt_buf)?;
     let salt = Salt::from_slice(salt).map_err(|_| CredentialError::TooLong(Param::Salt))?;
+    if salt.len() < MIN_SALT_LEN {
+        return Err(CredentialError::SaltTooShort);
+    }
     Ok(Credential::Token { user, token, salt })
 }
 
@@ -1207,6 +1226,13 @@ mod tests {
             cred("u=alice&t=26719a1196d2a940705a59634eb18eab"),
             Err(CredentialError::Missing(Param::Salt))
         );
+        // A salt shorter than six characters is refused, whatever the token.
+        let short = hex(&token(b"sesame", b"c19b2"));
+        assert_eq!(
+            cred(&format!("u=alice&t={short}&s=c19b2")),
+            Err(CredentialError::SaltTooShort)
+        );
+        assert_eq!(CredentialError::SaltTooShort.code().code(), 40);
         assert_eq!(
             cred("u=alice&s=c19b2d"),
             Err(CredentialError::Missing(Param::Token))
@@ -1674,9 +1700,9 @@ mod tests {
                 alice(0, false),
                 "the last use moved a moment ago"
             );
-            let t = hex(&token(phone.as_bytes(), b"s4lt"));
+            let t = hex(&token(phone.as_bytes(), b"s4ltyz"));
             assert_eq!(
-                run(&mut w, &format!("u=alice&t={t}&s=s4lt"), &p),
+                run(&mut w, &format!("u=alice&t={t}&s=s4ltyz"), &p),
                 alice(0, false)
             );
             assert_eq!(run(&mut w, &format!("apiKey={phone}"), &p), alice(0, false));
@@ -1707,18 +1733,18 @@ mod tests {
             assert_eq!(SubsonicRefusal::WrongPassword.code().code(), 40);
             // Tokens: 40 whether or not the user has app passwords (never 41: that would say
             // which accounts have some).
-            let t = hex(&token(b"login-pw", b"s4lt"));
+            let t = hex(&token(b"login-pw", b"s4ltyz"));
             assert_eq!(
-                run(&mut w, &format!("u=alice&t={t}&s=s4lt"), &p),
+                run(&mut w, &format!("u=alice&t={t}&s=s4ltyz"), &p),
                 SubsonicAuth::Refused(SubsonicRefusal::WrongToken)
             );
             assert_eq!(
-                run(&mut w, &format!("u=bob&t={t}&s=s4lt"), &p),
+                run(&mut w, &format!("u=bob&t={t}&s=s4ltyz"), &p),
                 SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)
             );
             assert_eq!(SubsonicRefusal::TokenWithoutAppPassword.code().code(), 40);
             assert_eq!(
-                run(&mut w, &format!("u=ghost&t={t}&s=s4lt"), &p),
+                run(&mut w, &format!("u=ghost&t={t}&s=s4ltyz"), &p),
                 SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)
             );
             // API keys: 44.
@@ -1732,9 +1758,9 @@ mod tests {
                 token: false,
                 ..DEFAULT
             };
-            let good = hex(&token(phone.as_bytes(), b"s4lt"));
+            let good = hex(&token(phone.as_bytes(), b"s4ltyz"));
             assert_eq!(
-                run(&mut w, &format!("u=alice&t={good}&s=s4lt"), &no_token),
+                run(&mut w, &format!("u=alice&t={good}&s=s4ltyz"), &no_token),
                 SubsonicAuth::Refused(SubsonicRefusal::MechanismDisabled)
             );
             assert_eq!(SubsonicRefusal::MechanismDisabled.code().code(), 42);
@@ -1799,9 +1825,9 @@ mod tests {
                 run(&mut w, &format!("apiKey={phone}"), &DEFAULT),
                 SubsonicAuth::Refused(SubsonicRefusal::UnknownApiKey)
             );
-            let t = hex(&token(phone.as_bytes(), b"x"));
+            let t = hex(&token(phone.as_bytes(), b"xyzxyz"));
             assert_eq!(
-                run(&mut w, &format!("u=alice&t={t}&s=x"), &DEFAULT),
+                run(&mut w, &format!("u=alice&t={t}&s=xyzxyz"), &DEFAULT),
                 SubsonicAuth::Refused(SubsonicRefusal::TokenWithoutAppPassword)
             );
         }

@@ -13,8 +13,10 @@
 //!   [`UserError::Duplicate`], and a file holding both is refused. Folding is ASCII only, so
 //!   the rule is the same on every platform and needs no Unicode tables.
 //! - **Names that break logs, headers or terminals.** A [`Username`] is non-empty, at most
-//!   [`MAX_USERNAME_LEN`](crate::MAX_USERNAME_LEN) bytes, has no control characters and no
-//!   whitespace at either end ([`parse_username`]).
+//!   [`MAX_USERNAME_LEN`](crate::MAX_USERNAME_LEN) bytes, has no control characters, no
+//!   bidirectional controls or zero-width characters (which make a name display as another,
+//!   or two names that look alike differ), and no whitespace at either end
+//!   ([`parse_username`]).
 //! - **Claiming admin.** A user provisioned from a trusted identity header (Navidrome's rule)
 //!   is admin only when they are the first user the table ever created. "Ever" is a flag the
 //!   table keeps and writes to its JSON (`admin_assigned`): deleting every user does not
@@ -24,6 +26,13 @@
 //!   of their own password; admins may change anyone's, non-admins never someone else's.
 //! - **Username probing by timing.** [`UserTable::authenticate`] spends the same work on an
 //!   unknown name as on a wrong password ([`password::verify_or_dummy`]).
+//! - **A table made anew taking over old sessions.** Generations start again in a new table,
+//!   so a session token of the old table's `alice` would fit the new table's `alice`, who may
+//!   be someone else. Every table has a random id ([`UserTable::table_id`]), drawn by the shell
+//!   when it makes the table ([`UserTable::with_id`]) and kept in the JSON; a session names
+//!   the table it was issued for, and no other table accepts it. A document written before
+//!   table ids has none and loads as table 0, the id sessions issued for it then carry: a
+//!   table made anew always gets another id, so it still never accepts them.
 //! - **A damaged users file.** [`UserTable::from_json`] refuses malformed JSON, an unknown
 //!   version, invalid or duplicate names, unparsable hashes and more users than fit, each with
 //!   its own [`LoadError`]; it never truncates or guesses.
@@ -61,7 +70,7 @@
 //! version 1 documents, which have no `app_passwords`, still load):
 //!
 //! ```json
-//! {"version":2,"admin_assigned":true,"next_generation":4,"users":[
+//! {"version":2,"table_id":8342178239416782237,"admin_assigned":true,"next_generation":4,"users":[
 //!   {"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=600000,l=32$…$…","generation":3,
 //!    "app_passwords":[{"label":"phone","secret":"…","created":1790000000,"last_used":null}]}
 //! ]}
@@ -82,6 +91,9 @@ pub const USERS_FORMAT_VERSION: u32 = 2;
 
 /// Oldest version of the users JSON document that still loads (it has no app passwords).
 pub const OLDEST_USERS_FORMAT_VERSION: u32 = 1;
+
+/// Random bytes a table id is made from ([`UserTable::with_id`]).
+pub const TABLE_ID_RANDOM_LEN: usize = 8;
 
 /// Most app passwords one user has.
 pub const MAX_APP_PASSWORDS: usize = 8;
@@ -110,7 +122,7 @@ pub const JSON_BYTES_PER_APP_PASSWORD: usize =
 pub const JSON_BYTES_PER_USER: usize = 2 * crate::MAX_USERNAME_LEN + PASSWORD_HASH_CAPACITY + 100;
 
 /// Bytes of JSON around the users list at most.
-pub const JSON_OVERHEAD_BYTES: usize = 64;
+pub const JSON_OVERHEAD_BYTES: usize = 112;
 
 /// Why a string is not a valid username.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +135,9 @@ pub enum UsernameError {
     ControlCharacter,
     /// Starts or ends with whitespace.
     SurroundingWhitespace,
+    /// Holds a bidirectional control or an invisible (zero-width) character
+    /// ([`is_invisible_or_bidi`]).
+    InvisibleCharacter,
 }
 
 impl fmt::Display for UsernameError {
@@ -132,6 +147,9 @@ impl fmt::Display for UsernameError {
             Self::TooLong => "username is too long",
             Self::ControlCharacter => "username contains a control character",
             Self::SurroundingWhitespace => "username starts or ends with whitespace",
+            Self::InvisibleCharacter => {
+                "username contains a bidirectional control or an invisible character"
+            }
         })
     }
 }
@@ -149,9 +167,33 @@ pub fn parse_username(name: &str) -> Result<Username, UsernameError> {
     if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
         return Err(UsernameError::SurroundingWhitespace);
     }
+    if name.chars().any(is_invisible_or_bidi) {
+        return Err(UsernameError::InvisibleCharacter);
+    }
     let mut stored = Username::new();
     stored.push_str(name).map_err(|_| UsernameError::TooLong)?;
     Ok(stored)
+}
+
+/// Whether `c` is a character that changes how a name looks without being seen: the
+/// bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), which can
+/// make `alice` display as `ecila` or hide a suffix in a log line or on the account page, and
+/// the zero-width and invisible characters (U+00AD, U+180E, U+200B–U+200D, U+2060–U+2064,
+/// U+FEFF), which make two names that look the same different users.
+pub fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{00AD}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+    )
 }
 
 /// Whether two usernames name the same user: equal ignoring ASCII case.
@@ -230,6 +272,8 @@ pub enum LabelError {
     ControlCharacter,
     /// Starts or ends with whitespace.
     SurroundingWhitespace,
+    /// Holds a bidirectional control or an invisible character ([`is_invisible_or_bidi`]).
+    InvisibleCharacter,
 }
 
 impl fmt::Display for LabelError {
@@ -239,6 +283,9 @@ impl fmt::Display for LabelError {
             Self::TooLong => "label is too long",
             Self::ControlCharacter => "label contains a control character",
             Self::SurroundingWhitespace => "label starts or ends with whitespace",
+            Self::InvisibleCharacter => {
+                "label contains a bidirectional control or an invisible character"
+            }
         })
     }
 }
@@ -251,6 +298,7 @@ pub fn parse_label(label: &str) -> Result<AppPasswordLabel, LabelError> {
         Err(UsernameError::Empty) => Err(LabelError::Empty),
         Err(UsernameError::ControlCharacter) => Err(LabelError::ControlCharacter),
         Err(UsernameError::SurroundingWhitespace) => Err(LabelError::SurroundingWhitespace),
+        Err(UsernameError::InvisibleCharacter) => Err(LabelError::InvisibleCharacter),
         Err(UsernameError::TooLong) => Err(LabelError::TooLong),
         Ok(_) => AppPasswordLabel::try_from(label).map_err(|_| LabelError::TooLong),
     }
@@ -543,6 +591,8 @@ pub struct Provisioned<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserTable<const N: usize, const A: usize = DEFAULT_APP_PASSWORD_CAPACITY> {
     users: heapless::Vec<User, N>,
+    /// Random, drawn when the table was made; every session token names it.
+    table_id: u64,
     admin_assigned: bool,
     next_generation: u32,
     /// Every user's app passwords, each naming its owner: grouped by owner in the users'
@@ -562,14 +612,37 @@ impl<const N: usize, const A: usize> UserTable<N, A> {
     pub const JSON_CAPACITY: usize =
         JSON_OVERHEAD_BYTES + N * JSON_BYTES_PER_USER + A * JSON_BYTES_PER_APP_PASSWORD;
 
-    /// An empty table on which no user has been created yet.
+    /// An empty table on which no user has been created yet, with table id 0 (the id of a
+    /// document written before table ids). A shell making a table for real uses
+    /// [`UserTable::with_id`].
     pub const fn new() -> Self {
         Self {
             users: heapless::Vec::new(),
+            table_id: 0,
             admin_assigned: false,
             next_generation: 0,
             app_passwords: heapless::Vec::new(),
         }
+    }
+
+    /// An empty table whose id is made from `random` bytes (never 0): sessions issued for any
+    /// other table are refused by it.
+    pub fn with_id(random: [u8; TABLE_ID_RANDOM_LEN]) -> Self {
+        let mut table = Self::new();
+        table.renew_id(random);
+        table
+    }
+
+    /// Gives the table a new id made from `random` bytes (never 0): every session issued for
+    /// it so far is refused from now on. For a copy that becomes a table of its own (a board
+    /// provisioned from the users file).
+    pub fn renew_id(&mut self, random: [u8; TABLE_ID_RANDOM_LEN]) {
+        self.table_id = u64::from_le_bytes(random).max(1);
+    }
+
+    /// The table's id, which every session token issued for it names.
+    pub fn table_id(&self) -> u64 {
+        self.table_id
     }
 
     /// Number of users.
@@ -940,6 +1013,7 @@ impl<const N: usize, const A: usize> UserTable<N, A> {
         #[derive(Serialize)]
         struct Document<'a, const N: usize, const A: usize> {
             version: u32,
+            table_id: u64,
             admin_assigned: bool,
             next_generation: u32,
             users: UsersDoc<'a, N, A>,
@@ -947,6 +1021,7 @@ impl<const N: usize, const A: usize> UserTable<N, A> {
         serde_json_core::to_slice(
             &Document {
                 version: USERS_FORMAT_VERSION,
+                table_id: self.table_id,
                 admin_assigned: self.admin_assigned,
                 next_generation: self.next_generation,
                 users: UsersDoc(self),
@@ -1140,6 +1215,7 @@ impl<'de> Deserialize<'de> for AppPasswordRecords {
 #[serde(field_identifier, rename_all = "snake_case")]
 enum DocumentField {
     Version,
+    TableId,
     AdminAssigned,
     NextGeneration,
     Users,
@@ -1156,7 +1232,13 @@ impl<'de, const N: usize, const A: usize> DeserializeSeed<'de> for DocumentSeed<
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_struct(
             "UserTable",
-            &["version", "admin_assigned", "next_generation", "users"],
+            &[
+                "version",
+                "table_id",
+                "admin_assigned",
+                "next_generation",
+                "users",
+            ],
             self,
         )
     }
@@ -1170,14 +1252,17 @@ impl<'de, const N: usize, const A: usize> Visitor<'de> for DocumentSeed<'_, N, A
     }
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        let (mut version, mut admin_assigned, mut next_generation, mut users) =
-            (false, None, None, false);
+        let (mut version, mut table_id, mut admin_assigned, mut next_generation, mut users) =
+            (false, None, None, None, false);
         while let Some(field) = map.next_key::<DocumentField>()? {
             match field {
                 DocumentField::Version if !version => {
                     // Checked by the first pass.
                     map.next_value::<u32>()?;
                     version = true;
+                }
+                DocumentField::TableId if table_id.is_none() => {
+                    table_id = Some(map.next_value::<u64>()?);
                 }
                 DocumentField::AdminAssigned if admin_assigned.is_none() => {
                     admin_assigned = Some(map.next_value::<bool>()?);
@@ -1198,6 +1283,8 @@ impl<'de, const N: usize, const A: usize> Visitor<'de> for DocumentSeed<'_, N, A
         if !users {
             return Err(de::Error::missing_field("users"));
         }
+        // A document written before table ids is table 0 (see the module's threats).
+        self.table.table_id = table_id.unwrap_or(0);
         self.table.admin_assigned = admin_assigned.unwrap_or(false);
         self.table.next_generation = next_generation.unwrap_or(0);
         Ok(())
@@ -1387,6 +1474,31 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // A name that shows as another (`admin` written right to left, a suffix hidden) or
+        // looks like one that exists (a zero-width character inside).
+        for bad in [
+            "\u{202E}nimda",
+            "alice\u{2066}x\u{2069}",
+            "al\u{200B}ice",
+            "al\u{200D}ice",
+            "ali\u{00AD}ce",
+            "\u{FEFF}alice",
+            "alice\u{200F}",
+            "a\u{061C}b",
+            "a\u{2060}b",
+        ] {
+            assert_eq!(
+                parse_username(bad),
+                Err(UsernameError::InvisibleCharacter),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_label("ph\u{200B}one"),
+            Err(LabelError::InvisibleCharacter)
+        );
+        // Right-to-left letters themselves are names like any other.
+        assert!(parse_username("מרים").is_ok());
     }
 
     #[test]
@@ -1706,7 +1818,7 @@ mod tests {
         let mut buf = [0u8; UserTable::<4>::JSON_CAPACITY];
         let n = t.to_json(&mut buf).unwrap();
         let json = core::str::from_utf8(&buf[..n]).unwrap();
-        assert!(json.starts_with(r#"{"version":2,"admin_assigned":true,"next_generation":4,"users":[{"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=1000,l=32$"#), "{json}");
+        assert!(json.starts_with(r#"{"version":2,"table_id":0,"admin_assigned":true,"next_generation":4,"users":[{"name":"alice","admin":true,"password":"$pbkdf2-sha256$i=1000,l=32$"#), "{json}");
         assert!(
             json.contains(r#""name":"Bob \"the\" \\builder\\","admin":false,"#),
             "{json}"
@@ -1720,6 +1832,44 @@ mod tests {
         assert_eq!(back, t);
     }
 
+    /// A table made anew gets an id of its own that the JSON keeps; a document written
+    /// before table ids loads as table 0, and a new table never is table 0.
+    #[test]
+    fn the_table_id_is_random_kept_in_the_json_and_zero_for_old_documents() {
+        let mut t = UserTable::<2>::with_id([9, 8, 7, 6, 5, 4, 3, 2]);
+        assert_eq!(t.table_id(), u64::from_le_bytes([9, 8, 7, 6, 5, 4, 3, 2]));
+        assert_eq!(UserTable::<2>::with_id([0; 8]).table_id(), 1);
+        t.add("a", true, hash("pw", 1)).unwrap();
+        let mut buf = [0u8; UserTable::<2>::JSON_CAPACITY];
+        let n = t.to_json(&mut buf).unwrap();
+        let json = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(json.contains(r#""table_id":144964032628459529,"#), "{json}");
+        let back = UserTable::<2>::from_json(&buf[..n]).unwrap();
+        assert_eq!(back.table_id(), t.table_id());
+        let old = json.replace(r#""table_id":144964032628459529,"#, "");
+        assert_eq!(
+            UserTable::<2>::from_json(old.as_bytes())
+                .unwrap()
+                .table_id(),
+            0
+        );
+        t.renew_id([1; 8]);
+        assert_eq!(t.table_id(), u64::from_le_bytes([1; 8]));
+        assert!(t.find("a").is_some(), "a new id keeps the users");
+        // The largest id fits the room reserved for the JSON around the users.
+        let mut full = UserTable::<1>::with_id([0xff; 8]);
+        full.add(&"\"".repeat(64), true, hash("pw", 1)).unwrap();
+        for _ in 0..3 {
+            full.bump_generation(&"\"".repeat(64)).unwrap();
+        }
+        let mut buf = [0u8; UserTable::<1>::JSON_CAPACITY];
+        let n = full.to_json(&mut buf).unwrap();
+        assert_eq!(
+            UserTable::<1>::from_json(&buf[..n]).unwrap().table_id(),
+            u64::MAX
+        );
+    }
+
     #[test]
     fn json_round_trips_an_empty_table_that_had_users() {
         let mut t = UserTable::<2>::new();
@@ -1729,7 +1879,7 @@ mod tests {
         let n = t.to_json(&mut buf).unwrap();
         assert_eq!(
             &buf[..n],
-            br#"{"version":2,"admin_assigned":true,"next_generation":1,"users":[]}"#
+            br#"{"version":2,"table_id":0,"admin_assigned":true,"next_generation":1,"users":[]}"#
         );
         let mut back = UserTable::<2>::from_json(&buf[..n]).unwrap();
         assert!(back.admin_assigned());

@@ -178,7 +178,7 @@ mod accounts {
         let now = 1_790_000_000;
 
         let (ok, n) = count_allocations(|| {
-            let Ok(token) = keys.issue("alice", 0, now, 3600) else {
+            let Ok(token) = keys.issue(users.table_id(), "alice", 0, now, 3600) else {
                 return false;
             };
             let mut cookie = [0u8; MAX_SET_COOKIE_LEN];
@@ -314,7 +314,9 @@ mod engine {
         let mut pending = PendingChecks::new();
         let now = 1_790_000_000;
         let generation = users.find("alice").unwrap().generation;
-        let token = keys.issue("alice", generation, now - 5, 3600).unwrap();
+        let token = keys
+            .issue(users.table_id(), "alice", generation, now - 5, 3600)
+            .unwrap();
         let request = format!(
             "POST /app/upload HTTP/1.1\r\nHost: music\r\nCookie: __Host-gatehouse_session={token}\r\n\
              Remote-User: admin\r\nTransfer-Encoding: chunked\r\n\r\n\

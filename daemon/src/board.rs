@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use gatehouse_core::password::{EMBEDDED_ITERATIONS, Scheme};
 use gatehouse_firmware::config::{
-    ConfigError as BoardError, MAX_REGION_LEN, parse_region, parse_settings, write_region,
+    ConfigError as BoardError, MAX_CLOCK_UNIX, MAX_REGION_LEN, MAX_TIMEOUT_SECS, parse_region,
+    parse_settings, write_region,
 };
 use gatehouse_firmware::state::{MAX_APP_PASSWORDS, MAX_USERS, Trusted, Users as BoardUsers};
 use serde_json::{Map, Value};
@@ -205,9 +206,40 @@ fn check_settings(path: &Path, object: &Map<String, Value>, json: &[u8]) -> Resu
                 "upstream_connect_timeout_secs",
             ]
             .into_iter()
-            .find(|k| object.get(*k).and_then(Value::as_u64) == Some(0))
+            .find(|k| {
+                object
+                    .get(*k)
+                    .and_then(Value::as_u64)
+                    .is_some_and(|secs| secs == 0 || secs > MAX_TIMEOUT_SECS)
+            })
             .unwrap_or("head_read_timeout_secs");
-            return Err(bad(key, "a timeout must be at least 1 second"));
+            return Err(bad(
+                key,
+                &format!(
+                    "a timeout must be at least 1 second and at most {MAX_TIMEOUT_SECS} seconds"
+                ),
+            ));
+        }
+        Err(BoardError::InvalidUserHeader) => {
+            let name = object
+                .get("user_header")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let reason = gatehouse_core::identity::validate_user_header(name)
+                .err()
+                .map_or_else(
+                    || "not a header a board takes".to_owned(),
+                    |e| e.to_string(),
+                );
+            return Err(bad("user_header", &reason));
+        }
+        Err(BoardError::InvalidClock) => {
+            return Err(bad(
+                "clock_unix",
+                &format!(
+                    "later than the year 9999 ({MAX_CLOCK_UNIX}): the board's time would overflow"
+                ),
+            ));
         }
         Err(other) => bail!("board configuration {} refused: {other:?}", path.display()),
     };
@@ -343,8 +375,13 @@ fn board_users_json(path: &Path) -> Result<Vec<u8>> {
             login_cost(*most)
         );
     }
-    let users = BoardUsers::from_json(&bytes)
+    let mut users = BoardUsers::from_json(&bytes)
         .map_err(|e| anyhow!("users file {file} cannot be loaded by a board: {e}"))?;
+    // Each provisioning is a table of its own: a board provisioned again refuses the sessions
+    // of the table it held before (whose log-outs and password changes the new region drops).
+    let mut random = [0u8; gatehouse_core::users::TABLE_ID_RANDOM_LEN];
+    crate::keys::os_random(&mut random)?;
+    users.renew_id(random);
     let mut out = vec![0u8; BoardUsers::JSON_CAPACITY];
     let n = users
         .to_json(&mut out)

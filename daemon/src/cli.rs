@@ -88,10 +88,14 @@ Examples:
 
     /// Make a new session signing key; the old one stays valid as the previous key.
     ///
-    /// Sessions signed with the old key keep working until they expire, so nobody is logged
-    /// out; a second rotation retires the old key for good (log everyone out: rotate twice).
-    /// A running gateway uses the new key after SIGHUP (`systemctl reload gatehouse`).
+    /// Sessions signed with the old key keep working until they expire or the next rotation,
+    /// whichever comes first: they are not renewed under the new key. With
+    /// --log-out-everyone the old keys are dropped and every session ends at once (a leaked
+    /// key). A running gateway uses the new key after SIGHUP (`systemctl reload gatehouse`).
     RotateKey {
+        /// Keep no previous key: every session ends when the gateway reloads.
+        #[arg(long)]
+        log_out_everyone: bool,
         /// The TOML configuration file (only `state_dir` is read from it).
         #[arg(long, short = 'c', value_name = "FILE", env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,

@@ -720,7 +720,11 @@ fn check_files(config: &Config) -> Result<Vec<String>> {
 }
 
 /// `gatehouse rotate-key`.
-pub fn rotate_key(config_file: Option<&std::path::Path>, state_dir: Option<String>) -> ExitCode {
+pub fn rotate_key(
+    config_file: Option<&std::path::Path>,
+    state_dir: Option<String>,
+    log_out_everyone: bool,
+) -> ExitCode {
     let run = || -> Result<()> {
         let flags = SettingFlags {
             state_dir,
@@ -731,13 +735,25 @@ pub fn rotate_key(config_file: Option<&std::path::Path>, state_dir: Option<Strin
         // The keys file shares the users file's lock: one writer at a time in the state dir.
         let _lock = users_file.lock()?;
         let mut keys = SessionKeys::load_or_create(&config.state_dir)?;
-        keys.rotate()?;
-        keys.save(&config.state_dir)?;
-        println!(
-            "new session key in {}; the previous one still verifies. Send SIGHUP to a running \
-             gateway (systemctl reload gatehouse) to sign with the new key.",
-            crate::keys::keys_path(&config.state_dir).display()
-        );
+        let path = crate::keys::keys_path(&config.state_dir);
+        if log_out_everyone {
+            keys.replace()?;
+            keys.save(&config.state_dir)?;
+            println!(
+                "new session key in {}; no earlier key verifies any more. Send SIGHUP to a \
+                 running gateway (systemctl reload gatehouse): from then on every session \
+                 signed before is refused.",
+                path.display()
+            );
+        } else {
+            keys.rotate()?;
+            keys.save(&config.state_dir)?;
+            println!(
+                "new session key in {}; the previous one still verifies. Send SIGHUP to a \
+                 running gateway (systemctl reload gatehouse) to sign with the new key.",
+                path.display()
+            );
+        }
         Ok(())
     };
     match run() {

@@ -566,6 +566,7 @@ fn apply(
             if s.is_empty() || s.len() > 64 || !s.bytes().all(is_token_byte) {
                 return Err(bad("not a header name (letters, digits and - only)"));
             }
+            gatehouse_core::identity::validate_user_header(&s).map_err(|e| bad(&e.to_string()))?;
             config.user_header = s;
         }
         "public_paths" | "subsonic_paths" => {
@@ -954,6 +955,31 @@ mod tests {
         ] {
             assert!(load(text, &[], SettingFlags::default()).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_user_header_http_needs_is_refused_naming_it() {
+        for name in [
+            "Host",
+            "Content-Length",
+            "transfer-encoding",
+            "Cookie",
+            "Authorization",
+        ] {
+            let err = load(
+                &format!("user_header = \"{name}\"\n"),
+                &[],
+                SettingFlags::default(),
+            )
+            .expect_err(name);
+            let text = err.to_string();
+            assert!(
+                text.contains("user_header") && text.contains(name),
+                "{name}: {text}"
+            );
+            assert!(text.contains("cannot be the user header"), "{text}");
+        }
+        assert!(load("user_header = \"X-User\"\n", &[], SettingFlags::default()).is_ok());
     }
 
     #[test]

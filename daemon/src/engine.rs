@@ -368,16 +368,24 @@ fn translate(
     }
 }
 
-/// A user core provisioned from a trusted header is written to the users file.
+/// A change core made while forwarding (a user provisioned from a trusted header, or an app
+/// password's last use) is written to the users file.
+///
+/// If the file changed on disk since the gateway last read it, the file's version wins and
+/// core's change is dropped, never applied again: the change on disk may be `users del`, and
+/// applying "provision this user" or "this user's app password was used" to it would bring
+/// the deleted user back. A user a trusted proxy names is provisioned again on its next
+/// request anyway; a last-used time is only a note.
 fn persist_provisioned(shared: &Shared, name: &str) {
-    let iterations = shared.config.password_iterations;
-    let saved = shared.persist_users(|users| {
-        // Someone else changed the file meanwhile: core provisions again on their version.
-        if let Ok((random, salt)) = crate::store::password_randomness() {
-            let _ = users.provision(name, &random, &salt, iterations);
-        }
-    });
-    if saved {
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    let saved = shared.persist_users(|_| lost.store(true, std::sync::atomic::Ordering::Relaxed));
+    if saved && lost.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "the users file changed on disk while gatehouse changed it too (user {name} \
+             provisioned, or an app password used); the file's version was loaded and \
+             gatehouse's change dropped"
+        );
+    } else if saved {
         tracing::info!("saved the users file: user {name} provisioned, or an app password used");
     }
 }
@@ -600,7 +608,13 @@ mod tests {
             Arc::new(Shared::new(config, file.clone(), keys.clone()).expect("shared state"));
         let generation = shared.state().users.generation_of("alice").expect("alice");
         let token = CoreKeys::new(SessionKey::from_bytes(keys.current))
-            .issue("alice", generation, now_unix(), 3600)
+            .issue(
+                shared.state().users.table_id(),
+                "alice",
+                generation,
+                now_unix(),
+                3600,
+            )
             .expect("token");
         let peer = PeerAddr::Tcp("127.0.0.1:4000".parse().expect("addr"));
         let mut random = RandomPool::default();
@@ -663,6 +677,62 @@ mod tests {
         let on_disk = file.load().expect("load").users;
         assert!(on_disk.find("bob").is_some());
         assert_eq!(on_disk.app_passwords("alice").count(), 1);
+    }
+
+    /// `users del alice`, then (before the gateway noticed) one request with alice's app
+    /// password: recording its use must not bring alice back, in memory or on disk.
+    #[tokio::test]
+    async fn an_app_password_used_after_users_del_does_not_bring_the_user_back() {
+        let Fixture {
+            _dir,
+            file,
+            shared,
+            peer,
+            mut random,
+            ..
+        } = fixture().await;
+        let mut secret = String::new();
+        file.modify(|u| {
+            secret = u
+                .add_app_password("alice", "phone", &[7; 18], now_unix())
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .to_string();
+            Ok(())
+        })
+        .expect("app password");
+        shared.reload_users_if_changed(true).expect("reload");
+        file.modify(|u| {
+            u.remove("alice").map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        })
+        .expect("users del alice");
+
+        let request = format!(
+            "GET /rest/ping.view?u=alice&p={secret}&v=1.16.1&c=t HTTP/1.1\r\nHost: gw\r\n\r\n"
+        );
+        let judged = judge(&shared, peer, false, request.as_bytes(), &mut random).await;
+        assert!(
+            matches!(judged, Judged::Forward(_)),
+            "the gateway had not noticed yet"
+        );
+        assert!(
+            file.load().expect("load").users.find("alice").is_none(),
+            "back on disk"
+        );
+        assert!(
+            shared.state().users.find("alice").is_none(),
+            "back in memory"
+        );
+        shared.reload_users_if_changed(true).expect("reload");
+        assert!(
+            shared.state().users.find("alice").is_none(),
+            "back after a reload"
+        );
+        let again = judge(&shared, peer, false, request.as_bytes(), &mut random).await;
+        assert!(
+            !matches!(again, Judged::Forward(_)),
+            "the app password still works"
+        );
     }
 
     #[tokio::test]

@@ -2,8 +2,10 @@
 //!
 //! Generated from the operating system's random number generator at first start and kept in
 //! the state directory with mode 0600: whoever reads it can mint a session for any user. Two
-//! keys make rotation painless: `gatehouse rotate-key` (or deleting nothing and restarting)
-//! moves the current key to previous, so cookies signed before keep working until they expire.
+//! keys make rotation painless: `gatehouse rotate-key` moves the current key to previous, so
+//! cookies signed before keep working until they expire or the next rotation (they are not
+//! renewed under the new key). `gatehouse rotate-key --log-out-everyone` keeps no previous key:
+//! every session ends as soon as the gateway reads the file (SIGHUP).
 //!
 //! The file is two lines of hex, `current <64 hex>` and `previous <64 hex>`; anything else is
 //! an error that stops start-up, and such a file is never overwritten.
@@ -86,8 +88,8 @@ impl SessionKeys {
     /// Reads the keys, or creates the file with a fresh key when there is none yet.
     pub fn load_or_create(state_dir: &Path) -> Result<SessionKeys> {
         let path = keys_path(state_dir);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => SessionKeys::parse(&text).with_context(|| {
+        match crate::files::read_state_file(&path) {
+            Ok(bytes) => SessionKeys::parse(&String::from_utf8_lossy(&bytes)).with_context(|| {
                 format!(
                     "session keys file {} is corrupt; gatehouse will not overwrite it. Move it \
                      away to start with a new key (everyone will have to log in again)",
@@ -114,6 +116,16 @@ impl SessionKeys {
         let mut fresh = [0u8; KEY_LEN];
         os_random(&mut fresh)?;
         self.previous = Some(self.current);
+        self.current = fresh;
+        Ok(())
+    }
+
+    /// Makes a new current key and drops the previous one: every session signed before is
+    /// refused as soon as a gateway reads the file (`rotate-key --log-out-everyone`).
+    pub fn replace(&mut self) -> Result<()> {
+        let mut fresh = [0u8; KEY_LEN];
+        os_random(&mut fresh)?;
+        self.previous = None;
         self.current = fresh;
         Ok(())
     }
@@ -216,6 +228,20 @@ mod tests {
         let back = SessionKeys::load_or_create(dir.path()).expect("read");
         assert_eq!(back.previous, Some(old));
         assert_ne!(back.current, old);
+    }
+
+    #[test]
+    fn replacing_keeps_no_key_signed_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut k = SessionKeys::load_or_create(dir.path()).expect("create");
+        k.rotate().expect("rotate");
+        let (old, older) = (k.current, k.previous);
+        k.replace().expect("replace");
+        k.save(dir.path()).expect("save");
+        let back = SessionKeys::load_or_create(dir.path()).expect("read");
+        assert_eq!(back.previous, None);
+        assert_ne!(back.current, old);
+        assert_ne!(Some(back.current), older);
     }
 
     #[test]

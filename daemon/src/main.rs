@@ -54,9 +54,11 @@ fn main() -> ExitCode {
         } => commands::trust(&sources, &peer, proxies.as_deref()),
         Command::Check(args) => commands::check(args),
         Command::ConfigBlob(args) => board::config_blob(args),
-        Command::RotateKey { config, state_dir } => {
-            commands::rotate_key(config.as_deref(), state_dir)
-        }
+        Command::RotateKey {
+            config,
+            state_dir,
+            log_out_everyone,
+        } => commands::rotate_key(config.as_deref(), state_dir, log_out_everyone),
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use gatehouse_core::password::{GENERATED_PASSWORD_RANDOM_LEN, SALT_LEN};
-use gatehouse_core::users::UserTable;
+use gatehouse_core::users::{TABLE_ID_RANDOM_LEN, UserTable};
 
 use crate::files::{DirLock, FileStamp, ensure_private_dir, write_atomically};
 use crate::keys::os_random;
@@ -73,11 +73,15 @@ impl UsersFile {
     pub fn load(&self) -> Result<Loaded> {
         let path = self.path();
         let stamp = self.stamp()?;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::files::read_state_file(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A table made anew: an id of its own, so that no session issued for a users
+                // file that was here before (moved away, deleted) is accepted by this one.
+                let mut random = [0u8; TABLE_ID_RANDOM_LEN];
+                os_random(&mut random)?;
                 return Ok(Loaded {
-                    users: Box::new(Users::new()),
+                    users: Box::new(Users::with_id(random)),
                     stamp: None,
                 });
             }
@@ -166,6 +170,47 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// The advice for a corrupt users file ("move it away, create users again") makes a new
+    /// table with the same session key: the old `alice`'s session is not the new `alice`'s.
+    #[test]
+    fn a_users_file_made_anew_refuses_the_sessions_of_the_one_before() {
+        use gatehouse_core::session::{SessionError, SessionKey, SessionKeys};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = UsersFile::open(dir.path()).expect("open");
+        let add_alice = || {
+            file.modify(|u| {
+                u.add("alice", false, hash("pw"))
+                    .map_err(|e| anyhow!("{e}"))?;
+                Ok(())
+            })
+            .expect("add alice");
+        };
+        add_alice();
+        let old = file.load().expect("load").users;
+        assert_ne!(old.table_id(), 0, "a new file has a random id");
+        let keys = SessionKeys::new(SessionKey::from_bytes([3; 32]));
+        let generation = old.generation_of("alice").expect("alice");
+        let token = keys
+            .issue(old.table_id(), "alice", generation, 1_800_000_000, 3600)
+            .expect("token");
+        assert!(
+            keys.verify_user(token.as_bytes(), 1_800_000_000, &old)
+                .is_ok()
+        );
+
+        std::fs::rename(file.path(), dir.path().join("users.json.broken")).expect("move away");
+        add_alice();
+        let new = file.load().expect("load").users;
+        assert_eq!(new.generation_of("alice"), Some(generation));
+        assert_eq!(
+            keys.verify_user(token.as_bytes(), 1_800_000_000, &new)
+                .map(|_| ()),
+            Err(SessionError::OtherTable)
+        );
+        // The id is the file's: read again, it is the same.
+        assert_eq!(file.load().expect("load").users.table_id(), new.table_id());
     }
 
     #[test]

@@ -272,3 +272,50 @@ fn check_offline_validates_configuration_and_files() {
         "{out}"
     );
 }
+
+/// Whoever can write the state directory (the service user) plants links to another file;
+/// `gatehouse users` (often run as root) refuses, says which, and the other file is untouched.
+#[test]
+fn links_planted_in_the_state_directory_are_refused_and_never_followed() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (code, _, err) = users(&state, &["add", "alice", "--iterations", "1000"], "");
+    assert_eq!(code, 0, "{err}");
+    let victim = dir.path().join("shadow");
+    std::fs::write(&victim, b"root:x:0:0\n").expect("write");
+
+    for planted in ["users.lock", "users.json"] {
+        let path = state.join(planted);
+        let kept = path.with_extension("kept");
+        std::fs::rename(&path, &kept).expect("move aside");
+        symlink(&victim, &path).expect("symlink");
+        let (code, _, err) = users(&state, &["add", "bob", "--iterations", "1000"], "");
+        assert_ne!(code, 0, "{planted}: a link was followed");
+        assert!(
+            err.contains(&format!("{planted} is a symbolic link")),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&victim).expect("read"), b"root:x:0:0\n");
+        std::fs::remove_file(&path).expect("unlink");
+        std::fs::rename(&kept, &path).expect("move back");
+    }
+
+    // The state directory as a link, and one that others may write.
+    let linked = dir.path().join("linked");
+    symlink(&state, &linked).expect("symlink");
+    let (code, _, err) = users(&linked, &["list"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("linked is a symbolic link"), "{err}");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (code, _, err) = users(&state, &["list"], "");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("is writable by group or others (mode 777"),
+        "{err}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (code, out, err) = users(&state, &["list"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("alice") && !out.contains("bob"), "{out}");
+}

@@ -91,7 +91,13 @@ fn a_toml_board_config_and_a_state_dir_make_a_region_the_board_reads_with_the_sa
 
     let on_board = BoardUsers::from_json(provisioned.users_json).expect("board users");
     let file = std::fs::read(state.join("users.json")).expect("users file");
-    let in_file = BoardUsers::from_json(&file).expect("users file as a board table");
+    let mut in_file = BoardUsers::from_json(&file).expect("users file as a board table");
+    // Each provisioning is a table of its own (sessions of the board's earlier table end),
+    // with the users of the file.
+    let first_table = on_board.table_id();
+    assert_ne!(first_table, in_file.table_id());
+    assert_ne!(first_table, 0);
+    in_file.renew_id(first_table.to_le_bytes());
     assert_eq!(on_board, in_file);
     assert_eq!(on_board.len(), 2);
     assert!(on_board.find("bob").is_some());
@@ -111,10 +117,14 @@ fn a_toml_board_config_and_a_state_dir_make_a_region_the_board_reads_with_the_sa
     assert_eq!(code, 0, "{err}");
     let region = std::fs::read(&region_path).expect("region");
     let provisioned = parse_region(&region).expect("region parses");
-    assert_eq!(
-        BoardUsers::from_json(provisioned.users_json).expect("users"),
-        in_file
+    let again = BoardUsers::from_json(provisioned.users_json).expect("users");
+    assert_ne!(
+        again.table_id(),
+        first_table,
+        "the same file provisioned again"
     );
+    in_file.renew_id(again.table_id().to_le_bytes());
+    assert_eq!(again, in_file);
 }
 
 #[test]
@@ -271,4 +281,41 @@ fn an_argon2_user_is_refused_and_slow_pbkdf2_hashes_are_warned_about() {
         "{err}"
     );
     assert!(parse_region(&std::fs::read(&region_path).expect("region")).is_ok());
+}
+
+/// What the board refuses, `config-blob` refuses first, naming the key: a user header HTTP
+/// needs, a timeout or a clock that would overflow the board's.
+#[test]
+fn a_reserved_user_header_or_an_overflowing_value_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    add_user(&state, "alice", "1000");
+    let region = dir.path().join("region.bin");
+    for (line, key) in [
+        ("user_header = \"Transfer-Encoding\"", "user_header"),
+        ("user_header = \"Host\"", "user_header"),
+        (
+            "idle_timeout_secs = 9223372036854775807",
+            "idle_timeout_secs",
+        ),
+        ("clock_unix = 9223372036854775807", "clock_unix"),
+    ] {
+        let board = dir.path().join("board.toml");
+        std::fs::write(
+            &board,
+            format!("upstream = \"192.168.1.10:4533\"\n{line}\n"),
+        )
+        .expect("write board.toml");
+        let (code, _, err) = config_blob(&[
+            os("--board-config"),
+            board.as_os_str(),
+            os("--state-dir"),
+            state.as_os_str(),
+            os("-o"),
+            region.as_os_str(),
+        ]);
+        assert_eq!(code, 2, "{line}: {err}");
+        assert!(err.contains(&format!("`{key}`")), "{line}: {err}");
+        assert!(!region.exists(), "{line}: a region was written");
+    }
 }

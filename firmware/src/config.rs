@@ -84,9 +84,23 @@ pub enum ConfigError {
     InvalidGateway,
     /// `password_iterations` is out of the range core accepts.
     InvalidPasswordIterations,
-    /// A timeout of 0 seconds.
+    /// A timeout of 0 seconds, or of more than [`MAX_TIMEOUT_SECS`].
     InvalidTimeout,
+    /// `user_header` is a header HTTP needs for itself, or not a header name
+    /// ([`gatehouse_core::identity::validate_user_header`]).
+    InvalidUserHeader,
+    /// `clock_unix` lies beyond [`MAX_CLOCK_UNIX`] (the board's time would overflow).
+    InvalidClock,
 }
+
+/// Longest timeout a board takes, in seconds (a day): the board's timer counts in ticks, and
+/// far larger values would overflow it.
+pub const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// Latest `clock_unix` a board takes: the end of the year 9999. The board's time is this plus
+/// its uptime, and a session's expiry that plus the session lifetime; a value near `u64::MAX`
+/// would overflow them.
+pub const MAX_CLOCK_UNIX: u64 = 253_402_300_799;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -276,6 +290,7 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings<'_>, ConfigError> {
     let secs = |value: Option<u64>, default: Duration| match value {
         None => Ok(default),
         Some(0) => Err(ConfigError::InvalidTimeout),
+        Some(s) if s > MAX_TIMEOUT_SECS => Err(ConfigError::InvalidTimeout),
         Some(s) => Ok(Duration::from_secs(s)),
     };
     let timeouts = Timeouts {
@@ -284,6 +299,13 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings<'_>, ConfigError> {
         upstream_connect: secs(raw.upstream_connect_timeout_secs, defaults.upstream_connect)?,
     };
     let core_defaults = GatewayConfig::DEFAULT;
+    let user_header = raw.user_header.unwrap_or(core_defaults.user_header);
+    gatehouse_core::identity::validate_user_header(user_header)
+        .map_err(|_| ConfigError::InvalidUserHeader)?;
+    let clock_unix = raw.clock_unix.unwrap_or(0);
+    if clock_unix > MAX_CLOCK_UNIX {
+        return Err(ConfigError::InvalidClock);
+    }
     let prefixes = |list: &[&'static str]| list.iter().copied().collect();
     Ok(Settings {
         upstream: IpEndpoint::new((*upstream.ip()).into(), upstream.port()),
@@ -292,7 +314,7 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings<'_>, ConfigError> {
         listen_port: raw.listen_port.unwrap_or(80),
         trusted_sources: raw.trusted_sources.unwrap_or(""),
         trusted_proxies: raw.trusted_proxies.unwrap_or(""),
-        user_header: raw.user_header.unwrap_or(core_defaults.user_header),
+        user_header,
         public_paths: raw
             .public_paths
             .unwrap_or_else(|| prefixes(core_defaults.paths.public)),
@@ -305,7 +327,7 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings<'_>, ConfigError> {
         secure_cookies: raw.secure_cookies.unwrap_or(false),
         logout_url: raw.logout_url,
         password_iterations,
-        clock_unix: raw.clock_unix.unwrap_or(0),
+        clock_unix,
         timeouts,
     })
 }
@@ -437,6 +459,32 @@ mod tests {
             (
                 br#"{"upstream":"1.2.3.4:80","idle_timeout_secs":0}"#,
                 ConfigError::InvalidTimeout,
+            ),
+            // Values whose ticks or time would overflow.
+            (
+                br#"{"upstream":"1.2.3.4:80","idle_timeout_secs":18446744073709551615}"#,
+                ConfigError::InvalidTimeout,
+            ),
+            (
+                br#"{"upstream":"1.2.3.4:80","head_read_timeout_secs":86401}"#,
+                ConfigError::InvalidTimeout,
+            ),
+            (
+                br#"{"upstream":"1.2.3.4:80","clock_unix":18446744073709551615}"#,
+                ConfigError::InvalidClock,
+            ),
+            // A header HTTP needs cannot carry the user.
+            (
+                br#"{"upstream":"1.2.3.4:80","user_header":"Transfer-Encoding"}"#,
+                ConfigError::InvalidUserHeader,
+            ),
+            (
+                br#"{"upstream":"1.2.3.4:80","user_header":"host"}"#,
+                ConfigError::InvalidUserHeader,
+            ),
+            (
+                br#"{"upstream":"1.2.3.4:80","user_header":""}"#,
+                ConfigError::InvalidUserHeader,
             ),
         ] {
             assert_eq!(

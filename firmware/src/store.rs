@@ -8,7 +8,11 @@
 //!
 //! The users record carries the CRC of the configuration region it grew from: after a new
 //! provisioning (a new region), the provisioned users win over write-backs made under the old
-//! one.
+//! one. What the board changed under the old region (a "log out everywhere", a password
+//! change, a revoked app password) is then gone, and the session key stays: so every region
+//! `gatehouse config-blob` writes has a users table id of its own, and the sessions of the
+//! table the board held before are refused ([`gatehouse_core::session::SessionError::OtherTable`]).
+//! The same region flashed again has the same CRC, and its write-backs are kept.
 
 use embedded_storage_async::nor_flash::NorFlash;
 use gatehouse_core::session::SESSION_KEY_LEN;

@@ -40,7 +40,7 @@ use gatehouse_core::http::{
 use gatehouse_core::identity::{DEFAULT_USER_HEADER, is_identity_header, read_identity_httparse};
 use gatehouse_core::password::{MIN_ITERATIONS, PasswordHash};
 use gatehouse_core::peer::Peer;
-use gatehouse_core::session::{SessionKey, SessionKeys, cookie_name, session_cookies_named};
+use gatehouse_core::session::{SessionKey, SessionKeys, cookie_name, single_session_cookie};
 use gatehouse_core::subsonic::{self, Credential};
 use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
 use gatehouse_core::trusted::TrustedSources;
@@ -219,11 +219,12 @@ impl Judge<'_> {
                 read_identity_httparse(DEFAULT_USER_HEADER, head.headers()),
                 Ok(Some(n)) if same_username(&n, user)
             );
-        let by_cookie = head
-            .header_values("cookie")
-            .flat_map(|v| session_cookies_named(v, cookie_name(self.tls)))
-            .filter_map(|t| self.keys.verify_user(t, self.now, self.users).ok())
-            .any(|(s, _)| same_username(&s.username, user));
+        let by_cookie =
+            single_session_cookie(head.header_values("cookie"), cookie_name(self.tls))
+                .ok()
+                .flatten()
+                .and_then(|t| self.keys.verify_user(t, self.now, self.users).ok())
+                .is_some_and(|(s, _)| same_username(&s.username, user));
         let by_basic = match head.single_header("authorization") {
             Ok(Some(value)) => basic(value).is_some_and(|(name, password)| {
                 same_username(&name, user) && self.right_password(&name, &password)
@@ -465,9 +466,10 @@ impl Judge<'_> {
     /// The user a session cookie of the request names, as the request found the table.
     fn session_user(&self) -> Option<String> {
         let head = self.head();
-        head.header_values("cookie")
-            .flat_map(|v| session_cookies_named(v, cookie_name(self.tls)))
-            .find_map(|t| self.keys.verify_user(t, self.now, self.users).ok())
+        let token = single_session_cookie(head.header_values("cookie"), cookie_name(self.tls));
+        self.keys
+            .verify_user(token.ok()??, self.now, self.users)
+            .ok()
             .map(|(_, u)| u.name.to_string())
     }
 

@@ -8,7 +8,8 @@
 //! - a token that verifies is exactly the token gatehouse issues for what it says (user,
 //!   generation, times, key): no other spelling of a token is accepted, so a valid cookie
 //!   cannot be altered and still pass;
-//! - what verifies is within its lifetime, of a current generation, and of a known user;
+//! - what verifies is within its lifetime, of the table it is verified for, of a current
+//!   generation, and of a known user;
 //! - issuing and verifying round-trip for any valid username, and the `Set-Cookie` value
 //!   gatehouse writes carries the token back through `session_cookies`.
 #![no_main]
@@ -22,6 +23,9 @@ use libfuzzer_sys::fuzz_target;
 
 /// When the seed corpus's tokens were issued.
 const ISSUED_AT: u64 = 1_700_000_000;
+
+/// The users table the tokens are verified for.
+const TABLE: u64 = 0x5eed;
 
 /// The keys the seed corpus's tokens were signed with: `current` and `previous`.
 fn keys() -> SessionKeys {
@@ -45,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
     let keys = keys();
 
     for value in session_cookies(header) {
-        match keys.verify(value, now, generation_of) {
+        match keys.verify(value, now, TABLE, generation_of) {
             Ok(session) => {
                 assert!(session.expires_at > now);
                 assert!(session.issued_at <= now + MAX_CLOCK_SKEW_SECS);
@@ -58,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let reissued = signer
                     .issue(
+                        session.table,
                         &session.username,
                         session.generation,
                         session.issued_at,
@@ -73,7 +78,9 @@ fuzz_target!(|data: &[u8]| {
             Err(SessionError::Malformed | SessionError::UnsupportedVersion) => {}
             Err(SessionError::BadSignature) => {}
             Err(SessionError::IssuedInFuture | SessionError::Expired) => {}
-            Err(SessionError::UnknownUser | SessionError::Revoked) => {}
+            Err(
+                SessionError::UnknownUser | SessionError::Revoked | SessionError::OtherTable,
+            ) => {}
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
@@ -84,10 +91,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let ttl = u64::from(hours) * 60;
     let generation = u32::from(hours);
-    let Ok(token) = keys.issue(name, generation, now, ttl) else {
+    let Ok(token) = keys.issue(TABLE, name, generation, now, ttl) else {
         return;
     };
-    let result = keys.verify(token.as_bytes(), now, |n| {
+    let result = keys.verify(token.as_bytes(), now, TABLE, |n| {
         assert_eq!(n, name);
         Some(generation)
     });
@@ -102,24 +109,30 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(session.expires_at, now + ttl);
     assert_eq!(session.key, KeyUsed::Current);
     assert_eq!(
-        keys.verify(token.as_bytes(), now + ttl, |_| Some(generation)),
+        keys.verify(token.as_bytes(), now, TABLE + 1, |_| Some(generation)),
+        Err(SessionError::OtherTable)
+    );
+    assert_eq!(
+        keys.verify(token.as_bytes(), now + ttl, TABLE, |_| Some(generation)),
         Err(SessionError::Expired)
     );
     assert_eq!(
-        keys.verify(token.as_bytes(), now, |_| Some(generation.wrapping_add(1))),
+        keys.verify(token.as_bytes(), now, TABLE, |_| Some(
+            generation.wrapping_add(1)
+        )),
         Err(SessionError::Revoked)
     );
     let mut rotated = keys.clone();
     rotated.rotate(SessionKey::from_bytes([0x33; 32]));
     assert_eq!(
         rotated
-            .verify(token.as_bytes(), now, |_| Some(generation))
+            .verify(token.as_bytes(), now, TABLE, |_| Some(generation))
             .map(|s| s.key),
         Ok(KeyUsed::Previous)
     );
     rotated.rotate(SessionKey::from_bytes([0x44; 32]));
     assert_eq!(
-        rotated.verify(token.as_bytes(), now, |_| Some(generation)),
+        rotated.verify(token.as_bytes(), now, TABLE, |_| Some(generation)),
         Err(SessionError::BadSignature)
     );
 

@@ -30,6 +30,32 @@ fn wait_until_refused(gw: &Gateway, session: &str, within: Duration) -> Response
     }
 }
 
+/// `gatehouse rotate-key` with `flags` on the gateway's state directory, then a reload.
+fn rotate_key(gw: &Gateway, flags: &[&str]) {
+    let dir = gw.state_dir();
+    let dir = dir.to_str().expect("UTF-8 path");
+    let mut args = vec!["rotate-key", "--state-dir", dir];
+    args.extend_from_slice(flags);
+    let out = gw.cli(&args, "");
+    assert!(
+        out.status.success(),
+        "rotate-key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reloads = |gw: &Gateway| gw.log().matches("session keys reloaded").count();
+    let before = reloads(gw);
+    gw.reload();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reloads(gw) == before {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not reload its keys: {}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Another network than the ordinary clients' (a different /32).
 fn other_network(kind: Kind) -> IpAddr {
     match kind {
@@ -156,6 +182,64 @@ conformance! {
         assert!(is_login_refusal(&response), "a session outlived two rotations: {response}");
         let response = with_session(&gw, &second);
         assert_eq!(response.status, 200, "the previous key no longer verifies: {response}");
+        Ok(())
+    }
+
+    /// A request between two rotations does not carry a session over to the new key: it is
+    /// let in without a renewed cookie, and the second rotation ends it (a token forged with
+    /// a leaked key must not survive the rotations that retire the key).
+    fn two_rotations_end_a_session_used_between_them(kind) on [daemon] {
+        let gw = Gateway::start(kind, alice())?;
+        let first = login(&gw, "alice", PASSWORD);
+        rotate_key(&gw, &[]);
+        let response = with_session(&gw, &first);
+        assert_eq!(response.status, 200, "a session did not survive one rotation: {response}");
+        let renewed = response.set_cookie(SESSION_COOKIE);
+        assert_eq!(renewed, None, "a session of the previous key was renewed under the new one");
+        rotate_key(&gw, &[]);
+        let response = wait_until_refused(&gw, &first, Duration::from_secs(15));
+        assert!(is_login_refusal(&response), "a session outlived two rotations: {response}");
+        Ok(())
+    }
+
+    /// `rotate-key --log-out-everyone` and a reload end every session at once, those of the
+    /// current key and of the previous one; a new login works.
+    fn rotate_key_log_out_everyone_ends_every_session(kind) on [daemon] {
+        let gw = Gateway::start(kind, alice())?;
+        let older = login(&gw, "alice", PASSWORD);
+        rotate_key(&gw, &[]);
+        let newer = login(&gw, "alice", PASSWORD);
+        assert_eq!(with_session(&gw, &older).status, 200);
+        assert_eq!(with_session(&gw, &newer).status, 200);
+        rotate_key(&gw, &["--log-out-everyone"]);
+        for session in [&older, &newer] {
+            let response = wait_until_refused(&gw, session, Duration::from_secs(15));
+            assert!(is_login_refusal(&response), "a session outlived --log-out-everyone: {response}");
+        }
+        let fresh = login(&gw, "alice", PASSWORD);
+        assert_eq!(with_session(&gw, &fresh).status, 200);
+        Ok(())
+    }
+
+    /// A signed-in admin's browser sent to `/rest/deletePlaylist` by a link on another site
+    /// carries the `SameSite=Lax` cookie: it does not authenticate the Subsonic request, which
+    /// never reaches the app. The same cookie on a same-origin request does.
+    fn a_cross_site_subsonic_request_is_not_authenticated_by_the_session(kind) on [daemon, host_tap, qemu] {
+        let gw = Gateway::start(kind, alice())?;
+        let session = login(&gw, "alice", PASSWORD);
+        let cookie = session_cookie(&session);
+        for cross in ["Sec-Fetch-Site: cross-site", "Origin: http://evil.example"] {
+            let response = gw.send(&get("/rest/deletePlaylist.view?id=7&f=json", &[&cookie, cross]));
+            assert_eq!(response.status, 200, "{cross}: {response}");
+            assert!(response.text().contains("\"status\":\"failed\""), "{cross}: {response}");
+            assert!(gw.upstream.seen().is_empty(), "{cross}: the request reached the app");
+        }
+        let response = gw.send(&get(
+            "/rest/getPlaylists.view?f=json",
+            &[&cookie, "Sec-Fetch-Site: same-origin"],
+        ));
+        assert_eq!(response.status, 200, "{response}");
+        assert_identity(&gw.upstream.only(), "Remote-User", "alice");
         Ok(())
     }
 

@@ -323,10 +323,10 @@ impl<const S: usize> Gateway<'_, S> {
         users: &UserTable<U, A>,
     ) -> Option<SignedIn> {
         let name = session::cookie_name(self.secure(ctx.ex));
-        ctx.head
-            .header_values("cookie")
-            .flat_map(|value| session::session_cookies_named(value, name))
-            .find_map(|token| self.keys.verify_user(token, ctx.ex.now, users).ok())
+        let token = session::single_session_cookie(ctx.head.header_values("cookie"), name);
+        self.keys
+            .verify_user(token.ok()??, ctx.ex.now, users)
+            .ok()
             .map(|(_, user)| SignedIn {
                 name: user.name.clone(),
                 admin: user.admin,
@@ -576,7 +576,8 @@ impl<const S: usize> Gateway<'_, S> {
             };
             return match result {
                 Ok(generation) => {
-                    let cookie = self.session_cookie(&user.name, generation, ctx.ex);
+                    let table = shared.users.table_id();
+                    let cookie = self.session_cookie(table, &user.name, generation, ctx.ex);
                     let answer = Answer {
                         session_cookie: cookie.as_deref(),
                         ..Answer::done(

@@ -573,8 +573,9 @@ enum Auth {
         name: Username,
         admin: bool,
         via_basic: bool,
-        /// The session is due for renewal: the user's generation to issue a new one for.
-        renew: Option<u32>,
+        /// The session is due for renewal: the table id and the user's generation to issue a
+        /// new one for.
+        renew: Option<(u64, u32)>,
         users_changed: bool,
     },
     Verify(PasswordCheck),
@@ -726,6 +727,18 @@ impl<const S: usize> Gateway<'_, S> {
         verified: Option<(&PasswordCheck, bool)>,
         read_header: bool,
     ) -> Auth {
+        self.authenticate_with(ctx, shared, verified, read_header, true)
+    }
+
+    /// [`Gateway::authenticate`], with the session cookie believed only when `cookies`.
+    fn authenticate_with<const U: usize, const T: usize, const C: usize, const A: usize>(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        shared: &mut Shared<'_, U, T, C, A>,
+        verified: Option<(&PasswordCheck, bool)>,
+        read_header: bool,
+        cookies: bool,
+    ) -> Auth {
         let ex = ctx.ex;
         let head = ctx.head;
         if read_header && ctx.trusted {
@@ -759,24 +772,24 @@ impl<const S: usize> Gateway<'_, S> {
             }
         }
 
-        for value in head.header_values("cookie") {
-            let name = session::cookie_name(self.secure(ex));
-            for token in session::session_cookies_named(value, name) {
-                let verified = self.keys.verify_user_cached(
-                    token,
-                    ex.now,
-                    shared.users,
-                    &mut shared.credentials.sessions,
-                );
-                if let Ok((s, user)) = verified {
-                    return Auth::User {
-                        name: user.name.clone(),
-                        admin: user.admin,
-                        via_basic: false,
-                        renew: s.should_renew(ex.now).then_some(user.generation),
-                        users_changed: false,
-                    };
-                }
+        // More than one session cookie is no session: one of them may be planted.
+        let name = session::cookie_name(self.secure(ex));
+        let token = session::single_session_cookie(head.header_values("cookie"), name);
+        if let (true, Ok(Some(token))) = (cookies, token) {
+            let verified = self.keys.verify_user_cached(
+                token,
+                ex.now,
+                shared.users,
+                &mut shared.credentials.sessions,
+            );
+            if let Ok((s, user)) = verified {
+                return Auth::User {
+                    name: user.name.clone(),
+                    admin: user.admin,
+                    via_basic: false,
+                    renew: s.should_renew(ex.now).then_some((s.table, user.generation)),
+                    users_changed: false,
+                };
             }
         }
 
@@ -904,10 +917,22 @@ impl<const S: usize> Gateway<'_, S> {
         })
     }
 
-    fn session_cookie(&self, name: &str, generation: u32, ex: &Exchange<'_>) -> Option<SetCookie> {
+    fn session_cookie(
+        &self,
+        table: u64,
+        name: &str,
+        generation: u32,
+        ex: &Exchange<'_>,
+    ) -> Option<SetCookie> {
         let token = self
             .keys
-            .issue(name, generation, ex.now, self.config.session_ttl_secs)
+            .issue(
+                table,
+                name,
+                generation,
+                ex.now,
+                self.config.session_ttl_secs,
+            )
             .ok()?;
         let mut buf = [0u8; MAX_SET_COOKIE_LEN];
         let n = session::write_set_cookie(
@@ -961,9 +986,9 @@ impl<const S: usize> Gateway<'_, S> {
         };
         let (user, set_cookie, users_changed) = match who {
             Some(w) => {
-                let set_cookie = w
-                    .renew
-                    .and_then(|generation| self.session_cookie(&w.name, generation, ctx.ex));
+                let set_cookie = w.renew.and_then(|(table, generation)| {
+                    self.session_cookie(table, &w.name, generation, ctx.ex)
+                });
                 (Some(w.name), set_cookie, w.users_changed)
             }
             None => (None, None, false),
@@ -1241,7 +1266,8 @@ impl<const S: usize> Gateway<'_, S> {
             }
         };
         let user = shared.users.find(&name).filter(|_| ok);
-        let cookie = user.and_then(|u| self.session_cookie(&u.name, u.generation, ctx.ex));
+        let table = shared.users.table_id();
+        let cookie = user.and_then(|u| self.session_cookie(table, &u.name, u.generation, ctx.ex));
         let Some(cookie) = cookie else {
             return self.login_page(
                 ctx,
@@ -1569,9 +1595,9 @@ struct Who {
     name: Username,
     admin: bool,
     via_basic: bool,
-    /// Renew the session (the user's generation): the Set-Cookie is written straight into
-    /// the [`Forward`], not carried here.
-    renew: Option<u32>,
+    /// Renew the session (the table id and the user's generation): the Set-Cookie is written
+    /// straight into the [`Forward`], not carried here.
+    renew: Option<(u64, u32)>,
     users_changed: bool,
 }
 
@@ -1747,6 +1773,16 @@ fn same_origin(ctx: &Ctx<'_, '_>) -> bool {
             matches!((host, expected), (Some(h), Some(e)) if h.eq_ignore_ascii_case(e))
         }
     }
+}
+
+/// Whether the browser says the request comes from this site: [`same_origin`], and it
+/// names an origin at all (`Sec-Fetch-Site` or `Origin`). A browser sends neither on a
+/// top-level navigation from another site in the browsers that predate fetch metadata.
+fn names_this_origin(ctx: &Ctx<'_, '_>) -> bool {
+    let head = ctx.head;
+    let named = head.header_values("sec-fetch-site").next().is_some()
+        || head.header_values("origin").next().is_some();
+    named && same_origin(ctx)
 }
 
 /// The request's own query parameter `name`, form-decoded into `buf`.

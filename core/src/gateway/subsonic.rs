@@ -2,7 +2,10 @@
 //!
 //! Who is asking, in order: the identity header of a trusted proxy, a session cookie, HTTP
 //! Basic (the same as on any protected path: a browser player logged in to gatehouse, such
-//! as the app's own web UI, keeps working), then the Subsonic credentials of the request
+//! as the app's own web UI, keeps working; the cookie only on a request the browser says is
+//! same-origin, `Sec-Fetch-Site: same-origin` or `none`, or an `Origin` naming this host, since
+//! Subsonic changes state with GETs a link on another site can make), then the Subsonic
+//! credentials of the request
 //! ([`crate::subsonic`]): an app password as `p`, `t` + `s` or `apiKey`, or the login
 //! password as `p`. Whatever fails is answered as a Subsonic server answers it (HTTP 200,
 //! `status="failed"`, the error code), never with a login page or a Basic challenge, which
@@ -74,7 +77,11 @@ impl<const S: usize> Gateway<'_, S> {
             return answer.respond(written, Outcome::SubsonicAnswered, out);
         }
 
-        let who = match self.authenticate(ctx, shared, verified, true) {
+        // Subsonic changes state with plain GETs (`deletePlaylist`, `createShare`), and a
+        // `SameSite=Lax` cookie goes along with a link from any site: the session cookie
+        // counts only on a request the browser says came from this site.
+        let cookies = names_this_origin(ctx);
+        let who = match self.authenticate_with(ctx, shared, verified, true, cookies) {
             Auth::User {
                 name,
                 admin,
@@ -126,9 +133,9 @@ impl<const S: usize> Gateway<'_, S> {
         self.forward_without_secrets(ctx, who, form.as_ref(), out)
     }
 
-    /// The form body of a `POST` with `application/x-www-form-urlencoded`, once read; `None`
-    /// for other requests. Form bodies are read whole (at most [`MAX_FORM_LEN`]), since they
-    /// may carry credentials that must not reach the app.
+    /// The form body of a `POST`, `PUT` or `PATCH` with `application/x-www-form-urlencoded`,
+    /// once read; `None` for other requests. Form bodies are read whole (at most
+    /// [`MAX_FORM_LEN`]), since they may carry credentials that must not reach the app.
     #[expect(
         clippy::result_large_err,
         reason = "core has no allocator to box the decision in; it is moved once"
@@ -139,7 +146,7 @@ impl<const S: usize> Gateway<'_, S> {
         out: &mut [u8],
     ) -> Result<Option<FormBody<'b>>, Decision> {
         let head = ctx.head;
-        let is_form = head.method() == "POST"
+        let is_form = matches!(head.method(), "POST" | "PUT" | "PATCH")
             && head.header_values("content-type").any(|v| {
                 let media = v.split(|&b| b == b';').next().unwrap_or(&[]).trim_ascii();
                 media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")

@@ -45,7 +45,7 @@ impl World {
         let user = self.users.find(name).unwrap();
         let token = self
             .keys
-            .issue(name, user.generation, NOW - 10, 3600)
+            .issue(self.users.table_id(), name, user.generation, NOW - 10, 3600)
             .unwrap();
         format!("gatehouse_session={token}")
     }
@@ -356,6 +356,48 @@ fn sessions_near_expiry_are_renewed() {
     let set = f.set_cookie.expect("renewed");
     assert!(set.starts_with(b"gatehouse_session="));
     assert!(set.windows(8).any(|w| w == b"HttpOnly"));
+}
+
+/// Two rotations with one request between: the request near the old token's expiry is
+/// let in but gets no token under the new key, so the second rotation ends the session.
+#[test]
+fn a_session_of_the_previous_key_is_not_carried_over_to_the_new_one() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let cookie = w.session_cookie("bob");
+    let req = format!("GET /app HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n\r\n");
+    w.keys
+        .rotate(crate::session::SessionKey::from_bytes([6; 32]));
+    let d = w.decide_at(CLIENT, req.as_bytes(), NOW + 3000, &mut out);
+    let Decision::Forward(f) = d else {
+        panic!("{d:?}")
+    };
+    assert!(f.set_cookie.is_none(), "renewed under the new key");
+    w.keys
+        .rotate(crate::session::SessionKey::from_bytes([7; 32]));
+    let d = w.decide_at(CLIENT, req.as_bytes(), NOW + 3000, &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+}
+
+/// A sibling host plants its own valid session (`Path=/rest/`, so it comes first) next to
+/// the victim's: neither is believed, the request is anonymous.
+#[test]
+fn two_session_cookies_are_no_session_even_when_both_are_valid() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let planted = w.session_cookie("bob");
+    let victim = w.session_cookie("alice");
+    for cookies in [
+        format!("Cookie: {planted}; {victim}\r\n"),
+        format!("Cookie: {planted}\r\nCookie: {victim}\r\n"),
+    ] {
+        let req = format!("GET /app HTTP/1.1\r\nHost: music\r\n{cookies}\r\n");
+        let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+        assert_eq!(responded(&d, &out).1, Outcome::Unauthorized, "{cookies}");
+    }
+    let req = format!("GET /app HTTP/1.1\r\nHost: music\r\nCookie: {victim}\r\n\r\n");
+    let d = w.decide(CLIENT, req.as_bytes(), &mut out);
+    assert!(forwarded(&d, &out).contains("Remote-User: alice\r\n"));
 }
 
 #[test]

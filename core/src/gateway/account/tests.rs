@@ -114,7 +114,7 @@ impl World {
         let user = self.users.find(name).unwrap();
         let token = self
             .keys
-            .issue(name, user.generation, NOW - 10, 3600)
+            .issue(self.users.table_id(), name, user.generation, NOW - 10, 3600)
             .unwrap();
         format!("gatehouse_session={token}")
     }

@@ -206,9 +206,12 @@ fn refusals_are_subsonic_errors_with_their_codes() {
         }
     }
     // A session cookie or Basic still works on Subsonic paths (a web player logged in).
-    let token = w.keys.issue("bob", 1, NOW - 10, 3600).unwrap();
+    let token = w
+        .keys
+        .issue(w.users.table_id(), "bob", 1, NOW - 10, 3600)
+        .unwrap();
     let req = format!(
-        "GET /rest/stream.view?id=1&u=bob&t=x&s=y HTTP/1.1\r\nHost: music\r\nCookie: gatehouse_session={token}\r\n\r\n"
+        "GET /rest/stream.view?id=1&u=bob&t=x&s=y HTTP/1.1\r\nHost: music\r\nSec-Fetch-Site: same-origin\r\nCookie: gatehouse_session={token}\r\n\r\n"
     );
     let head = forwarded(&w.decide(req.as_bytes(), &mut out), &out);
     assert!(head.contains("\r\nRemote-User: bob\r\n"), "{head}");
@@ -216,6 +219,49 @@ fn refusals_are_subsonic_errors_with_their_codes() {
         head.starts_with("GET /rest/stream.view?id=1&u=bob HTTP/1.1"),
         "{head}"
     );
+}
+
+/// A link on another site to `/rest/deletePlaylist` carries the `SameSite=Lax` cookie of a
+/// signed-in admin: the cookie counts only when the browser says the request is same-origin;
+/// otherwise the request needs Subsonic credentials like any other.
+#[test]
+fn a_session_cookie_counts_on_subsonic_paths_only_from_this_site() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let generation = w.users.generation_of("alice").unwrap();
+    let token = w
+        .keys
+        .issue(w.users.table_id(), "alice", generation, NOW - 10, 3600)
+        .unwrap();
+    let cookie = format!("Cookie: gatehouse_session={token}\r\n");
+    let request = |extra: &str| {
+        format!(
+            "GET /rest/deletePlaylist.view?id=7&f=json HTTP/1.1\r\nHost: music\r\n{extra}{cookie}\r\n"
+        )
+    };
+    for cross in [
+        "",
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Sec-Fetch-Site: same-site\r\n",
+        "Origin: http://evil.example\r\n",
+        "Origin: null\r\n",
+        "Sec-Fetch-Site: cross-site\r\nOrigin: http://music\r\n",
+    ] {
+        let d = w.decide(request(cross).as_bytes(), &mut out);
+        // Subsonic's "required parameter is missing": no credentials but the cookie.
+        assert_eq!(subsonic_error(&d, &out).0, 10, "{cross:?}");
+    }
+    for same in [
+        "Sec-Fetch-Site: same-origin\r\n",
+        "Sec-Fetch-Site: none\r\n",
+        "Origin: http://music\r\n",
+    ] {
+        let head = forwarded(&w.decide(request(same).as_bytes(), &mut out), &out);
+        assert!(
+            head.contains("\r\nRemote-User: alice\r\n"),
+            "{same:?}: {head}"
+        );
+    }
 }
 
 #[test]
@@ -304,6 +350,31 @@ fn form_bodies_are_read_checked_and_forwarded_without_secrets() {
         sent.starts_with("POST /rest/scrobble.view HTTP/1.1\r\n"),
         "{sent}"
     );
+}
+
+/// A form body is a form body whatever the method: the secrets in a `PUT` or `PATCH` body are
+/// read and stripped as in a `POST`'s, never passed to the app.
+#[test]
+fn put_and_patch_form_bodies_lose_their_secrets_like_post() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let phone = w.phone.clone();
+    for method in ["PUT", "PATCH"] {
+        let body = format!("u=alice&p={phone}&id=7");
+        let request = format!(
+            "{method} /rest/updatePlaylist.view HTTP/1.1\r\nHost: music\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let d = w.decide(request.as_bytes(), &mut out);
+        let Decision::Forward(f) = &d else {
+            panic!("{method}: {d:?}")
+        };
+        assert_eq!(f.consumed, request.len(), "{method}");
+        let sent = String::from_utf8_lossy(&out[..f.head_len]).into_owned();
+        assert!(sent.ends_with("\r\n\r\nu=alice&id=7"), "{method}: {sent}");
+        assert!(sent.contains("\r\nRemote-User: alice"), "{method}: {sent}");
+        assert!(!sent.contains(&phone), "{method}: {sent}");
+    }
 }
 
 #[test]
