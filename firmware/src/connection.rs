@@ -202,6 +202,7 @@ pub async fn serve<C: Read + Write, U: Upstream>(
                 tls: false,
                 bytes: &request[..filled],
                 now,
+                time_known: true,
                 random: &random,
             };
             let mut decision = engine.decide(&ex, out);
