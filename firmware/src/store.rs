@@ -15,7 +15,7 @@
 //! source can take the board back to a time when an expired session was still valid (see
 //! [`crate::clock`]).
 
-use embassy_futures::select::{Either, select};
+use embassy_futures::select::{Either3, select3};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_storage_async::nor_flash::NorFlash;
 use gatehouse_core::session::SESSION_KEY_LEN;
@@ -202,27 +202,31 @@ impl<F: NorFlash> Store<F> {
     /// a task).
     pub async fn run(mut self, engine: &'static Engine) -> ! {
         let mut floor_written = Instant::now();
+        let mut floor_due = floor_written + TIME_FLOOR_EVERY;
         loop {
-            let due = floor_written + TIME_FLOOR_EVERY;
-            match select(
+            match select3(
                 engine.users_changed.wait(),
-                select(engine.session_issued.wait(), Timer::at(due)),
+                engine.session_issued.wait(),
+                Timer::at(floor_due),
             )
             .await
             {
-                Either::First(()) => match self.save_users(engine).await {
+                Either3::First(()) => match self.save_users(engine).await {
                     Ok(()) => info!("users written back to flash"),
                     Err(e) => error!("writing the users back failed: {:?}", e),
                 },
-                Either::Second(_) => {
-                    // After a login, wait a little: the logins of a burst share one write.
-                    Timer::at(floor_written + TIME_FLOOR_MIN_INTERVAL).await;
+                // Soon, not at once: the sessions of a burst of logins share one write.
+                Either3::Second(()) => {
+                    floor_due = floor_due.min(floor_written + TIME_FLOOR_MIN_INTERVAL);
+                }
+                Either3::Third(()) => {
                     let now = engine.now().unix;
                     match self.save_time_floor(now).await {
                         Ok(()) => info!("time floor {} (UNIX) written to flash", now),
                         Err(e) => error!("writing the time floor failed: {:?}", e),
                     }
                     floor_written = Instant::now();
+                    floor_due = floor_written + TIME_FLOOR_EVERY;
                 }
             }
         }
