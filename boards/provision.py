@@ -10,6 +10,12 @@ as the daemon writes it). `--user NAME:PASSWORD[:admin]` builds the users JSON h
 PBKDF2-SHA256 hashes in PHC format (`--iterations`, default 10000: what a microcontroller
 verifies in a fraction of a second).
 
+The configuration's keys are documented in firmware/src/config.rs. A board without a real-time
+clock (the Nucleo-H743ZI) needs "ntp_server" (an SNTP server, "A.B.C.D" or "A.B.C.D:PORT") to
+know the time: until it does, it issues and accepts no session. "clock_unix" is a time the real
+time is known not to be below (now, when provisioning): the board never believes a time source
+that goes back before it.
+
 Write the result where the board expects it: QEMU loads it with `-device loader` (see
 boards/qemu-mps2-an386/qemu-args.sh, GATEHOUSE_CONFIG_BLOB); the host-tap board reads it with
 `--config`; on the Nucleo-H743ZI, flash it to 0x08100000:
