@@ -16,6 +16,12 @@ verifies in a fraction of a second). Either way the users get a users table id o
 (`table_id`, random): a board provisioned again refuses the sessions of the table it held
 before, whose log-outs and password changes the new region does not carry.
 
+The configuration's keys are documented in firmware/src/config.rs. A board without a real-time
+clock (the Nucleo-H743ZI) needs "ntp_server" (an SNTP server, "A.B.C.D" or "A.B.C.D:PORT") to
+know the time: until it does, it issues and accepts no session. "clock_unix" is a time the real
+time is known not to be below (now, when provisioning): the board never believes a time source
+that goes back before it.
+
 Write the result where the board expects it: QEMU loads it with `-device loader` (see
 boards/qemu-mps2-an386/qemu-args.sh, GATEHOUSE_CONFIG_BLOB); the host-tap board reads it with
 `--config`; on the Nucleo-H743ZI, flash it to 0x08100000:

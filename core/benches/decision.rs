@@ -95,6 +95,7 @@ fn bench(c: &mut Criterion) {
             tls: true,
             bytes,
             now: NOW,
+            time_known: true,
             random: &random,
         };
         gateway.decide(&ex, &mut shared, &mut out)

@@ -67,6 +67,7 @@ impl World {
             tls: false,
             bytes,
             now: NOW,
+            time_known: true,
             random: &random,
         };
         let mut out = vec![0u8; OUT_LEN];

@@ -351,6 +351,7 @@ mod engine {
                 tls: true,
                 bytes: request.as_bytes(),
                 now,
+                time_known: true,
                 random: &random,
             };
             let Decision::Forward(forward) = gateway.decide(&ex, &mut shared, &mut out) else {
@@ -433,6 +434,7 @@ mod engine {
                     tls: false,
                     bytes,
                     now: 1,
+                    time_known: true,
                     random: &random,
                 };
                 all &= matches!(
@@ -508,6 +510,7 @@ mod subsonic_gateway {
                 tls: false,
                 bytes: get.as_bytes(),
                 now: 1_790_000_000,
+                time_known: true,
                 random: &random,
             };
             let mut all = true;

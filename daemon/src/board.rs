@@ -43,6 +43,7 @@ const BOARD_KEYS: &[&str] = &[
     "logout_url",
     "password_iterations",
     "clock_unix",
+    "ntp_server",
     "head_read_timeout_secs",
     "idle_timeout_secs",
     "upstream_connect_timeout_secs",
@@ -199,6 +200,12 @@ fn check_settings(path: &Path, object: &Map<String, Value>, json: &[u8]) -> Resu
                 ),
             ));
         }
+        Err(BoardError::InvalidNtpServer) => {
+            return Err(bad(
+                "ntp_server",
+                "expected an IPv4 address \"A.B.C.D\" (port 123) or \"A.B.C.D:PORT\"",
+            ));
+        }
         Err(BoardError::InvalidTimeout) => {
             let key = [
                 "head_read_timeout_secs",
@@ -246,6 +253,14 @@ fn check_settings(path: &Path, object: &Map<String, Value>, json: &[u8]) -> Resu
     // The board parses both trust lists when it starts; refuse here what it would refuse.
     Trusted::parse(settings.trusted_sources).map_err(|e| bad("trusted_sources", &e.to_string()))?;
     Trusted::parse(settings.trusted_proxies).map_err(|e| bad("trusted_proxies", &e.to_string()))?;
+    if settings.ntp_server.is_none() {
+        eprintln!(
+            "gatehouse: warning: no `ntp_server` {origin}: a board without a real-time clock \
+             (the Nucleo-H743ZI among them) never knows the time, and then issues and accepts \
+             no session (the login page answers 503); HTTP Basic, app passwords and Subsonic \
+             credentials still work"
+        );
+    }
     if settings.password_iterations > SLOW_ON_A_BOARD_ITERATIONS {
         eprintln!(
             "gatehouse: warning: `password_iterations` = {} {origin}: hashes the board makes \

@@ -136,6 +136,7 @@ Example:
   address = \"192.168.1.80/24\"
   gateway = \"192.168.1.1\"
   public_paths = [\"/share/\"]
+  ntp_server = \"192.168.1.1\"
   clock_unix = 1767225600
   TOML
   gatehouse users add alice --admin --iterations 10000 --state-dir board-state

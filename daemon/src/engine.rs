@@ -208,6 +208,8 @@ pub async fn judge(
         tls,
         bytes,
         now,
+        // The host's clock is the real time (a host that lost it is out of scope).
+        time_known: true,
         random: &random,
     };
     let mut out = PooledBuf::take();

@@ -20,6 +20,7 @@ trusted_proxies = "192.168.1.3, 192.168.1.4"
 public_paths = ["/share/", "/pub/"]
 idle_timeout_secs = 30
 clock_unix = 1767225600
+ntp_server = "192.168.1.1"
 "#;
 
 fn add_user(state: &Path, name: &str, iterations: &str) {
@@ -88,6 +89,10 @@ fn a_toml_board_config_and_a_state_dir_make_a_region_the_board_reads_with_the_sa
     assert_eq!(s.trusted_proxies, "192.168.1.3, 192.168.1.4");
     assert_eq!(s.public_paths.as_slice(), ["/share/", "/pub/"]);
     assert_eq!(s.clock_unix, 1_767_225_600);
+    assert_eq!(
+        s.ntp_server,
+        Some("192.168.1.1:123".parse().expect("socket address"))
+    );
 
     let on_board = BoardUsers::from_json(provisioned.users_json).expect("board users");
     let file = std::fs::read(state.join("users.json")).expect("users file");
@@ -115,6 +120,11 @@ fn a_toml_board_config_and_a_state_dir_make_a_region_the_board_reads_with_the_sa
         region_path.as_os_str(),
     ]);
     assert_eq!(code, 0, "{err}");
+    // Without a time server a board without a real-time clock gives no sessions: said so.
+    assert!(
+        err.contains("warning") && err.contains("no `ntp_server`"),
+        "{err}"
+    );
     let region = std::fs::read(&region_path).expect("region");
     let provisioned = parse_region(&region).expect("region parses");
     let again = BoardUsers::from_json(provisioned.users_json).expect("users");
@@ -179,6 +189,11 @@ fn a_bad_key_or_value_is_exit_2_naming_it_and_nothing_is_written() {
             "upstream = \"192.168.1.10:4533\"\nidle_timeout_secs = 0\n",
             "`idle_timeout_secs`",
             "0",
+        ),
+        (
+            "upstream = \"192.168.1.10:4533\"\nntp_server = \"pool.ntp.org\"\n",
+            "`ntp_server`",
+            "pool.ntp.org",
         ),
     ] {
         std::fs::write(&board, text).expect("write");

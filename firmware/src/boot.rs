@@ -29,13 +29,15 @@ pub enum BootError {
 
 /// Makes the engine from a checked configuration region, the write-back store and the board's
 /// random seed: parses the trusted sources, loads the users (the store's write-back when it
-/// belongs to this region, else the region's), and reads or creates the session key.
-/// `clock_base_unix` overrides the configuration's `clock_unix` on boards with a real clock.
+/// belongs to this region, else the region's), reads or creates the session key, and starts the
+/// clock from the time floor (the one kept in flash or the configuration's `clock_unix`,
+/// whichever is later). `rtc_unix` is the time a board with a real-time clock read from it:
+/// then the time is known from the start; otherwise SNTP sets it (see [`crate::clock`]).
 pub async fn make_engine<F: NorFlash>(
     provisioned: &'static Provisioned<'static>,
     store: &mut Store<F>,
     seed: [u8; 32],
-    clock_base_unix: Option<u64>,
+    rtc_unix: Option<u64>,
 ) -> Result<&'static Engine, BootError> {
     static TRUSTED: StaticCell<Trusted> = StaticCell::new();
     static PROXIES: StaticCell<Trusted> = StaticCell::new();
@@ -88,6 +90,15 @@ pub async fn make_engine<F: NorFlash>(
         .map_err(BootError::Store)?;
     let mut engine_seed = [0u8; 32];
     drbg.fill(&mut engine_seed);
+    let stored_floor = store.load_time_floor().await.map_err(BootError::Store)?;
+    let time_floor_unix = stored_floor.unwrap_or(0).max(settings.clock_unix);
+    info!("time floor: {} (UNIX)", time_floor_unix);
+    if rtc_unix.is_none() && settings.ntp_server.is_none() {
+        warn!(
+            "no real-time clock and no ntp_server: sessions stay off (HTTP Basic, app \
+             passwords and Subsonic credentials still work)"
+        );
+    }
 
     let trusted = TRUSTED.try_init(trusted).ok_or(BootError::AlreadyStarted)?;
     let proxies = PROXIES.try_init(proxies).ok_or(BootError::AlreadyStarted)?;
@@ -101,7 +112,9 @@ pub async fn make_engine<F: NorFlash>(
         keys,
         users,
         seed: engine_seed,
-        clock_base_unix: clock_base_unix.unwrap_or(settings.clock_unix),
+        time_floor_unix,
+        rtc_unix,
+        ntp_server: settings.ntp_server,
         upstream: settings.upstream,
         listen_port: settings.listen_port,
         timeouts: settings.timeouts,

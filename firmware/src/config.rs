@@ -30,13 +30,18 @@
 //!   "user_header": "Remote-User",
 //!   "public_paths": ["/share/"], "subsonic_paths": ["/rest/"],
 //!   "session_ttl_secs": 2592000, "secure_cookies": false, "logout_url": "/",
-//!   "password_iterations": 10000, "clock_unix": 1767225600,
+//!   "password_iterations": 10000, "clock_unix": 1767225600, "ntp_server": "192.168.1.1",
 //!   "head_read_timeout_secs": 10, "idle_timeout_secs": 60, "upstream_connect_timeout_secs": 5
 //! }
 //! ```
 //!
-//! `clock_unix` is the UNIX time to count from at boot, for boards without a real-time clock
-//! (session expiry is measured on it). Strings are used as written: no JSON escapes.
+//! `ntp_server` (`A.B.C.D`, or `A.B.C.D:PORT` for a port other than 123) is the SNTP server
+//! that gives a board the real time. Until a real-time clock or that server sets it, the time
+//! is unknown and no session is issued or accepted (sessions need a true expiry; HTTP Basic,
+//! app passwords and Subsonic credentials work regardless). `clock_unix` is a time the real
+//! time is known not to be below (the provisioning time, say): the board counts from it, or
+//! from the later floor it keeps in flash, until its clock is set, and refuses a clock source
+//! that says otherwise. Strings are used as written: no JSON escapes.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
@@ -91,6 +96,8 @@ pub enum ConfigError {
     InvalidUserHeader,
     /// `clock_unix` lies beyond [`MAX_CLOCK_UNIX`] (the board's time would overflow).
     InvalidClock,
+    /// `ntp_server` is not `A.B.C.D` or `A.B.C.D:PORT`.
+    InvalidNtpServer,
 }
 
 /// Longest timeout a board takes, in seconds (a day): the board's timer counts in ticks, and
@@ -133,6 +140,8 @@ struct RawConfig<'a> {
     password_iterations: Option<u32>,
     #[serde(default)]
     clock_unix: Option<u64>,
+    #[serde(borrow, default)]
+    ntp_server: Option<&'a str>,
     #[serde(default)]
     head_read_timeout_secs: Option<u64>,
     #[serde(default)]
@@ -162,6 +171,8 @@ pub struct Settings<'a> {
     pub logout_url: Option<&'a str>,
     pub password_iterations: u32,
     pub clock_unix: u64,
+    /// The SNTP server that sets the clock.
+    pub ntp_server: Option<SocketAddrV4>,
     pub timeouts: Timeouts,
 }
 
@@ -282,6 +293,13 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings<'_>, ConfigError> {
         .gateway
         .map(|text| text.parse().map_err(|_| ConfigError::InvalidGateway))
         .transpose()?;
+    let ntp_server = raw
+        .ntp_server
+        .map(|text| match text.parse::<Ipv4Addr>() {
+            Ok(ip) => Ok(SocketAddrV4::new(ip, crate::sntp::NTP_PORT)),
+            Err(_) => text.parse().map_err(|_| ConfigError::InvalidNtpServer),
+        })
+        .transpose()?;
     let password_iterations = raw.password_iterations.unwrap_or(EMBEDDED_ITERATIONS);
     if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&password_iterations) {
         return Err(ConfigError::InvalidPasswordIterations);
@@ -328,6 +346,7 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings<'_>, ConfigError> {
         logout_url: raw.logout_url,
         password_iterations,
         clock_unix,
+        ntp_server,
         timeouts,
     })
 }
@@ -393,8 +412,28 @@ mod tests {
         assert_eq!(s.user_header, "Remote-User");
         assert_eq!(s.timeouts.idle, Duration::from_secs(30));
         assert_eq!(s.password_iterations, EMBEDDED_ITERATIONS);
+        assert_eq!(s.ntp_server, None);
         let config = s.gateway_config();
         assert_eq!(config.paths.public, &["/share/", "/pub/"]);
+    }
+
+    #[test]
+    fn the_ntp_server_takes_port_123_unless_it_names_one() {
+        for (json, expected) in [
+            (
+                &br#"{"upstream":"1.2.3.4:80","ntp_server":"192.0.2.1"}"#[..],
+                SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 123),
+            ),
+            (
+                br#"{"upstream":"1.2.3.4:80","ntp_server":"192.0.2.1:10123"}"#,
+                SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 10123),
+            ),
+        ] {
+            assert_eq!(
+                parse_settings(json).expect("valid").ntp_server,
+                Some(expected)
+            );
+        }
     }
 
     #[test]
@@ -485,6 +524,10 @@ mod tests {
             (
                 br#"{"upstream":"1.2.3.4:80","user_header":""}"#,
                 ConfigError::InvalidUserHeader,
+            ),
+            (
+                br#"{"upstream":"1.2.3.4:80","ntp_server":"pool.ntp.org"}"#,
+                ConfigError::InvalidNtpServer,
             ),
         ] {
             assert_eq!(

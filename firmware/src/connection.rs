@@ -10,7 +10,7 @@
 use embassy_futures::select::{Either, select};
 use embassy_time::{Duration, with_timeout};
 use embedded_io_async::{Read, Write};
-use gatehouse_core::gateway::{Decision, Exchange, Forward};
+use gatehouse_core::gateway::{Decision, Exchange, Forward, Outcome};
 use gatehouse_core::http::{
     BodyRelay, CONTINUE_100, Parse, ResponseBody, ResponseHead, Status, write_client_response_head,
     write_error,
@@ -193,7 +193,7 @@ pub async fn serve<C: Read + Write, U: Upstream>(
         }
 
         // One request: decide, reading more while the engine asks for it.
-        let now = engine.now_unix();
+        let now = engine.now();
         let random = engine.random();
         let mut continue_sent = false;
         let decision = loop {
@@ -201,7 +201,8 @@ pub async fn serve<C: Read + Write, U: Upstream>(
                 peer,
                 tls: false,
                 bytes: &request[..filled],
-                now,
+                now: now.unix,
+                time_known: now.known,
                 random: &random,
             };
             let mut decision = engine.decide(&ex, out);
@@ -271,6 +272,9 @@ pub async fn serve<C: Read + Write, U: Upstream>(
                 if respond.users_changed {
                     engine.users_changed.signal(());
                 }
+                if respond.outcome == Outcome::LoggedIn {
+                    engine.session_issued.signal(());
+                }
                 debug!(
                     "answered {} bytes ({})",
                     respond.len,
@@ -289,6 +293,9 @@ pub async fn serve<C: Read + Write, U: Upstream>(
             Decision::Forward(forward) => {
                 if forward.users_changed {
                     engine.users_changed.signal(());
+                }
+                if forward.set_cookie.is_some() {
+                    engine.session_issued.signal(());
                 }
                 match relay_exchange(
                     client,
@@ -737,7 +744,9 @@ mod tests {
             keys,
             users,
             seed: [3; 32],
-            clock_base_unix: 1_700_000_000,
+            time_floor_unix: 0,
+            rtc_unix: Some(1_700_000_000),
+            ntp_server: None,
             upstream: IpEndpoint::new(IpAddress::v4(192, 0, 2, 100), 8080),
             listen_port: 80,
             timeouts: Timeouts::default(),

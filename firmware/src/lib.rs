@@ -17,11 +17,13 @@
 mod fmt;
 
 pub mod boot;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod ram_flash;
 pub mod random;
 pub mod server;
+pub mod sntp;
 pub mod state;
 pub mod store;
 
@@ -34,5 +36,5 @@ pub use state::{Engine, EngineParts};
 pub const MAX_CONNECTIONS: usize = 4;
 
 /// Sockets the board must give `embassy_net::StackResources`: per connection one towards the
-/// client and one towards the app, and the overflow socket.
-pub const SOCKETS_NEEDED: usize = 2 * MAX_CONNECTIONS + 1;
+/// client and one towards the app, the overflow socket, and the SNTP client's UDP socket.
+pub const SOCKETS_NEEDED: usize = 2 * MAX_CONNECTIONS + 2;

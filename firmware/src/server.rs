@@ -1,7 +1,7 @@
 //! The connection tasks: a fixed pool, each listening on the gateway port and serving one client
 //! at a time, each with its own buffers (in the task's static storage).
 
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddrV4};
 
 use embassy_executor::{SpawnError, Spawner};
 use embassy_futures::select::{Either, select};
@@ -32,11 +32,20 @@ pub fn spawn(
         spawner.spawn(connection_task(stack, engine, slot)?);
     }
     spawner.spawn(overflow_task(stack, engine)?);
+    if let Some(server) = engine.ntp_server {
+        spawner.spawn(sntp_task(stack, engine, server)?);
+        info!("time from SNTP server {}", server);
+    }
     info!(
         "gateway: {} connection tasks on port {}",
         MAX_CONNECTIONS, engine.listen_port
     );
     Ok(())
+}
+
+#[embassy_executor::task]
+async fn sntp_task(stack: Stack<'static>, engine: &'static Engine, server: SocketAddrV4) -> ! {
+    crate::sntp::run(stack, engine, server).await
 }
 
 #[embassy_executor::task(pool_size = MAX_CONNECTIONS)]

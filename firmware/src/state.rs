@@ -3,12 +3,12 @@
 //! lock. Capacities are fixed here, at compile time.
 
 use core::cell::{Cell, RefCell};
+use core::net::SocketAddrV4;
 
 use embassy_net::IpEndpoint;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
-use embassy_time::Instant;
 use gatehouse_core::credential_cache::CredentialCache;
 use gatehouse_core::gateway::{
     Decision, Exchange, Gateway, GatewayConfig, PasswordCheck, PendingChecks, RANDOM_LEN, Shared,
@@ -18,6 +18,7 @@ use gatehouse_core::throttle::{Throttle, ThrottlePolicy};
 use gatehouse_core::trusted::TrustedSources;
 use gatehouse_core::users::UserTable;
 
+use crate::clock::{Backwards, Clock, Now};
 use crate::connection::Timeouts;
 use crate::random::Drbg;
 
@@ -52,10 +53,10 @@ pub struct Engine {
     gateway: Gateway<'static, MAX_TRUSTED_SOURCES>,
     state: Mutex<CriticalSectionRawMutex, RefCell<MutableState>>,
     random: Mutex<CriticalSectionRawMutex, RefCell<Drbg>>,
-    /// UNIX time at boot: boards without a real-time clock count from the time the
-    /// configuration gives (sessions issued before a reboot then look foreign and a user logs
-    /// in again, which is the safe direction).
-    clock_base_unix: u64,
+    /// The time, and whether it is known (see [`crate::clock`]).
+    clock: Clock,
+    /// The SNTP server that sets the clock, if any.
+    pub ntp_server: Option<SocketAddrV4>,
     /// The app behind the gateway.
     pub upstream: IpEndpoint,
     /// TCP port gatehouse listens on.
@@ -63,6 +64,9 @@ pub struct Engine {
     pub timeouts: Timeouts,
     /// Raised when the users table changed and must be written back to flash.
     pub users_changed: Signal<CriticalSectionRawMutex, ()>,
+    /// Raised when a session was issued: the time floor in flash must catch up, so that after
+    /// a reboot no clock source can go back to before it.
+    pub session_issued: Signal<CriticalSectionRawMutex, ()>,
     /// Connection tasks serving a client right now.
     busy: Mutex<CriticalSectionRawMutex, Cell<usize>>,
     /// Raised when `busy` changes (the overflow task listens only while all tasks are busy).
@@ -80,7 +84,12 @@ pub struct EngineParts {
     pub users: Users,
     /// Random bytes for the DRBG (at least [`crate::random::SEED_LEN`]).
     pub seed: [u8; 32],
-    pub clock_base_unix: u64,
+    /// A time the real time is not below (UNIX seconds): the floor kept in flash or the
+    /// configuration's `clock_unix`, whichever is later.
+    pub time_floor_unix: u64,
+    /// The real time, from a real-time clock the board read at boot.
+    pub rtc_unix: Option<u64>,
+    pub ntp_server: Option<SocketAddrV4>,
     pub upstream: IpEndpoint,
     pub listen_port: u16,
     pub timeouts: Timeouts,
@@ -91,6 +100,16 @@ impl Engine {
         let mut drbg = Drbg::new(&parts.seed);
         let mut cache_key = [0u8; 32];
         drbg.fill(&mut cache_key);
+        let clock = Clock::from_floor(parts.time_floor_unix);
+        if let Some(rtc) = parts.rtc_unix {
+            match clock.set(rtc) {
+                Ok(()) => info!("time: {} (UNIX), from the real-time clock", rtc),
+                Err(e) => error!(
+                    "the real-time clock says {} (UNIX), earlier than the floor {}: not believed",
+                    e.offered, e.counted
+                ),
+            }
+        }
         Self {
             gateway: Gateway {
                 config: parts.config,
@@ -105,19 +124,26 @@ impl Engine {
                 pending: PendingChecks::new(),
             })),
             random: Mutex::new(RefCell::new(drbg)),
-            clock_base_unix: parts.clock_base_unix,
+            clock,
+            ntp_server: parts.ntp_server,
             upstream: parts.upstream,
             listen_port: parts.listen_port,
             timeouts: parts.timeouts,
             users_changed: Signal::new(),
+            session_issued: Signal::new(),
             busy: Mutex::new(Cell::new(0)),
             busy_changed: Signal::new(),
         }
     }
 
-    /// Now, in UNIX seconds, as the engine counts it.
-    pub fn now_unix(&self) -> u64 {
-        self.clock_base_unix + Instant::now().as_secs()
+    /// Now, as the engine counts it, and whether that is the real time.
+    pub fn now(&self) -> Now {
+        self.clock.now()
+    }
+
+    /// Sets the real time (from SNTP); refused if it lies before what the board counts.
+    pub fn set_time(&self, unix: u64) -> Result<(), Backwards> {
+        self.clock.set(unix)
     }
 
     /// Fresh random bytes for one request.

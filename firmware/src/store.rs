@@ -13,7 +13,14 @@
 //! `gatehouse config-blob` writes has a users table id of its own, and the sessions of the
 //! table the board held before are refused ([`gatehouse_core::session::SessionError::OtherTable`]).
 //! The same region flashed again has the same CRC, and its write-backs are kept.
+//!
+//! The time floor is the board's time written every [`TIME_FLOOR_EVERY`] and soon after each
+//! session it issues: after a reboot the real time is known not to be below it, so no clock
+//! source can take the board back to a time when an expired session was still valid (see
+//! [`crate::clock`]).
 
+use embassy_futures::select::{Either3, select3};
+use embassy_time::{Duration, Instant, Timer};
 use embedded_storage_async::nor_flash::NorFlash;
 use gatehouse_core::session::SESSION_KEY_LEN;
 use gatehouse_core::users::{LoadError, UserTable};
@@ -26,6 +33,15 @@ use crate::state::{Engine, MAX_APP_PASSWORDS, MAX_USERS, Users};
 const KEY_USERS: u8 = 1;
 /// Map key of the session signing key.
 const KEY_SESSION_KEY: u8 = 2;
+/// Map key of the time floor (UNIX seconds, little-endian `u64`).
+const KEY_TIME_FLOOR: u8 = 3;
+
+/// How often the time floor is written while the board runs. A reboot loses at most this
+/// much of the floor, which only matters while the time is unknown (no sessions then).
+pub const TIME_FLOOR_EVERY: Duration = Duration::from_secs(600);
+/// The shortest interval between two writes of the floor after sessions were issued (flash
+/// wear: a burst of logins writes once).
+pub const TIME_FLOOR_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Bytes a users record may take: the region CRC and the table's JSON.
 pub const USERS_RECORD_LEN: usize = 4 + UserTable::<MAX_USERS, MAX_APP_PASSWORDS>::JSON_CAPACITY;
@@ -42,6 +58,8 @@ pub enum StoreError {
     CorruptUsers,
     /// The stored session key has the wrong length.
     CorruptSessionKey,
+    /// The stored time floor has the wrong length.
+    CorruptTimeFloor,
     /// The users table does not fit the record.
     UsersTooLarge,
 }
@@ -143,6 +161,31 @@ impl<F: NorFlash> Store<F> {
         Ok(key)
     }
 
+    /// The time floor written before the last reset, if any.
+    pub async fn load_time_floor(&mut self) -> Result<Option<u64>, StoreError> {
+        let stored = self
+            .map
+            .fetch_item::<&[u8]>(self.buffer, &KEY_TIME_FLOOR)
+            .await
+            .map_err(|_| StoreError::Flash)?;
+        stored
+            .map(|bytes| {
+                bytes
+                    .try_into()
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| StoreError::CorruptTimeFloor)
+            })
+            .transpose()
+    }
+
+    /// Writes `unix` as the time floor.
+    pub async fn save_time_floor(&mut self, unix: u64) -> Result<(), StoreError> {
+        self.map
+            .store_item(self.buffer, &KEY_TIME_FLOOR, &&unix.to_le_bytes()[..])
+            .await
+            .map_err(|_| StoreError::Flash)
+    }
+
     /// Writes the engine's users table back.
     pub async fn save_users(&mut self, engine: &Engine) -> Result<(), StoreError> {
         let record = UsersRecord {
@@ -158,14 +201,37 @@ impl<F: NorFlash> Store<F> {
             })
     }
 
-    /// Writes the users table back each time the engine changes it. Runs forever (the board
-    /// spawns it as a task).
+    /// Writes the users table back each time the engine changes it, and the time floor every
+    /// [`TIME_FLOOR_EVERY`] and after sessions are issued. Runs forever (the board spawns it as
+    /// a task).
     pub async fn run(mut self, engine: &'static Engine) -> ! {
+        let mut floor_written = Instant::now();
+        let mut floor_due = floor_written + TIME_FLOOR_EVERY;
         loop {
-            engine.users_changed.wait().await;
-            match self.save_users(engine).await {
-                Ok(()) => info!("users written back to flash"),
-                Err(e) => error!("writing the users back failed: {:?}", e),
+            match select3(
+                engine.users_changed.wait(),
+                engine.session_issued.wait(),
+                Timer::at(floor_due),
+            )
+            .await
+            {
+                Either3::First(()) => match self.save_users(engine).await {
+                    Ok(()) => info!("users written back to flash"),
+                    Err(e) => error!("writing the users back failed: {:?}", e),
+                },
+                // Soon, not at once: the sessions of a burst of logins share one write.
+                Either3::Second(()) => {
+                    floor_due = floor_due.min(floor_written + TIME_FLOOR_MIN_INTERVAL);
+                }
+                Either3::Third(()) => {
+                    let now = engine.now().unix;
+                    match self.save_time_floor(now).await {
+                        Ok(()) => info!("time floor {} (UNIX) written to flash", now),
+                        Err(e) => error!("writing the time floor failed: {:?}", e),
+                    }
+                    floor_written = Instant::now();
+                    floor_due = floor_written + TIME_FLOOR_EVERY;
+                }
             }
         }
     }
@@ -198,7 +264,9 @@ mod tests {
             keys: Box::leak(Box::new(SessionKeys::new(SessionKey::from_bytes([0; 32])))),
             users,
             seed: [0; 32],
-            clock_base_unix: 0,
+            time_floor_unix: 0,
+            rtc_unix: None,
+            ntp_server: None,
             upstream: IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), 1),
             listen_port: 80,
             timeouts: Timeouts::default(),
@@ -248,6 +316,19 @@ mod tests {
                 "cut after {cut_after}"
             );
         }
+    }
+
+    #[test]
+    fn the_time_floor_is_kept_and_the_last_one_wins() {
+        let mut memory = vec![0xffu8; PAGES * RAM_FLASH_PAGE];
+        assert_eq!(block_on(store(&mut memory, 1).load_time_floor()), Ok(None));
+        block_on(store(&mut memory, 1).save_time_floor(1_800_000_000)).expect("save");
+        block_on(store(&mut memory, 1).save_time_floor(1_800_000_600)).expect("save");
+        // A new provisioning does not take the floor back: time never goes backwards.
+        assert_eq!(
+            block_on(store(&mut memory, 2).load_time_floor()),
+            Ok(Some(1_800_000_600))
+        );
     }
 
     #[test]

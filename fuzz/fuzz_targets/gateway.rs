@@ -119,6 +119,7 @@ fuzz_target!(|data: &[u8]| {
             tls,
             bytes,
             now,
+            time_known: true,
             random: &random,
         };
         let mut shared = Shared {

@@ -8,7 +8,11 @@
 //!
 //! ```text
 //! gatehouse-host-tap --tap tap0 --config region.bin --state store.bin [--address A.B.C.D/LEN]
+//!                    [--no-rtc]
 //! ```
+//!
+//! The host's clock serves as the board's real-time clock, unless `--no-rtc`: then it behaves
+//! like a board without one, and the time comes from the configuration's `ntp_server` only.
 
 mod file_flash;
 
@@ -31,15 +35,17 @@ struct Args {
     config: PathBuf,
     state: PathBuf,
     address: Option<Ipv4Cidr>,
+    no_rtc: bool,
 }
 
-const USAGE: &str = "usage: gatehouse-host-tap --tap NAME --config REGION_FILE --state STORE_FILE [--address A.B.C.D/LEN]";
+const USAGE: &str = "usage: gatehouse-host-tap --tap NAME --config REGION_FILE --state STORE_FILE [--address A.B.C.D/LEN] [--no-rtc]";
 
 fn parse_args() -> Result<Args, String> {
     let mut tap = None;
     let mut config = None;
     let mut state = None;
     let mut address = None;
+    let mut no_rtc = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -60,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--address {text}: prefix length must be 0..=32"))?;
                 address = Some(Ipv4Cidr::new(ip, len));
             }
+            "--no-rtc" => no_rtc = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -69,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         config: config.ok_or_else(|| format!("--config is required\n{USAGE}"))?,
         state: state.ok_or_else(|| format!("--state is required\n{USAGE}"))?,
         address,
+        no_rtc,
     })
 }
 
@@ -127,16 +135,21 @@ fn prepare(args: &Args) -> Result<Ready, String> {
 
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
-    // This board has a real clock.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| format!("system clock: {e}"))?
-        .as_secs();
+    // The host's clock is this board's real-time clock, unless it is to behave as a board
+    // without one.
+    let rtc = if args.no_rtc {
+        None
+    } else {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| format!("system clock: {e}"))?;
+        Some(now.as_secs())
+    };
     let engine = embassy_futures::block_on(gatehouse_firmware::boot::make_engine(
         provisioned,
         &mut store,
         seed,
-        Some(now),
+        rtc,
     ))
     .map_err(|e| format!("cannot start the gateway: {e:?}"))?;
 

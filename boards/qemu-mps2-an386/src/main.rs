@@ -6,6 +6,10 @@
 //!
 //! This machine has no random number generator. The seed used here is derived from a free-running
 //! counter and is predictable: this image is for testing only, never for guarding anything real.
+//!
+//! Its real-time clock is the host's, read through semihosting (`SYS_TIME`) at boot; the
+//! write-back store is code RAM, which QEMU keeps across a system reset (not across runs), so a
+//! reset is a reboot with the store intact.
 #![no_std]
 #![no_main]
 
@@ -34,6 +38,10 @@ const CONFIG_REGION: usize = 0x0038_0000;
 /// flash that outlives the run, so what is written back lasts until QEMU exits.
 const STORE_BASE: usize = 0x0039_0000;
 const STORE_LEN: usize = 4 * gatehouse_firmware::ram_flash::RAM_FLASH_PAGE;
+/// Just after the store: set once the store was erased in this QEMU run. QEMU starts with code
+/// RAM zeroed and keeps it across a reset, so a reset keeps the store as flash would.
+const STORE_ERASED_MARK: usize = STORE_BASE + STORE_LEN;
+const STORE_ERASED: u32 = u32::from_le_bytes(*b"GHSE");
 
 /// The guest's address on QEMU's user-mode network (see `qemu-args.sh`), unless the
 /// configuration names another.
@@ -96,8 +104,17 @@ async fn boot(spawner: Spawner) {
     // the only reference to it, handed to the store for the rest of the run.
     let store_memory: &'static mut [u8] =
         unsafe { core::slice::from_raw_parts_mut(STORE_BASE as *mut u8, STORE_LEN) };
-    // Erased, as a new flash part would be.
-    store_memory.fill(0xff);
+    // SAFETY: STORE_ERASED_MARK is code RAM that memory.x keeps out of the image; only this
+    // boot code touches it.
+    let erased = unsafe { core::ptr::read_volatile(STORE_ERASED_MARK as *const u32) };
+    if erased != STORE_ERASED {
+        // The first boot of this QEMU run: erased, as a new flash part would be.
+        store_memory.fill(0xff);
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(STORE_ERASED_MARK as *mut u32, STORE_ERASED) };
+    } else {
+        defmt::info!("reset: the write-back store is kept");
+    }
     let Some(mut store) = Store::new(
         RamFlash::new(store_memory),
         0..STORE_LEN as u32,
@@ -111,7 +128,7 @@ async fn boot(spawner: Spawner) {
         provisioned,
         &mut store,
         test_only_seed(),
-        None,
+        Some(host_time()),
     )
     .await
     {
@@ -178,6 +195,14 @@ async fn net_task(mut runner: embassy_net::Runner<'static, lan9118::Lan9118>) ->
 #[embassy_executor::task]
 async fn store_task(store: Store<RamFlash<'static>>, engine: &'static Engine) -> ! {
     store.run(engine).await
+}
+
+/// The host's time (UNIX seconds), through semihosting: this machine's real-time clock.
+fn host_time() -> u64 {
+    // SAFETY: SYS_TIME takes no argument and only returns a value; QEMU runs with semihosting
+    // enabled (qemu-args.sh).
+    let seconds = unsafe { cortex_m_semihosting::syscall!(TIME) };
+    seconds as u64
 }
 
 /// 32 bytes mixed from the LAN9118's free-running counter (25 MHz since QEMU started).

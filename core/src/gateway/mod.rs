@@ -229,6 +229,13 @@ pub struct Exchange<'b> {
     pub bytes: &'b [u8],
     /// Now, in UNIX seconds.
     pub now: u64,
+    /// Whether `now` is the real time. A board that has not yet set its clock (from SNTP or
+    /// a real-time clock) counts from a floor instead: good for measuring intervals (the
+    /// throttle, the credential cache), not for session expiry. While it is `false` no
+    /// session is issued or accepted, since after a reboot an old token would look fresh
+    /// again ([`Outcome::TimeUnknown`]); HTTP Basic, app passwords and Subsonic credentials
+    /// keep working, as they carry no time.
+    pub time_known: bool,
     /// Fresh random bytes.
     pub random: &'b [u8; RANDOM_LEN],
 }
@@ -427,6 +434,10 @@ pub enum Outcome {
     Throttled,
     /// [`MAX_PENDING_CHECKS`] password checks are already running: answered 503, try later.
     PasswordChecksBusy,
+    /// A session was needed (the login page or form, a browser with no other credentials)
+    /// while the shell does not know the time ([`Exchange::time_known`]): answered 503, try
+    /// again once the clock is set.
+    TimeUnknown,
     /// Logged out.
     LoggedOut,
     /// The logout endpoint's confirm page (a `GET`: logging out takes a `POST`).
@@ -709,6 +720,10 @@ impl<const S: usize> Gateway<'_, S> {
                     Outcome::ProvisionFailed(e),
                     front,
                 ),
+                // The login page could not give it a session: say why rather than redirect.
+                Auth::Anonymous if is_browser(&head, head.method()) && !ex.time_known => {
+                    respond_time_unknown(&ctx, front)
+                }
                 Auth::Anonymous if is_browser(&head, head.method()) => {
                     self.redirect_to_login(&ctx, target.as_str().as_bytes(), front)
                 }
@@ -772,10 +787,12 @@ impl<const S: usize> Gateway<'_, S> {
             }
         }
 
-        // More than one session cookie is no session: one of them may be planted.
+        // More than one session cookie is no session: one of them may be planted. Without
+        // the real time, expiry cannot be judged: a token from before a reboot would look
+        // fresh again, so no session is believed until the clock is set.
         let name = session::cookie_name(self.secure(ex));
         let token = session::single_session_cookie(head.header_values("cookie"), name);
-        if let (true, Ok(Some(token))) = (cookies, token) {
+        if let (true, Ok(Some(token))) = (cookies && ex.time_known, token) {
             let verified = self.keys.verify_user_cached(
                 token,
                 ex.now,
@@ -924,6 +941,9 @@ impl<const S: usize> Gateway<'_, S> {
         generation: u32,
         ex: &Exchange<'_>,
     ) -> Option<SetCookie> {
+        if !ex.time_known {
+            return None;
+        }
         let token = self
             .keys
             .issue(
@@ -1087,6 +1107,10 @@ impl<const S: usize> Gateway<'_, S> {
         let method = ctx.head.method();
         let read_only = matches!(method, "GET" | "HEAD");
         match endpoint_name(endpoint) {
+            // Nothing to sign in to while a session could not be given a true expiry.
+            "login" if !ctx.ex.time_known && (read_only || method == "POST") => {
+                respond_time_unknown(ctx, out)
+            }
             "login" if read_only => {
                 let mut buf = [0u8; MAX_RETURN_LEN];
                 let target = query_param(ctx.target, "return", &mut buf)
@@ -1875,6 +1899,23 @@ fn respond_busy(ctx: &Ctx<'_, '_>, out: &mut [u8]) -> Decision {
         )
         .map(|n| head_only(ctx.head, out, n));
     finish(ctx, written, close, Outcome::PasswordChecksBusy)
+}
+
+/// The shell does not know the time yet: no session can be issued or believed. A board
+/// sets its clock within a minute of boot when its time server answers.
+fn respond_time_unknown(ctx: &Ctx<'_, '_>, out: &mut [u8]) -> Decision {
+    let close = close_after(ctx.head, false);
+    let mut w = ResponseWriter::new(out, Status::ServiceUnavailable);
+    w.header_u64("Retry-After", 60);
+    let written = w
+        .finish(
+            "text/plain; charset=utf-8",
+            b"503 Service Unavailable: this gateway does not know the time yet, so it cannot \
+              sign anyone in; try again in a minute.\n",
+            close,
+        )
+        .map(|n| head_only(ctx.head, out, n));
+    finish(ctx, written, close, Outcome::TimeUnknown)
 }
 
 /// A refusal before (or instead of) judging: the error page, then close.

@@ -26,6 +26,9 @@ pub(super) struct World {
     pub keys: SessionKeys,
     /// gatehouse's defaults with [`ITER`] iterations; tests change what they are about.
     pub config: GatewayConfig<'static>,
+    /// What every exchange says about the clock ([`Exchange::time_known`]); `true` unless a
+    /// test is about a board that has not set its clock yet.
+    pub time_known: bool,
 }
 
 impl World {
@@ -48,6 +51,7 @@ impl World {
                 password_iterations: ITER,
                 ..GatewayConfig::DEFAULT
             },
+            time_known: true,
         }
     }
 
@@ -85,6 +89,7 @@ impl World {
             tls: false,
             bytes,
             now,
+            time_known: self.time_known,
             random: &random,
         };
         let mut shared = Shared {

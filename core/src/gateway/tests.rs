@@ -421,6 +421,7 @@ fn basic_credentials_are_checked_once_then_cached() {
         tls: false,
         bytes: req,
         now: NOW + 1,
+        time_known: true,
         random: &random,
     };
     let keys = w.keys.clone();
@@ -775,6 +776,68 @@ fn login_form_guesses_already_in_flight_wait_and_take_no_place() {
         matches!(d, Decision::VerifyPassword(ref c) if c.charged),
         "{d:?}"
     );
+}
+
+#[test]
+fn without_the_time_no_session_is_issued_or_accepted() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    // A form fetched while the clock was set, posted after a reboot that lost it.
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (token, field) = csrf_from(&responded(&d, &out).0);
+    let cookie = w.session_cookie("bob");
+    w.time_known = false;
+
+    let d = w.decide(
+        CLIENT,
+        b"GET /_gatehouse/login HTTP/1.1\r\nHost: music\r\n\r\n",
+        &mut out,
+    );
+    let (page, outcome, _) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::TimeUnknown);
+    assert!(
+        page.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{page}"
+    );
+    assert!(page.contains("does not know the time"), "{page}");
+    assert_eq!(header(&page, "Retry-After"), Some("60"));
+
+    let post = login_post(&token, &field, "alice", "wonderland", "");
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    let (resp, outcome, close) = responded(&d, &out);
+    assert_eq!(outcome, Outcome::TimeUnknown, "{resp}");
+    assert!(close, "the unread form body cannot stay on the connection");
+    assert!(!resp.contains("gatehouse_session="), "{resp}");
+
+    // A valid session is not believed: a browser is told why, an API client is challenged,
+    // and a session near expiry is not renewed either.
+    let browser = format!(
+        "GET /app HTTP/1.1\r\nHost: music\r\nAccept: text/html\r\nCookie: {cookie}\r\n\r\n"
+    );
+    let d = w.decide_at(CLIENT, browser.as_bytes(), NOW + 3000, &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::TimeUnknown);
+    let api = format!("GET /app HTTP/1.1\r\nHost: music\r\nCookie: {cookie}\r\n\r\n");
+    let d = w.decide(CLIENT, api.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::Unauthorized);
+
+    // Credentials that carry no time still work, and are not turned into a session.
+    let d = w.decide(CLIENT, basic("alice", "wonderland").as_bytes(), &mut out);
+    let Decision::Forward(f) = &d else {
+        panic!("{d:?}")
+    };
+    assert!(f.set_cookie.is_none());
+    assert!(forwarded(&d, &out).contains("Remote-User: alice\r\n"));
+
+    // Once the clock is set, the same session is accepted as before.
+    w.time_known = true;
+    let d = w.decide(CLIENT, api.as_bytes(), &mut out);
+    assert!(forwarded(&d, &out).contains("Remote-User: bob\r\n"));
+    let d = w.decide(CLIENT, post.as_bytes(), &mut out);
+    assert_eq!(responded(&d, &out).1, Outcome::LoggedIn);
 }
 
 #[test]
@@ -1599,6 +1662,7 @@ fn secure_cookies_are_host_prefixed_and_plain_ones_are_not_believed_over_tls() {
             tls: true,
             bytes,
             now: NOW,
+            time_known: true,
             random: &random,
         };
         let mut shared = Shared {
