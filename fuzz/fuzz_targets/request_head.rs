@@ -238,18 +238,22 @@ fn forward(head: &RequestHead<'_>, flags: u8) {
     }
     assert_eq!(sent.header_values("x-forwarded-proto").count(), 1);
     assert!(sent.header_values("x-forwarded-for").count() <= 1);
-    if !options.peer_trusted {
-        for h in sent.headers() {
-            let name = h.name.to_ascii_lowercase();
-            if name.starts_with("x-forwarded-") {
-                assert!(
-                    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
-                        .contains(&name.as_str()),
-                    "{name} from an untrusted peer"
-                );
-            }
-            assert!(name != "forwarded", "Forwarded from an untrusted peer");
+    // Whoever the peer is, no other forwarding or URL-override field reaches the app.
+    for h in sent.headers() {
+        let name = h.name.to_ascii_lowercase().replace('_', "-");
+        if name.starts_with("x-forwarded-") {
+            assert!(
+                ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+                    .contains(&name.as_str()),
+                "{name} reached the app"
+            );
         }
+        for claim in ["forwarded", "x-original-url", "x-original-uri", "x-rewrite-url"] {
+            assert!(name != claim, "{name} reached the app");
+        }
+    }
+    assert!(sent.header_values("x-real-ip").count() <= 1);
+    if !options.peer_trusted {
         if let Some(xff) = sent.header_values("x-forwarded-for").next() {
             assert_eq!(xff, b"198.51.100.7");
         }

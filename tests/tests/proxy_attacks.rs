@@ -12,6 +12,9 @@
 //! - **original URL**: a client's own `X-Original-URI`, `X-Forwarded-Uri`, method, rewrite and
 //!   prefix headers, in every spelling and combination, to reach a protected page anonymously
 //!   (forward-auth mode: the proxy calls gatehouse with the client's headers);
+//! - **forwarding claims** (front mode): `X-Original-URL`, `X-Real-IP`, `Forwarded`,
+//!   `X-Forwarded-Host` and friends on a public path: the proxy relays them, the app must not
+//!   get them;
 //! - **identity**: `Remote-User` in every spelling on gatehouse's own paths in every case and
 //!   encoding (Caddy routes `/_gatehouse/*` case-insensitively), on protected and public paths;
 //! - **throttle**: rotating or forged `X-Forwarded-For` to escape the login throttle or to have
@@ -44,8 +47,10 @@ const FAMILY_IDENTITY: &str = "identity";
 const FAMILY_THROTTLE: &str = "throttle";
 const FAMILY_HOST: &str = "host";
 const FAMILY_SMUGGLING: &str = "smuggling";
-const FAMILIES: [&str; 5] = [
+const FAMILY_CLAIMS: &str = "forwarding claims";
+const FAMILIES: [&str; 6] = [
     FAMILY_URL,
+    FAMILY_CLAIMS,
     FAMILY_IDENTITY,
     FAMILY_THROTTLE,
     FAMILY_HOST,
@@ -61,7 +66,23 @@ enum Expect {
     Public(&'static str),
     /// Exactly this request, as alice (the attacker's own session), not as mallory.
     AsAlice(&'static str),
+    /// Exactly this public request, with no identity and none of [`CLAIM_MARKERS`]: nothing
+    /// a client said about its address, host or the URL it meant.
+    PublicWithoutClaims(&'static str),
 }
+
+/// What the forwarding-claim attacks write; none of it may reach the app (case ignored).
+const CLAIM_MARKERS: [&str; 9] = [
+    "evil.example",
+    "10.9.9.9",
+    "/admin/settings",
+    "\r\nforwarded:",
+    "\r\nx-original-url:",
+    "\r\nx-rewrite-url:",
+    "\r\nx-forwarded-prefix:",
+    "\r\ntrue-client-ip:",
+    "\r\nx-forwarded-server:",
+];
 
 /// The login-throttle attacks, run in order on one gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,8 +230,59 @@ fn url_attacks() -> Vec<Attack> {
         .collect()
 }
 
+/// Front mode: what a client says about its address, its host or the URL it meant, on a public
+/// path. The proxy relays it; gatehouse must not (an app honouring `X-Original-URL` routes an
+/// anonymous request elsewhere, one reading `X-Real-IP` logs a forged client).
+fn claim_attacks() -> Vec<Attack> {
+    let rows: [(&str, &[&str]); 13] = [
+        ("X-Original-URL", &["X-Original-URL: /admin/settings"]),
+        ("X-Rewrite-URL", &["X-Rewrite-URL: /admin/settings"]),
+        ("X-Original_URL", &["X-Original_URL: /admin/settings"]),
+        ("X-Real-IP", &["X-Real-IP: 10.9.9.9"]),
+        ("True-Client-IP", &["True-Client-IP: 10.9.9.9"]),
+        (
+            "Forwarded",
+            &["Forwarded: for=10.9.9.9;host=evil.example;proto=https"],
+        ),
+        (
+            "X-Forwarded-Prefix",
+            &["X-Forwarded-Prefix: /admin/settings"],
+        ),
+        ("X-Forwarded-Host", &["X-Forwarded-Host: evil.example"]),
+        ("X-Forwarded-Server", &["X-Forwarded-Server: evil.example"]),
+        ("X-Forwarded-For", &["X-Forwarded-For: 10.9.9.9"]),
+        ("X_Forwarded_For", &["X_Forwarded_For: 10.9.9.9"]),
+        ("X-Host", &["X-Host: evil.example"]),
+        (
+            "all of them",
+            &[
+                "X-Original-URL: /admin/settings",
+                "X-Real-IP: 10.9.9.9",
+                "X-Forwarded-Host: evil.example",
+                "Forwarded: for=10.9.9.9",
+            ],
+        ),
+    ];
+    rows.into_iter()
+        .map(|(name, headers)| Attack {
+            family: FAMILY_CLAIMS,
+            name: name.to_owned(),
+            plan: Plan::Request {
+                path: "/share/x",
+                headers: lines(headers),
+                expect: Expect::PublicWithoutClaims("/share/x"),
+            },
+        })
+        .collect()
+}
+
 /// The identity header in every spelling, on every kind of path.
-fn identity_attacks() -> Vec<Attack> {
+///
+/// In forward-auth mode the proxy builds the app's request from the client's headers, and
+/// gatehouse's answer overwrites only the exact names; so gatehouse refuses a call that carries
+/// a look-alike it can see (nothing reaches the app). nginx drops names with `_` before asking,
+/// so there `Remote_User` never reaches either side and the request goes on as without it.
+fn identity_attacks(deployment: Deployment) -> Vec<Attack> {
     let spellings: [(&str, &[&str]); 8] = [
         ("Remote-User", &["Remote-User: mallory"]),
         ("remote-user", &["remote-user: mallory"]),
@@ -243,8 +315,18 @@ fn identity_attacks() -> Vec<Attack> {
         ("/share/x", false, Expect::Public("/share/x")),
     ];
     let mut out = Vec::new();
+    let refused = |spelling: &str| {
+        deployment.is_forward_auth()
+            && (spelling == "X-Remote-User"
+                || (spelling == "Remote_User" && deployment == Deployment::CaddyForwardAuth))
+    };
     for (path, logged_in, expect) in &paths {
         for (spelling, headers) in &spellings {
+            let expect = if refused(spelling) {
+                &Expect::Nothing
+            } else {
+                expect
+            };
             let mut headers = lines(headers);
             if *logged_in {
                 headers.push(SESSION.into());
@@ -433,8 +515,10 @@ fn attacks(deployment: Deployment) -> Vec<Attack> {
     let mut all = Vec::new();
     if deployment.is_forward_auth() {
         all.extend(url_attacks());
+    } else {
+        all.extend(claim_attacks());
     }
-    all.extend(identity_attacks());
+    all.extend(identity_attacks(deployment));
     all.extend(host_attacks(deployment));
     all.extend(smuggling_attacks());
     all.extend(throttle_attacks());
@@ -495,6 +579,25 @@ impl Scene<'_> {
                 self.proxy.name,
                 response.status
             ),
+            Expect::PublicWithoutClaims(target) => {
+                assert_eq!(
+                    shown.len(),
+                    1,
+                    "{}: {what}: the app received {shown:?}, not one {target}: {response}",
+                    self.proxy.name
+                );
+                assert_eq!(seen[0].target(), *target, "{}: {what}", self.proxy.name);
+                self.proxy
+                    .assert_app_identity(what, &seen[0], None, attacker);
+                for marker in CLAIM_MARKERS {
+                    assert!(
+                        !contains_ignore_case(&seen[0].head, marker.as_bytes()),
+                        "{}: {what}: {marker:?} reached the app:\n{}",
+                        self.proxy.name,
+                        seen[0]
+                    );
+                }
+            }
             Expect::Public(target) | Expect::AsAlice(target) => {
                 assert_eq!(
                     shown.len(),

@@ -73,13 +73,13 @@ use sha2::{Digest, Sha256};
 
 use crate::Username;
 use crate::credential_cache::{CredentialCache, Lookup};
-use crate::http::path::{has_prefix, is_safe_return_target, percent_encode_component};
+use crate::http::path::{is_safe_return_target, percent_encode_component};
 use crate::http::{
     BASIC_CHALLENGE, BodyFraming, ForwardOptions, Identity, MAX_HEAD_LEN, Parse, PathClass,
     PathError, PathRules, RequestError, RequestHead, ResponseWriter, Status, Version, canonicalize,
     list_tokens, write_error, write_forward_head,
 };
-use crate::identity::{DEFAULT_USER_HEADER, read_identity_httparse};
+use crate::identity::{DEFAULT_USER_HEADER, is_identity_header, read_identity_httparse};
 use crate::password::{self, GENERATED_PASSWORD_RANDOM_LEN, PasswordHash, SALT_LEN};
 use crate::peer::Peer;
 use crate::session::{self, MAX_SET_COOKIE_LEN, SessionKeys};
@@ -400,6 +400,11 @@ pub enum ForwardAuthRefusal {
     Repeated,
     /// The kind's original-URI header is missing.
     MissingUri,
+    /// The call carries a look-alike of an identity header (`Remote_User`, `remote.user`,
+    /// `X-Forwarded-User`, …) that gatehouse's answer would not overwrite. Caddy and Traefik
+    /// pass the client's headers on to the app as they came, and a CGI-style app reads
+    /// `Remote_User` as `Remote-User`: such a request must not pass at all.
+    IdentityLookalike,
 }
 
 impl ForwardAuthRefusal {
@@ -410,6 +415,7 @@ impl ForwardAuthRefusal {
             ForwardAuthRefusal::ForeignHeaders => "forward-auth headers of the other proxy kind",
             ForwardAuthRefusal::Repeated => "forward-auth header repeated",
             ForwardAuthRefusal::MissingUri => "forward-auth original URI missing",
+            ForwardAuthRefusal::IdentityLookalike => "forward-auth identity header look-alike",
         }
     }
 }
@@ -1506,7 +1512,7 @@ impl<const S: usize> Gateway<'_, S> {
         out: &mut [u8],
     ) -> Decision {
         let head = ctx.head;
-        let (uri, method) = match original_request(ctx, kind) {
+        let (uri, method) = match original_request(ctx, kind, self.config.user_header) {
             Ok(original) => original,
             Err(refusal) => {
                 return respond_error(
@@ -1534,10 +1540,11 @@ impl<const S: usize> Gateway<'_, S> {
         let raw_path = uri.split(|&b| b == b'?').next().unwrap_or(uri);
         let canonical = raw_path == original.path().as_bytes();
         // A proxy routes `/_GATEHOUSE/x` or `/%5Fgatehouse/x` to the app or to gatehouse
-        // depending on how its matcher compares paths; only the exact configured spelling is
-        // surely gatehouse's own, anything else under the prefix is judged like an app path.
+        // depending on how its matcher compares paths; only the exact configured spelling,
+        // strictly below the prefix, is surely gatehouse's own (Caddy's `handle /_gatehouse/*`
+        // leaves the bare `/_gatehouse` to the app). Anything else is judged like an app path.
         let class = match self.config.paths.classify(original.path()) {
-            PathClass::Reserved if !has_prefix(original.path(), self.config.paths.reserved) => {
+            PathClass::Reserved if !strictly_below(original.path(), self.config.paths.reserved) => {
                 PathClass::Protected
             }
             class => class,
@@ -1594,6 +1601,18 @@ impl<const S: usize> Gateway<'_, S> {
     }
 }
 
+/// `path` lies under `prefix` (spelled exactly) and is not the prefix itself: `/_gatehouse/x`,
+/// never `/_gatehouse` or `/_gatehouse/`.
+fn strictly_below(path: &str, prefix: &str) -> bool {
+    let base = prefix.trim_end_matches('/');
+    path.strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty())
+}
+
+/// The identity headers of a forward-auth `200` besides the configured user header.
+const FORWARD_AUTH_IDENTITY: [&str; 3] = ["Remote-Name", "Remote-Email", "Remote-Groups"];
+
 impl<const S: usize> Gateway<'_, S> {
     /// The identity headers of a forward-auth `200`: every one of them, empty when gatehouse
     /// vouches for nothing. The proxy copies them onto the client's request; a header left
@@ -1603,11 +1622,10 @@ impl<const S: usize> Gateway<'_, S> {
         let (name, admin) = user.unwrap_or(("", false));
         w.header(self.config.user_header, name.as_bytes());
         let groups: &[u8] = if admin { b"admins" } else { b"" };
-        for (header, value) in [
-            ("Remote-Name", &b""[..]),
-            ("Remote-Email", b""),
-            ("Remote-Groups", groups),
-        ] {
+        for (header, value) in FORWARD_AUTH_IDENTITY
+            .into_iter()
+            .zip([&b""[..], b"", groups])
+        {
             if !header.eq_ignore_ascii_case(self.config.user_header) {
                 w.header(header, value);
             }
@@ -1656,11 +1674,28 @@ fn derive<const N: usize>(random: &[u8; RANDOM_LEN], label: &[u8]) -> [u8; N] {
 fn original_request<'b>(
     ctx: &Ctx<'_, 'b>,
     kind: ForwardAuthKind,
+    user_header: &str,
 ) -> Result<(&'b [u8], &'b str), ForwardAuthRefusal> {
     if !ctx.forwarding {
         return Err(ForwardAuthRefusal::UntrustedCaller);
     }
     let head = ctx.head;
+    // The answer names every one of `FORWARD_AUTH_IDENTITY` (empty when nobody), so the proxy
+    // overwrites the client's copies of those exact names; any other spelling would reach the
+    // app untouched.
+    let overwritten = |name: &str| {
+        name.eq_ignore_ascii_case(user_header)
+            || FORWARD_AUTH_IDENTITY
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+    };
+    if head
+        .headers()
+        .iter()
+        .any(|h| is_identity_header(h.name.as_bytes(), user_header) && !overwritten(h.name))
+    {
+        return Err(ForwardAuthRefusal::IdentityLookalike);
+    }
     if kind
         .foreign_headers()
         .iter()

@@ -1239,6 +1239,10 @@ fn forward_auth_lets_reserved_uris_through_only_in_the_configured_spelling() {
         "/_GateHouse/login",
         "/%5Fgatehouse/health",
         "/_gatehouse//health",
+        // The bare prefix is not under `/_gatehouse/*`: Caddy routes it to the app.
+        "/_gatehouse",
+        "/_gatehouse?a=b",
+        "/_gatehouse/",
     ] {
         assert_eq!(
             ask(&mut w, uri, "", &mut out).0,
@@ -1253,6 +1257,44 @@ fn forward_auth_lets_reserved_uris_through_only_in_the_configured_spelling() {
         );
     }
     assert_eq!(w.users.len(), 2, "nobody was provisioned");
+}
+
+#[test]
+fn forward_auth_refuses_identity_lookalikes_its_answer_would_not_overwrite() {
+    let mut w = World::new();
+    let mut out = [0u8; OUT_LEN];
+    let bob = format!("Cookie: {}\r\n", w.session_cookie("bob"));
+    let ask = |w: &mut World, extra: &str, out: &mut [u8]| {
+        let req = format!(
+            "GET /_gatehouse/auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Uri: /app\r\n{bob}{extra}\r\n"
+        );
+        let d = w.decide(PROXY, req.as_bytes(), out);
+        responded(&d, out).1
+    };
+    // Caddy and Traefik hand these to the app as they came; a CGI-style app reads the first
+    // ones as Remote-User and Remote-Groups.
+    for extra in [
+        "Remote_User: mallory\r\n",
+        "remote_user: mallory\r\n",
+        "Remote.User: mallory\r\n",
+        "Remote_Groups: admins\r\n",
+        "X-Forwarded-User: mallory\r\n",
+        "X-Remote-User: mallory\r\n",
+    ] {
+        assert_eq!(
+            ask(&mut w, extra, &mut out),
+            Outcome::ForwardAuthRefused(ForwardAuthRefusal::IdentityLookalike),
+            "{extra}"
+        );
+    }
+    // The exact names are in every answer, so the proxy overwrites the client's copies.
+    for extra in ["", "Remote-User: mallory\r\n", "remote-groups: admins\r\n"] {
+        assert_eq!(
+            ask(&mut w, extra, &mut out),
+            Outcome::ForwardAuthAllowed,
+            "{extra}"
+        );
+    }
 }
 
 #[test]

@@ -11,9 +11,14 @@
 //!   `Trailer`, `Upgrade` — the latter kept for a tunnel); the framing fields (re-emitted by
 //!   gatehouse, once); `Expect` (the shell answers 100-continue itself); `Authorization` unless
 //!   the caller forwards it on purpose (the gateway: only where the app checks it); gatehouse's session cookie (out of `Cookie`);
-//! - forwarding fields: `X-Forwarded-For` / `-Proto` / `-Host` set from what gatehouse knows.
-//!   A client's own values (and `Forwarded`, `X-Real-IP` and the other client-IP and
-//!   URL-override fields) are kept only when the peer is a trusted proxy;
+//! - forwarding fields: `X-Forwarded-For` / `-Proto` / `-Host` and `X-Real-IP` set from what
+//!   gatehouse knows. A proxy with forwarding trust is believed about the first three (its
+//!   `X-Forwarded-For` chain is kept and extended, its `-Proto` and `-Host` kept, and
+//!   `X-Real-IP` is the client at the end of its chain); from anyone else they are replaced.
+//!   `Forwarded`, any other `X-Forwarded-*`, a client's `X-Real-IP` and the other client-IP
+//!   and URL-override fields (`X-Original-URL`, `X-Rewrite-URL`, …) never reach the app: a
+//!   plain proxy in front relays whatever its clients send, and an app that honours them
+//!   would route or log by the client's word;
 //! - last, the identity headers gatehouse vouches for, if any.
 
 use core::fmt::{self, Write as _};
@@ -342,17 +347,16 @@ fn is_dropped(
     let mut buf = [0u8; FOLD_LEN];
     let kind = fold_name(n, &mut buf).map_or(Kind::Other, kind);
     match kind {
-        Kind::Identity | Kind::Dropped => return true,
+        Kind::Identity | Kind::Dropped | Kind::ProxyClaim => return true,
         Kind::Upgrade if !(options.tunnel && head.upgrade().is_some()) => return true,
         Kind::Authorization if options.strip_authorization => return true,
-        Kind::ProxyClaim if !options.peer_trusted => return true,
         _ => {}
     }
     // Gatehouse's and foreign identity headers are `Kind::Identity` above (a test keeps the
     // lists in step with `is_identity_header`); what is left is the configured name.
     names_match_loosely(n, options.user_header.as_bytes())
         || starts_with_loosely(n, b"proxy-")
-        || (!options.peer_trusted && starts_with_loosely(n, b"x-forwarded-"))
+        || starts_with_loosely(n, b"x-forwarded-")
         || nominated.contains(head, n)
 }
 
@@ -468,7 +472,15 @@ pub fn write_forward_head(
     if let Some(host) = client_host.or(head.host()) {
         c.header("X-Forwarded-Host", host);
     }
-    if let (false, Some(ip)) = (trusted, peer_ip) {
+    // X-Real-IP: the client the proxy reported at the end of its chain, else the peer.
+    let mut reported_buf = [0u8; MAX_IP_TEXT_LEN];
+    let reported = claims("x-forwarded-for")
+        .and_then(|values| values.flat_map(list_tokens).last())
+        .and_then(|t| core::str::from_utf8(t).ok())
+        .and_then(|t| Peer::parse(t).ok())
+        .and_then(|p| p.ip())
+        .and_then(|ip| ip_text(ip.to_canonical(), &mut reported_buf).ok());
+    if let Some(ip) = reported.or(peer_ip) {
         c.header("X-Real-IP", ip);
     }
 
@@ -751,7 +763,7 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_claims_are_kept_only_from_trusted_proxies() {
+    fn forwarding_claims_are_kept_only_from_trusted_proxies_and_overrides_never() {
         let req = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: outer\r\nX-Real-IP: 1.2.3.4\r\nForwarded: for=1.2.3.4\r\nX-Forwarded-Prefix: /x\r\n\r\n";
         let text = forward(req, "/", &options(None));
         assert!(
@@ -773,7 +785,13 @@ mod tests {
         );
         assert!(text.contains("\r\nX-Forwarded-Proto: http\r\n"), "{text}");
         assert!(text.contains("\r\nX-Forwarded-Host: outer\r\n"), "{text}");
-        assert!(text.contains("\r\nForwarded: for=1.2.3.4\r\n"), "{text}");
+        // The client the proxy reported last, never a client's own X-Real-IP.
+        assert!(text.contains("\r\nX-Real-IP: 5.6.7.8\r\n"), "{text}");
+        assert_eq!(text.matches("X-Real-IP").count(), 1, "{text}");
+        // A plain proxy relays these from its clients: never believed.
+        for gone in ["Forwarded:", "Prefix"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
         assert_eq!(text.matches("X-Forwarded-For").count(), 1, "{text}");
     }
 
