@@ -52,7 +52,7 @@ CONFIGS = [
     ("nginx-auth-request", "nginx `auth_request` to a trivial endpoint (nginx, cookie check)"),
     ("gatehouse-cookie", "gatehouse, session cookie"),
     ("gatehouse-basic", "gatehouse, HTTP Basic (verified-credential cache)"),
-    ("nginx→gatehouse-forward-auth", "nginx `auth_request` to gatehouse's `/_gatehouse/auth`"),
+    ("nginx→gatehouse-forward-auth", "nginx `auth_request` to gatehouse's `/_gatehouse/auth/nginx`"),
 ]
 SCALING_CONFIGS = ["direct", "nginx-proxy", "caddy-basic", "gatehouse-cookie", "gatehouse-basic"]
 
@@ -267,7 +267,7 @@ def front_conf(ports, app_port, trivial_auth_port, gh_fa_port, htpasswd):
     }}
     server {{
         listen 127.0.0.1:{ports["nginx→gatehouse-forward-auth"]};
-        {auth_location.format(upstream="gatehouse_auth", uri="/_gatehouse/auth")}
+        {auth_location.format(upstream="gatehouse_auth", uri="/_gatehouse/auth/nginx")}
         location / {{
             auth_request /_bench_auth;
             auth_request_set $user $upstream_http_remote_user;
@@ -375,10 +375,11 @@ class World:
         for name in ("gatehouse-cookie", "gatehouse-forward-auth"):
             self.add_user(name)
         gh = self.start_gatehouse("gatehouse-cookie", self.gh_port)
-        # The forward-auth gatehouse trusts nginx (on 127.0.0.1) for the original URI; that
-        # is why it is a second instance: the first must not trust the benchmark's clients.
+        # The forward-auth gatehouse trusts nginx (on 127.0.0.1) for the original URI
+        # (forwarding trust only); that is why it is a second instance: the first must not
+        # trust the benchmark's clients.
         gh_fa = self.start_gatehouse(
-            "gatehouse-forward-auth", self.gh_fa_port, ["--trusted-sources", "127.0.0.1/32"]
+            "gatehouse-forward-auth", self.gh_fa_port, ["--trusted-proxies", "127.0.0.1/32"]
         )
         self.gatehouse = gh
         wait_http(self.gh_port, "/_gatehouse/health", proc=gh, expect=200)

@@ -406,7 +406,7 @@ impl Prepared {
                 if self.config.trusted_sources.is_empty() {
                     ""
                 } else {
-                    "; or the first user a trusted proxy names becomes admin"
+                    "; or the first user a trusted source names becomes admin"
                 }
             );
         }
