@@ -198,7 +198,9 @@ fn run_users(args: UsersArgs) -> Result<ExitCode> {
 /// written (a revoked credential is refused from its next request on), or says that none is
 /// running; see [`crate::control`].
 fn apply_to_running_gateway(config: &Config) -> Result<()> {
-    match control::notify_running_gateway(&config.state_dir)? {
+    let notified = control::notify_running_gateway(&config.state_dir)
+        .context("the change is in the users file, but a running gateway may not have it yet")?;
+    match notified {
         Notified::Applied(count) => {
             println!("the running gateway applied the change ({count} users)");
         }
@@ -430,7 +432,12 @@ impl Prepared {
 
         let watcher = tokio::spawn(watch_users(shared.clone()));
         // `gatehouse users …` asks here for its change to be applied at once.
-        let control = control::bind(&self.config.state_dir)?;
+        let control = control::bind(&self.config.state_dir).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{e:#}: `gatehouse users` changes reach this gateway within a second, not at once"
+            );
+            None
+        });
         let control_path = control.as_ref().map(|(_, path)| path.clone());
         let controller =
             control.map(|(listener, _)| tokio::spawn(control::serve(listener, shared.clone())));
