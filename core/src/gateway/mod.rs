@@ -1313,10 +1313,9 @@ impl<const S: usize> Gateway<'_, S> {
             let mut c = crate::http::Cursor::new(&mut clear_csrf);
             let name = csrf_cookie_name(self.secure(ctx.ex));
             let secure = if self.secure(ctx.ex) { "; Secure" } else { "" };
-            let _ = core::fmt::Write::write_fmt(
-                &mut c,
-                format_args!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
-            );
+            c.put_str(name)
+                .put(b"=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+                .put_str(secure);
             c.len()
         };
         let close = close_after(head, true);
@@ -1384,12 +1383,13 @@ impl<const S: usize> Gateway<'_, S> {
         let secure = if self.secure(ex) { "; Secure" } else { "" };
         let cookie_len = {
             let mut c = crate::http::Cursor::new(&mut cookie);
-            let _ = core::fmt::Write::write_fmt(
-                &mut c,
-                format_args!(
-                    "{name}={token}; Path=/; Max-Age={CSRF_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
-                ),
-            );
+            c.put_str(name)
+                .put(b"=")
+                .put_str(&token)
+                .put(b"; Path=/; Max-Age=")
+                .put_u64(CSRF_TTL_SECS)
+                .put(b"; HttpOnly; SameSite=Strict")
+                .put_str(secure);
             c.len()
         };
         (
