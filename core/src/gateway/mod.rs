@@ -1166,20 +1166,41 @@ impl<const S: usize> Gateway<'_, S> {
         outcome: Outcome,
         out: &mut [u8],
     ) -> Decision {
+        self.form_page(ctx, status, Some(return_target), error, outcome, out)
+    }
+
+    /// The login page (`return_target` given) or the logout page, each with a fresh CSRF
+    /// token: one body for both, so that the firmware carries it once.
+    fn form_page(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        status: Status,
+        return_target: Option<&[u8]>,
+        error: Option<&str>,
+        outcome: Outcome,
+        out: &mut [u8],
+    ) -> Decision {
         let (token, cookie) = self.issue_csrf(ctx.ex);
+        let (endpoint, fallback) = match return_target {
+            Some(_) => ("login", "/_gatehouse/login"),
+            None => ("logout", "/_gatehouse/logout"),
+        };
         let mut path = [0u8; 256];
-        let path_len = self.login_path(&mut path);
-        let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/login");
+        let path_len = self.endpoint_path(endpoint, &mut path);
+        let action = core::str::from_utf8(&path[..path_len]).unwrap_or(fallback);
         let consumed_body = consumed_with_body(ctx.head, ctx.ex.bytes.len());
         let close = close_after(ctx.head, consumed_body.is_some());
-        let page = LoginPage {
+        let len = page::form_response(
             action,
-            csrf: &token,
+            &token,
             return_target,
             error,
-        };
-        let len = page.write_response(status, &cookie, close, out);
-        let len = len.map(|n| head_only(ctx.head, out, n));
+            status,
+            &cookie,
+            close,
+            out,
+        )
+        .map(|n| head_only(ctx.head, out, n));
         match len {
             Ok(len) => Decision::Respond(Respond {
                 consumed: consumed_body.unwrap_or(ctx.head.head_len()),
@@ -1423,34 +1444,11 @@ impl<const S: usize> Gateway<'_, S> {
         error: Option<&str>,
         out: &mut [u8],
     ) -> Decision {
-        let (token, cookie) = self.issue_csrf(ctx.ex);
-        let mut path = [0u8; 256];
-        let path_len = self.endpoint_path("logout", &mut path);
-        let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/logout");
-        let consumed_body = consumed_with_body(ctx.head, ctx.ex.bytes.len());
-        let close = close_after(ctx.head, consumed_body.is_some());
-        let page = LogoutPage {
-            action,
-            csrf: &token,
-            error,
-        };
-        let len = page
-            .write_response(status, &cookie, close, out)
-            .map(|n| head_only(ctx.head, out, n));
         let outcome = match error {
             Some(_) => Outcome::CsrfRejected,
             None => Outcome::LogoutPage,
         };
-        match len {
-            Ok(len) => Decision::Respond(Respond {
-                consumed: consumed_body.unwrap_or(ctx.head.head_len()),
-                len,
-                close,
-                outcome,
-                users_changed: false,
-            }),
-            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
-        }
+        self.form_page(ctx, status, None, error, outcome, out)
     }
 
     /// Logging out: a `POST` of the logout page's form, with the login form's CSRF checks (the
