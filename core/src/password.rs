@@ -100,6 +100,7 @@ pub enum Scheme {
 
 /// Why a string is not a usable password hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum PasswordHashError {
     /// Longer than [`PASSWORD_HASH_CAPACITY`].
