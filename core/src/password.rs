@@ -100,6 +100,7 @@ pub enum Scheme {
 
 /// Why a string is not a usable password hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum PasswordHashError {
     /// Longer than [`PASSWORD_HASH_CAPACITY`].
@@ -241,14 +242,23 @@ pub fn hash_password(
         .ok()
         .zip(Base64Unpadded::encode(&output, &mut output_b64).ok())
         .and_then(|(salt, output)| {
-            let mut phc = heapless::String::<PASSWORD_HASH_CAPACITY>::new();
-            // Under 100 bytes in all: the capacity cannot be exceeded.
-            fmt::Write::write_fmt(
-                &mut phc,
-                format_args!("${PBKDF2_ID}$i={iterations},l={HASH_LEN}${salt}${output}"),
-            )
-            .ok()
-            .map(|()| phc)
+            // `$pbkdf2-sha256$i=<iterations>,l=32$<salt>$<output>`: under 100 bytes in all, so
+            // the capacity cannot be exceeded.
+            let mut phc = [0u8; PASSWORD_HASH_CAPACITY];
+            let mut c = crate::http::Cursor::new(&mut phc);
+            c.put(b"$")
+                .put_str(PBKDF2_ID)
+                .put(b"$i=")
+                .put_u64(iterations.into())
+                .put(b",l=")
+                .put_u64(HASH_LEN as u64)
+                .put(b"$")
+                .put_str(salt)
+                .put(b"$")
+                .put_str(output);
+            let (phc, len) = c.into_parts().ok()?;
+            let phc = core::str::from_utf8(phc.get(..len)?).ok()?;
+            heapless::String::try_from(phc).ok()
         })
         .ok_or(PasswordHashError::TooLong)?;
     Ok(PasswordHash {

@@ -758,32 +758,16 @@ fn write_cookie(
     max_age_secs: u64,
     secure: bool,
 ) -> Result<usize, CookieError> {
-    let mut cursor = Cursor { out, len: 0 };
-    let name = cookie_name(secure);
-    let secure = if secure { "; Secure" } else { "" };
-    fmt::Write::write_fmt(
-        &mut cursor,
-        format_args!(
-            "{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}"
-        ),
-    )
-    .map_err(|_| CookieError::BufferTooSmall)?;
-    Ok(cursor.len)
-}
-
-struct Cursor<'a> {
-    out: &'a mut [u8],
-    len: usize,
-}
-
-impl fmt::Write for Cursor<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
-        let dst = self.out.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
+    let mut cursor = crate::http::Cursor::new(out);
+    cursor
+        .put_str(cookie_name(secure))
+        .put(b"=")
+        .put_str(value)
+        .put(b"; Path=/; Max-Age=")
+        .put_u64(max_age_secs)
+        .put(b"; HttpOnly; SameSite=Lax")
+        .put_str(if secure { "; Secure" } else { "" });
+    cursor.finish().map_err(|_| CookieError::BufferTooSmall)
 }
 
 /// The values of every `gatehouse_session` cookie in a `Cookie` header value, in order.

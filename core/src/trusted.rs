@@ -57,6 +57,7 @@ enum Repr {
 
 /// Why one entry of a trusted-sources list is not valid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum TrustedSourceErrorKind {
     /// The address part is not an IPv4 or IPv6 address (nor `@`). Ports, brackets and host
     /// names are not allowed in entries.
@@ -92,6 +93,7 @@ impl fmt::Display for TrustedSourceErrorKind {
 
 /// A trusted-sources list that does not parse, naming the entry at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TrustedSourcesError {
     kind: TrustedSourceErrorKind,
     index: usize,

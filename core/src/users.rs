@@ -126,6 +126,7 @@ pub const JSON_OVERHEAD_BYTES: usize = 112;
 
 /// Why a string is not a valid username.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum UsernameError {
     /// The name is empty.
     Empty,
@@ -263,6 +264,7 @@ impl AppPassword {
 
 /// Why a label is not a valid app password label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LabelError {
     /// The label is empty.
     Empty,
@@ -448,6 +450,7 @@ fn json_depth_exceeds(json: &[u8], limit: usize) -> bool {
 
 /// Why a users JSON document was refused. Nothing is loaded when any of these is returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum LoadError {
     /// Not JSON, or not the shape of a users document (missing or unknown fields, wrong
@@ -501,6 +504,7 @@ pub enum LoadError {
 
 /// What is wrong with an app password in a users document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum AppPasswordFault {
     /// More than [`MAX_APP_PASSWORDS`].
     TooMany,

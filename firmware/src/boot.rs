@@ -46,11 +46,11 @@ pub async fn make_engine<F: NorFlash>(
 
     let settings = &provisioned.settings;
     let trusted = Trusted::parse(settings.trusted_sources).map_err(|e| {
-        error!("trusted_sources: {}", display!(e));
+        error!("trusted_sources: {}", e);
         BootError::TrustedSources
     })?;
     let proxies = Trusted::parse(settings.trusted_proxies).map_err(|e| {
-        error!("trusted_proxies: {}", display!(e));
+        error!("trusted_proxies: {}", e);
         BootError::TrustedProxies
     })?;
     info!(
@@ -72,7 +72,7 @@ pub async fn make_engine<F: NorFlash>(
         }
         None => {
             let users = UserTable::from_json(provisioned.users_json).map_err(|e| {
-                error!("users JSON in the configuration region: {}", display!(e));
+                error!("users JSON in the configuration region: {}", e);
                 BootError::Users
             })?;
             info!("users: {} from the configuration region", users.len());

@@ -1,6 +1,8 @@
 //! Logging that goes to `defmt` on Cortex-M boards, to `log` on the host board, and nowhere in
 //! host unit tests (defmt cannot link there). Arguments must be usable by both: `{}` for
-//! numbers and strings, `{:?}` for types that derive both `Debug` and `defmt::Format`.
+//! numbers and strings, `{:?}` for types that derive both `Debug` and `defmt::Format`, `{}`
+//! for core's errors (`Display` under log; under defmt, the `defmt::Format` that core derives
+//! with its `defmt` feature: `defmt::Display2Format` would link all of `core::fmt`).
 
 #[cfg(all(feature = "defmt", feature = "log"))]
 compile_error!("enable at most one of the `defmt` and `log` features");
@@ -26,18 +28,3 @@ macro_rules! warn { ($($arg:tt)+) => { log_at!(warn, $($arg)+) }; }
 macro_rules! error { ($($arg:tt)+) => { log_at!(error, $($arg)+) }; }
 #[allow(unused_macros)]
 macro_rules! debug { ($($arg:tt)+) => { log_at!(debug, $($arg)+) }; }
-
-/// An error that has `Display` (core's errors) as a `{}` log argument: through
-/// `defmt::Display2Format` under defmt, as itself otherwise.
-#[cfg(feature = "defmt")]
-macro_rules! display {
-    ($e:expr) => {
-        ::defmt::Display2Format(&$e)
-    };
-}
-#[cfg(not(feature = "defmt"))]
-macro_rules! display {
-    ($e:expr) => {
-        $e
-    };
-}

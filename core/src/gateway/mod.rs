@@ -1166,20 +1166,41 @@ impl<const S: usize> Gateway<'_, S> {
         outcome: Outcome,
         out: &mut [u8],
     ) -> Decision {
+        self.form_page(ctx, status, Some(return_target), error, outcome, out)
+    }
+
+    /// The login page (`return_target` given) or the logout page, each with a fresh CSRF
+    /// token: one body for both, so that the firmware carries it once.
+    fn form_page(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        status: Status,
+        return_target: Option<&[u8]>,
+        error: Option<&str>,
+        outcome: Outcome,
+        out: &mut [u8],
+    ) -> Decision {
         let (token, cookie) = self.issue_csrf(ctx.ex);
+        let (endpoint, fallback) = match return_target {
+            Some(_) => ("login", "/_gatehouse/login"),
+            None => ("logout", "/_gatehouse/logout"),
+        };
         let mut path = [0u8; 256];
-        let path_len = self.login_path(&mut path);
-        let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/login");
+        let path_len = self.endpoint_path(endpoint, &mut path);
+        let action = core::str::from_utf8(&path[..path_len]).unwrap_or(fallback);
         let consumed_body = consumed_with_body(ctx.head, ctx.ex.bytes.len());
         let close = close_after(ctx.head, consumed_body.is_some());
-        let page = LoginPage {
+        let len = page::form_response(
             action,
-            csrf: &token,
+            &token,
             return_target,
             error,
-        };
-        let len = page.write_response(status, &cookie, close, out);
-        let len = len.map(|n| head_only(ctx.head, out, n));
+            status,
+            &cookie,
+            close,
+            out,
+        )
+        .map(|n| head_only(ctx.head, out, n));
         match len {
             Ok(len) => Decision::Respond(Respond {
                 consumed: consumed_body.unwrap_or(ctx.head.head_len()),
@@ -1313,10 +1334,9 @@ impl<const S: usize> Gateway<'_, S> {
             let mut c = crate::http::Cursor::new(&mut clear_csrf);
             let name = csrf_cookie_name(self.secure(ctx.ex));
             let secure = if self.secure(ctx.ex) { "; Secure" } else { "" };
-            let _ = core::fmt::Write::write_fmt(
-                &mut c,
-                format_args!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
-            );
+            c.put_str(name)
+                .put(b"=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+                .put_str(secure);
             c.len()
         };
         let close = close_after(head, true);
@@ -1384,12 +1404,13 @@ impl<const S: usize> Gateway<'_, S> {
         let secure = if self.secure(ex) { "; Secure" } else { "" };
         let cookie_len = {
             let mut c = crate::http::Cursor::new(&mut cookie);
-            let _ = core::fmt::Write::write_fmt(
-                &mut c,
-                format_args!(
-                    "{name}={token}; Path=/; Max-Age={CSRF_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
-                ),
-            );
+            c.put_str(name)
+                .put(b"=")
+                .put_str(&token)
+                .put(b"; Path=/; Max-Age=")
+                .put_u64(CSRF_TTL_SECS)
+                .put(b"; HttpOnly; SameSite=Strict")
+                .put_str(secure);
             c.len()
         };
         (
@@ -1423,34 +1444,11 @@ impl<const S: usize> Gateway<'_, S> {
         error: Option<&str>,
         out: &mut [u8],
     ) -> Decision {
-        let (token, cookie) = self.issue_csrf(ctx.ex);
-        let mut path = [0u8; 256];
-        let path_len = self.endpoint_path("logout", &mut path);
-        let action = core::str::from_utf8(&path[..path_len]).unwrap_or("/_gatehouse/logout");
-        let consumed_body = consumed_with_body(ctx.head, ctx.ex.bytes.len());
-        let close = close_after(ctx.head, consumed_body.is_some());
-        let page = LogoutPage {
-            action,
-            csrf: &token,
-            error,
-        };
-        let len = page
-            .write_response(status, &cookie, close, out)
-            .map(|n| head_only(ctx.head, out, n));
         let outcome = match error {
             Some(_) => Outcome::CsrfRejected,
             None => Outcome::LogoutPage,
         };
-        match len {
-            Ok(len) => Decision::Respond(Respond {
-                consumed: consumed_body.unwrap_or(ctx.head.head_len()),
-                len,
-                close,
-                outcome,
-                users_changed: false,
-            }),
-            Err(_) => refuse(Refusal::OutputTooSmall, Status::InternalServerError, 0, out),
-        }
+        self.form_page(ctx, status, None, error, outcome, out)
     }
 
     /// Logging out: a `POST` of the logout page's form, with the login form's CSRF checks (the

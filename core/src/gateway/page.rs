@@ -40,6 +40,10 @@ const TAIL: &str = r#"<label for="username">Username</label>
 </html>
 "#;
 
+/// The logout page after its hidden field.
+const LOGOUT_TAIL: &str =
+    "<button type=\"submit\">Sign out</button>\n</form>\n</main>\n</body>\n</html>\n";
+
 /// The `Content-Security-Policy` of gatehouse's pages: no scripts at all, styles only inline,
 /// forms only to this site, never framed.
 pub const PAGE_CSP: &[u8] =
@@ -76,22 +80,6 @@ pub struct LogoutPage<'a> {
 }
 
 impl LogoutPage<'_> {
-    fn html(&self, w: &mut Html<'_>) -> Result<(), OutputFull> {
-        page_start(w, "Sign out", "", "")?;
-        if let Some(e) = self.error {
-            w.raw(b"<p class=\"error\" role=\"alert\">")?;
-            w.text(e.as_bytes())?;
-            w.raw(b"</p>\n")?;
-        }
-        w.raw(b"<form method=\"post\" action=\"")?;
-        w.text(self.action.as_bytes())?;
-        w.raw(b"\">\n<input type=\"hidden\" name=\"csrf\" value=\"")?;
-        w.text(self.csrf.as_bytes())?;
-        w.raw(
-            b"\">\n<button type=\"submit\">Sign out</button>\n</form>\n</main>\n</body>\n</html>\n",
-        )
-    }
-
     /// Writes the whole response: `status`, the CSRF cookie (`set_cookie`), the page.
     pub fn write_response(
         &self,
@@ -100,7 +88,16 @@ impl LogoutPage<'_> {
         close: bool,
         out: &mut [u8],
     ) -> Result<usize, OutputFull> {
-        html_response(status, &[set_cookie], close, out, |w| self.html(w))
+        form_response(
+            self.action,
+            self.csrf,
+            None,
+            self.error,
+            status,
+            set_cookie,
+            close,
+            out,
+        )
     }
 }
 
@@ -112,26 +109,12 @@ impl LoginPage<'_> {
             len: 0,
             count_only: false,
         };
-        self.html(&mut w)?;
+        self.form().html(&mut w)?;
         Ok(w.len)
     }
 
-    fn html(&self, w: &mut Html<'_>) -> Result<(), OutputFull> {
-        page_start(w, "Sign in", "", "")?;
-        if let Some(e) = self.error {
-            w.raw(b"<p class=\"error\" role=\"alert\">")?;
-            w.text(e.as_bytes())?;
-            w.raw(b"</p>\n")?;
-        }
-        w.raw(b"<form method=\"post\" action=\"")?;
-        w.text(self.action.as_bytes())?;
-        w.raw(b"\">\n<input type=\"hidden\" name=\"csrf\" value=\"")?;
-        w.text(self.csrf.as_bytes())?;
-        w.raw(b"\">\n<input type=\"hidden\" name=\"return\" value=\"")?;
-        w.text(self.return_target)?;
-        w.raw(b"\">\n")?;
-        w.raw(TAIL.as_bytes())?;
-        Ok(())
+    fn form(&self) -> FormPage<'_> {
+        FormPage::new(self.action, self.csrf, Some(self.return_target), self.error)
     }
 
     /// Writes the whole response: `status`, the CSRF cookie (`set_cookie`), the page.
@@ -142,8 +125,90 @@ impl LoginPage<'_> {
         close: bool,
         out: &mut [u8],
     ) -> Result<usize, OutputFull> {
-        html_response(status, &[set_cookie], close, out, |w| self.html(w))
+        form_response(
+            self.action,
+            self.csrf,
+            Some(self.return_target),
+            self.error,
+            status,
+            set_cookie,
+            close,
+            out,
+        )
     }
+}
+
+/// The login page (with a return target) or the logout page (without): the same document
+/// around a CSRF-protected form, written by one piece of code.
+struct FormPage<'a> {
+    title: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    return_target: Option<&'a [u8]>,
+    error: Option<&'a str>,
+    /// The markup after the hidden fields, to the end of the document.
+    rest: &'a str,
+}
+
+impl<'a> FormPage<'a> {
+    fn new(
+        action: &'a str,
+        csrf: &'a str,
+        return_target: Option<&'a [u8]>,
+        error: Option<&'a str>,
+    ) -> Self {
+        let (title, rest) = match return_target {
+            Some(_) => ("Sign in", TAIL),
+            None => ("Sign out", LOGOUT_TAIL),
+        };
+        Self {
+            title,
+            action,
+            csrf,
+            return_target,
+            error,
+            rest,
+        }
+    }
+
+    fn html(&self, w: &mut Html<'_>) -> Result<(), OutputFull> {
+        page_start(w, self.title, "", "")?;
+        if let Some(e) = self.error {
+            w.raw(b"<p class=\"error\" role=\"alert\">")?;
+            w.text(e.as_bytes())?;
+            w.raw(b"</p>\n")?;
+        }
+        w.raw(b"<form method=\"post\" action=\"")?;
+        w.text(self.action.as_bytes())?;
+        w.raw(b"\">\n<input type=\"hidden\" name=\"csrf\" value=\"")?;
+        w.text(self.csrf.as_bytes())?;
+        if let Some(target) = self.return_target {
+            w.raw(b"\">\n<input type=\"hidden\" name=\"return\" value=\"")?;
+            w.text(target)?;
+        }
+        w.raw(b"\">\n")?;
+        w.raw(self.rest.as_bytes())
+    }
+}
+
+/// The whole response of the login page (`return_target` given) or the logout page: `status`,
+/// the CSRF cookie (`set_cookie`), the page.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one writer for both pages, called from their two write_response and the gateway"
+)]
+pub(super) fn form_response(
+    action: &str,
+    csrf: &str,
+    return_target: Option<&[u8]>,
+    error: Option<&str>,
+    status: Status,
+    set_cookie: &[u8],
+    close: bool,
+    out: &mut [u8],
+) -> Result<usize, OutputFull> {
+    let page = FormPage::new(action, csrf, return_target, error);
+    html_response(status, &[set_cookie], close, out, |w| page.html(w))
 }
 
 /// Starts a page: the document head with `title`, the shared style and `extra_style`, then

@@ -21,7 +21,7 @@
 //!   would route or log by the client's word;
 //! - last, the identity headers gatehouse vouches for, if any.
 
-use core::fmt::{self, Write as _};
+use core::fmt;
 use core::net::IpAddr;
 
 use super::body::BodyFraming;
@@ -534,36 +534,72 @@ fn plain_line(raw: &[u8], h: &httparse::Header<'_>) -> Option<core::ops::Range<u
 /// Longest text of an IP address (`ffff:…:255.255.255.255` style IPv6 is the longest).
 const MAX_IP_TEXT_LEN: usize = 45;
 
-/// `ip` as text in `buf` (written once, sent in `X-Forwarded-For` and `X-Real-IP`).
+/// `ip` as text in `buf` (written once, sent in `X-Forwarded-For` and `X-Real-IP`): the
+/// text `Display` gives (RFC 5952 for IPv6), written by hand so that no formatting machinery
+/// is linked into the firmware images for it.
 fn ip_text(ip: IpAddr, buf: &mut [u8; MAX_IP_TEXT_LEN]) -> Result<&[u8], RewriteError> {
+    let mut c = Cursor::new(buf);
     match ip {
-        IpAddr::V4(v4) => {
-            let mut n = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[n] = b'.';
-                    n += 1;
-                }
-                if octet >= 100 {
-                    buf[n] = b'0' + octet / 100;
-                    n += 1;
-                }
-                if octet >= 10 {
-                    buf[n] = b'0' + octet / 10 % 10;
-                    n += 1;
-                }
-                buf[n] = b'0' + octet % 10;
-                n += 1;
+        IpAddr::V4(v4) => put_ipv4(&mut c, v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => put_ipv4(c.put(b"::ffff:"), v4),
+            None => put_ipv6(&mut c, &v6.segments()),
+        },
+    }
+    // Never too long for the buffer; if it were, the head could not be written.
+    let (buf, n) = c.into_parts().map_err(|_| RewriteError::OutputFull)?;
+    Ok(buf.get(..n).unwrap_or_default())
+}
+
+fn put_ipv4(c: &mut Cursor<'_>, ip: core::net::Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            c.put(b".");
+        }
+        c.put_u64(octet.into());
+    }
+}
+
+/// RFC 5952: lower-case hex without leading zeros; the longest run of two or more zero
+/// groups (the first of equal runs) is written `::`.
+fn put_ipv6(c: &mut Cursor<'_>, groups: &[u16; 8]) {
+    let (mut zeros_at, mut zeros_len) = (groups.len(), 0);
+    let (mut run_at, mut run_len) = (0, 0);
+    for (i, &g) in groups.iter().enumerate() {
+        if g != 0 {
+            run_len = 0;
+            continue;
+        }
+        if run_len == 0 {
+            run_at = i;
+        }
+        run_len += 1;
+        if run_len > zeros_len {
+            (zeros_at, zeros_len) = (run_at, run_len);
+        }
+    }
+    if zeros_len < 2 {
+        zeros_at = groups.len();
+    }
+    let mut i = 0;
+    while let Some(&g) = groups.get(i) {
+        if i == zeros_at {
+            c.put(b"::");
+            i += zeros_len;
+            continue;
+        }
+        if i > 0 && i != zeros_at + zeros_len {
+            c.put(b":");
+        }
+        let mut started = false;
+        for shift in [12, 8, 4, 0] {
+            let digit = usize::from((g >> shift) & 0xf);
+            if digit != 0 || started || shift == 0 {
+                c.put(&[b"0123456789abcdef"[digit]]);
+                started = true;
             }
-            Ok(&buf[..n])
         }
-        IpAddr::V6(_) => {
-            let mut c = Cursor::new(buf);
-            // Never too long for the buffer; if it were, the head could not be written.
-            write!(c, "{ip}").map_err(|_| RewriteError::OutputFull)?;
-            let (buf, n) = c.into_parts().map_err(|_| RewriteError::OutputFull)?;
-            Ok(&buf[..n])
-        }
+        i += 1;
     }
 }
 
@@ -933,6 +969,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn ip_text_follows_rfc_5952() {
+        for (ip, text) in [
+            ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+            ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),
+            ("0:0:0:0:0:0:0:0", "::"),
+            ("0:0:0:0:0:0:0:1", "::1"),
+            ("fe80:0:0:0:0:0:0:0", "fe80::"),
+            ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+            ("ABCD:EF01:0:0:0:0:0:0A", "abcd:ef01::a"),
+            ("::ffff:192.0.2.1", "::ffff:192.0.2.1"),
+            ("192.0.2.10", "192.0.2.10"),
+            ("0.100.9.255", "0.100.9.255"),
+        ] {
+            let mut buf = [0u8; MAX_IP_TEXT_LEN];
+            let got = ip_text(ip.parse().unwrap(), &mut buf).unwrap();
+            assert_eq!(got, text.as_bytes(), "{ip}");
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -962,6 +1018,24 @@ mod tests {
                 if surely_kept(name.as_bytes(), &opts, &n) {
                     prop_assert!(!is_dropped(&h, &name, &opts, &n));
                     prop_assert!(!name.eq_ignore_ascii_case("cookie"));
+                }
+            }
+
+            /// The address text sent in `X-Forwarded-For` and `X-Real-IP` is what `Display`
+            /// writes, for any address; groups drawn mostly from 0 and 1 make zero runs of
+            /// every length and place.
+            #[test]
+            fn ip_text_is_what_display_writes(
+                groups in proptest::array::uniform8(prop_oneof![Just(0u16), Just(1u16), any::<u16>()]),
+                v4 in any::<u32>(),
+                mapped in any::<bool>(),
+            ) {
+                let v6 = core::net::Ipv6Addr::from(groups);
+                let v6 = if mapped { core::net::Ipv4Addr::from(v4).to_ipv6_mapped() } else { v6 };
+                for ip in [IpAddr::V6(v6), IpAddr::V4(v4.into())] {
+                    let mut buf = [0u8; MAX_IP_TEXT_LEN];
+                    let text = ip_text(ip, &mut buf).unwrap();
+                    prop_assert_eq!(core::str::from_utf8(text).unwrap(), ip.to_string());
                 }
             }
 
