@@ -44,7 +44,7 @@ MAX_REGION_LEN = 16 * 1024
 CONFIG_KEYS = {
     "upstream", "address", "gateway", "listen_port", "trusted_sources", "trusted_proxies",
     "user_header", "public_paths", "subsonic_paths", "session_ttl_secs", "secure_cookies",
-    "logout_url", "password_iterations", "clock_unix", "head_read_timeout_secs",
+    "logout_url", "password_iterations", "clock_unix", "ntp_server", "head_read_timeout_secs",
     "idle_timeout_secs", "upstream_connect_timeout_secs",
 }
 
