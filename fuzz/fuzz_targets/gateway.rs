@@ -220,12 +220,11 @@ impl Judge<'_> {
                 read_identity_httparse(DEFAULT_USER_HEADER, head.headers()),
                 Ok(Some(n)) if same_username(&n, user)
             );
-        let by_cookie =
-            single_session_cookie(head.header_values("cookie"), cookie_name(self.tls))
-                .ok()
-                .flatten()
-                .and_then(|t| self.keys.verify_user(t, self.now, self.users).ok())
-                .is_some_and(|(s, _)| same_username(&s.username, user));
+        let by_cookie = single_session_cookie(head.header_values("cookie"), cookie_name(self.tls))
+            .ok()
+            .flatten()
+            .and_then(|t| self.keys.verify_user(t, self.now, self.users).ok())
+            .is_some_and(|(s, _)| same_username(&s.username, user));
         let by_basic = match head.single_header("authorization") {
             Ok(Some(value)) => basic(value).is_some_and(|(name, password)| {
                 same_username(&name, user) && self.right_password(&name, &password)

@@ -248,7 +248,12 @@ fn forward(head: &RequestHead<'_>, flags: u8) {
                 "{name} reached the app"
             );
         }
-        for claim in ["forwarded", "x-original-url", "x-original-uri", "x-rewrite-url"] {
+        for claim in [
+            "forwarded",
+            "x-original-url",
+            "x-original-uri",
+            "x-rewrite-url",
+        ] {
             assert!(name != claim, "{name} reached the app");
         }
     }

@@ -78,9 +78,7 @@ fuzz_target!(|data: &[u8]| {
             Err(SessionError::Malformed | SessionError::UnsupportedVersion) => {}
             Err(SessionError::BadSignature) => {}
             Err(SessionError::IssuedInFuture | SessionError::Expired) => {}
-            Err(
-                SessionError::UnknownUser | SessionError::Revoked | SessionError::OtherTable,
-            ) => {}
+            Err(SessionError::UnknownUser | SessionError::Revoked | SessionError::OtherTable) => {}
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
